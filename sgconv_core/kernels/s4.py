@@ -1,0 +1,144 @@
+r"""S4: the diagonal-plus-low-rank (DPLR) state-space kernel (Gu et al. 2022), v4 parameterisation.
+
+State matrix A = diag(Lambda) - P P^* over the conjugate-extended 2N' modes (Lambda from A_real, A_imag as
+in S4D; P (R, n_ssm, N', 2)); input B; bilinear discretisation with step dt:
+    dA = (I - dt/2 A)^-1 (I + dt/2 A),    dB = dt (I - dt/2 A)^-1 B,    K[l] = C^T dA^l dB.
+The stored ``C`` is C~ = C (I - dA^{L_k}) with L_k = ``l_kernel`` (0: C itself), which lets the official
+code evaluate the kernel at the L_k-th roots of unity with one Cauchy sum and a Woodbury correction:
+    k^(w) = 2/(1+w) [r_BC - r_BQ r_PC / (1 + r_PQ)],   r_ab = sum_n dt a_n b_n / (z - dt Lambda_n),
+    z = 2(1-w)/(1+w);   K = irfft(k^, L_k)[:L].
+We use that route (differentiable, O(H N L)) for L <= L_k, and an exact modal route for any L: recover C by
+solving (I - dA^{L_k})^T C = C~, eigendecompose dA = V diag(lambda) V^-1 (float64), then
+K[l] = Re sum_n (C^T V)_n (V^-1 dB)_n lambda_n^l. Nothing stored is modified (the official code rewrites
+C and l_kernel in place when L > L_k).
+Parameter count: H + C_k*H*N + n_ssm*N*(2 + R).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import check_length
+from .hippo import legs_nplr
+from .s4d import S4DKernel
+from .ssm import init_inv_dt, inv_transform, tile, vandermonde
+
+
+class S4Kernel(S4DKernel):
+    """DPLR SSM kernel (C_k, H, L). Args as `S4DKernel` plus rank R; init 'legs' (HiPPO-LegS)."""
+
+    kind = "s4"
+
+    def __init__(self, d_model: int, d_state: int = 64, rank: int = 1, init: str = "legs", **kw):
+        self.rank = int(rank)
+        kw.setdefault("disc", "bilinear")
+        if kw["disc"] != "bilinear":
+            raise ValueError("S4 (DPLR) kernels are always bilinear")
+        super().__init__(d_model, d_state, init=init, **kw)
+
+    def _init_params(self) -> None:
+        if self.init not in ("legs", "hippo"):
+            raise ValueError(f"unknown S4 init {self.init!r}; use 'legs'")
+        W, P, B = legs_nplr(self.N)
+        M, R = self.N // 2, self.rank
+        A = torch.as_tensor(W).expand(self.n_ssm, M)
+        Pt = torch.zeros(R, self.n_ssm, M, dtype=torch.complex128)
+        Pt[0] = torch.as_tensor(P)
+        self.inv_dt = nn.Parameter(init_inv_dt(self.H, self.dt_min, self.dt_max, self.dt_transform,
+                                               1 if self.dt_tie else M).float())
+        self.A_real = nn.Parameter(inv_transform(-A.real, self.real_transform).float().contiguous())
+        self.A_imag = nn.Parameter(inv_transform(-A.imag, self.imag_transform).float().contiguous())
+        self.B = nn.Parameter(torch.view_as_real(torch.as_tensor(B).expand(1, self.n_ssm, M).to(torch.complex64)).contiguous())
+        self.P = nn.Parameter(torch.view_as_real(Pt.to(torch.complex64)).contiguous())
+        self.C = nn.Parameter(torch.view_as_real(torch.randn(self.C_k, self.H, M, dtype=torch.complex64)))
+        self.register_buffer("l_kernel", torch.tensor(0))
+        if self.l_max:
+            self.attune(self.l_max)
+
+    # -- dense discretisation ---------------------------------------------------------------------
+    def dense(self, dtype=torch.complex128):
+        """Discretised system over 2N' modes: dA (H, 2N', 2N'), dB (H, 2N'), C~ (C_k, H, 2N')."""
+        dt, A, B, C = self.ssm_params()
+        P = tile(torch.view_as_complex(self.P.contiguous()), self.H, 1)
+        dt, A, B, C, P = (x.to(dtype) for x in (dt, A, B, C, P))
+        w = torch.cat([A, A.conj()], -1)
+        p = torch.cat([P, P.conj()], -1)
+        A_full = torch.diag_embed(w) - torch.einsum("rhm,rhn->hmn", p, p.conj())
+        D = dt.expand(self.H, -1)
+        D = torch.cat([D, D], -1) if D.shape[-1] > 1 else D.expand(self.H, w.shape[-1])
+        M = D.unsqueeze(-1) * A_full
+        I = torch.eye(M.shape[-1], dtype=dtype, device=M.device)
+        dA = torch.linalg.solve(I - M / 2, I + M / 2)
+        dB = torch.linalg.solve(I - M / 2, (D * torch.cat([B, B.conj()], -1)[0]).unsqueeze(-1)).squeeze(-1)
+        return dA, dB, torch.cat([C, C.conj()], -1)
+
+    def true_C(self, dA: torch.Tensor, C_tilde: torch.Tensor) -> torch.Tensor:
+        """C from the stored C~ = C (I - dA^{L_k}): (C_k, H, 2N')."""
+        Lk = int(self.l_kernel)
+        if Lk == 0:
+            return C_tilde
+        I = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
+        lhs = (I - torch.linalg.matrix_power(dA, Lk)).transpose(-1, -2)
+        return torch.linalg.solve(lhs.unsqueeze(0), C_tilde.unsqueeze(-1)).squeeze(-1)
+
+    def modal(self):
+        """Residues r (C_k, H, 2N') and poles lambda (H, 2N'), float64: K[c,h,l] = Re sum_n r lambda^l."""
+        with torch.no_grad():
+            dA, dB, Ct = self.dense()
+            C = self.true_C(dA, Ct)
+            lam, V = torch.linalg.eig(dA)
+            left = torch.einsum("chm,hmn->chn", C, V)
+            right = torch.linalg.solve(V, dB.unsqueeze(-1)).squeeze(-1)
+            return left * right.unsqueeze(0), lam
+
+    @torch.no_grad()
+    def attune(self, L: int) -> None:
+        """Initialise: store C~ = C (I - dA^L) for the current (true) C and set l_kernel = L (official _setup_C)."""
+        dA, _, Ct = self.dense()
+        C = self.true_C(dA, Ct)
+        I = torch.eye(dA.shape[-1], dtype=dA.dtype)
+        Cn = torch.einsum("hnm,chn->chm", I - torch.linalg.matrix_power(dA, int(L)), C)  # C^T (I - dA^L)
+        self.C.copy_(torch.view_as_real(Cn[..., : self.N // 2].to(torch.complex64 if self.C.dtype == torch.float32 else torch.complex128)))
+        self.l_kernel.fill_(int(L))
+
+    # -- kernels ----------------------------------------------------------------------------------
+    def cauchy_kernel(self, L: int) -> torch.Tensor:
+        """The official Cauchy + Woodbury route at the L_k roots of unity, truncated to L <= L_k: (C_k, H, L)."""
+        Lk = int(self.l_kernel)
+        dt, A, B, C = self.ssm_params()
+        P = tile(torch.view_as_complex(self.P.contiguous()), self.H, 1)
+        Q = P.conj()
+        omega = torch.tensor(np.exp(-2j * np.pi / Lk), dtype=C.dtype, device=C.device) ** torch.arange(
+            Lk // 2 + 1, device=C.device)
+        z = 2 * (1 - omega) / (1 + omega)
+        w = A * dt
+        Bs = torch.cat([B, P], 0)  # (1+R, H, N')
+        Cs = torch.cat([C, Q], 0)  # (C_k+R, H, N')
+        v = Bs.unsqueeze(1) * Cs.unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
+        v2, w2 = torch.cat([v, v.conj()], -1), torch.cat([w, w.conj()], -1)
+        r = (v2.unsqueeze(-1) / (z - w2.unsqueeze(-1))).sum(-2)  # (1+R, C_k+R, H, Lk/2+1)
+        R = self.rank
+        r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
+        if R == 1:
+            k_f = r00 - r01 * r10 / (1 + r11)
+        else:
+            r11 = torch.linalg.inv(torch.eye(R, dtype=r.dtype) + r11.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+            k_f = r00 - torch.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
+        k_f = k_f * 2 / (1 + omega)
+        return torch.fft.irfft(k_f, n=Lk)[0, ..., :L]
+
+    def forward(self, L: int) -> torch.Tensor:
+        """Kernel at length L: (C_k, H, L). Cauchy route when L <= l_kernel, else the exact modal route."""
+        L = check_length(L, self.H, self.C_k)
+        if 0 < L <= int(self.l_kernel):
+            return self.cauchy_kernel(L)
+        r, lam = self.modal()
+        K = vandermonde(r, torch.log(lam), L).real
+        return K.to(self.C.dtype)
+
+    @property
+    def config(self) -> dict:
+        cfg = super().config
+        cfg["rank"] = self.rank
+        return cfg

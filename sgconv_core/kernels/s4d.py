@@ -1,0 +1,163 @@
+r"""S4D: the diagonal state-space kernel (Gu et al. 2022), in the state-spaces/s4 v4 parameterisation.
+
+Stored tensors (v4 names; v3 and the minimal s4d.py layouts are converted to these on load):
+    inv_dt (H, 1) or (H, N')      dt = dt_transform(inv_dt)
+    A_real (n_ssm, N')            Re A = -real_transform(A_real)
+    A_imag (n_ssm, N')            Im A = -imag_transform(A_imag)           (absent for S4D-Real)
+    B      (1, n_ssm, N', 2)      complex via view_as_real; optional (None = all ones)
+    C      (C_k, H, N', 2)        complex; real (C_k, H, N) for S4D-Real
+Feature h uses SSM copy h mod n_ssm. With C' = B*C and dtA = dt*A:
+    zoh:       K[c,h,l] = 2 Re sum_n C'_n (exp(dtA_n) - 1)/A_n * exp(dtA_n)^l
+    bilinear:  K[c,h,l] = 2 Re sum_n C'_n dt/(1 - dtA_n/2) * lambda_n^l,   lambda = (1 + dtA/2)/(1 - dtA/2)
+The kernel at any L is an exact prefix extension. Parameter count: H + C_k*H*N + 2*n_ssm*N
+(H*|dt| + C + A_real, A_imag + B; N = 2N').
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Kernel, check_length
+from .hippo import diag_init
+from .ssm import init_inv_dt, inv_transform, param_transform, tile, vandermonde
+
+DISCS = ("zoh", "bilinear", "dss")
+
+
+class S4DKernel(Kernel):
+    """Diagonal SSM kernel (C_k, H, L).
+
+    Args: d_model=H, d_state=N (state size; N' = N/2 complex modes, or N real modes if is_real),
+    channels, bidirectional, l_max, n_ssm (None: H), init ('lin' | 'inv' | 'legs' | 'real'),
+    dt_min, dt_max, dt_tie, dt_transform, real_transform, imag_transform, disc ('zoh' | 'bilinear' |
+    'dss'), bandlimit, has_B (False: the minimal S4D layout without a B tensor).
+    """
+
+    kind = "s4d"
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        channels: int = 1,
+        bidirectional: bool = False,
+        l_max: int | None = None,
+        n_ssm: int | None = None,
+        init: str = "lin",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_tie: bool = True,
+        dt_transform: str = "exp",
+        real_transform: str = "exp",
+        imag_transform: str = "none",
+        disc: str = "zoh",
+        bandlimit: float | None = None,
+        has_B: bool = True,
+    ):
+        super().__init__(d_model, channels, bidirectional, l_max)
+        if disc not in DISCS:
+            raise ValueError(f"unknown discretisation {disc!r}; choose from {DISCS}")
+        if d_state < 2 or d_state % 2:
+            raise ValueError(f"d_state must be an even number >= 2, got {d_state}")
+        self.N = int(d_state)
+        self.is_real = init == "real"
+        self.n_ssm = int(n_ssm) if n_ssm is not None else self.H
+        if self.H % self.n_ssm:
+            raise ValueError(f"n_ssm={self.n_ssm} must divide d_model={self.H}")
+        self.init, self.disc, self.bandlimit = init, disc, bandlimit
+        self.dt_min, self.dt_max, self.dt_tie = dt_min, dt_max, dt_tie
+        self.dt_transform, self.real_transform, self.imag_transform = dt_transform, real_transform, imag_transform
+        self.has_B = has_B
+        self._init_params()
+
+    def _init_params(self) -> None:
+        A, B = diag_init(self.init, self.N)
+        M = A.shape[-1]
+        A = torch.as_tensor(A).expand(self.n_ssm, M)
+        B = torch.as_tensor(B).expand(self.n_ssm, M)
+        self.inv_dt = nn.Parameter(init_inv_dt(self.H, self.dt_min, self.dt_max, self.dt_transform,
+                                               1 if self.dt_tie else M).float())
+        self.A_real = nn.Parameter(inv_transform(-A.real, self.real_transform).float().contiguous())
+        if self.is_real:
+            self.A_imag = None
+            self.B = nn.Parameter(B.real.float().unsqueeze(0).contiguous()) if self.has_B else None
+            self.C = nn.Parameter(torch.randn(self.C_k, self.H, M))
+        else:
+            self.A_imag = nn.Parameter(inv_transform(-A.imag, self.imag_transform).float().contiguous())
+            self.B = nn.Parameter(torch.view_as_real(B.to(torch.complex64)).unsqueeze(0).contiguous()) if self.has_B else None
+            self.C = nn.Parameter(torch.view_as_real(torch.randn(self.C_k, self.H, M, dtype=torch.complex64)))
+
+    # -- parameters -> (dt, A, B, C) -------------------------------------------------------------
+    def ssm_params(self):
+        """dt (H, 1|M), A (H, M), B (1, H, M) or None, C (C_k, H, M); complex unless is_real."""
+        dt = param_transform(self.inv_dt, self.dt_transform)
+        A = -param_transform(self.A_real, self.real_transform)
+        if not self.is_real:
+            A = A - 1j * param_transform(self.A_imag, self.imag_transform)
+            C = torch.view_as_complex(self.C.contiguous())
+            B = None if self.B is None else torch.view_as_complex(self.B.contiguous())
+        else:
+            C, B = self.C, self.B
+        A = tile(A, self.H, 0)
+        if B is not None:
+            B = tile(B, self.H, 1)
+        if self.bandlimit is not None:  # zero modes above the band limit
+            freqs = dt * A.imag.abs() / (2 * math.pi)
+            C = C * (freqs < self.bandlimit * 0.5).to(C.dtype)
+        return dt, A, B, C
+
+    def modal(self):
+        """Residues r (C_k, H, M') and poles lambda (H, M') with K[c,h,l] = Re sum_m r lambda^l.
+
+        Conjugate pairs are listed explicitly (M' = 2N' = N), so the sum is real; for S4D-Real M' = N.
+        """
+        if self.disc == "dss":
+            raise ValueError("the 'dss' discretisation has a length-dependent kernel and no fixed modal form")
+        dt, A, B, C = self.ssm_params()
+        Cp = C if B is None else B * C
+        dtA = dt * A
+        if self.disc == "zoh":
+            lam, coef = torch.exp(dtA), Cp * (torch.exp(dtA) - 1.0) / A
+        else:
+            lam, coef = (1.0 + dtA / 2) / (1.0 - dtA / 2), Cp * dt / (1.0 - dtA / 2)
+        if self.is_real:
+            return 2 * coef, lam
+        return torch.cat([coef, coef.conj()], -1), torch.cat([lam, lam.conj()], -1)
+
+    def forward(self, L: int) -> torch.Tensor:
+        """Kernel at length L: (C_k, H, L)."""
+        L = check_length(L, self.H, self.C_k)
+        dt, A, B, C = self.ssm_params()
+        Cp = C if B is None else B * C
+        dtA = dt * A
+        if self.disc == "zoh":
+            K = vandermonde(Cp * (torch.exp(dtA) - 1.0) / A, dtA, L)
+        elif self.disc == "bilinear":
+            K = vandermonde(Cp * dt / (1.0 - dtA / 2), torch.log((1.0 + dtA / 2) / (1.0 - dtA / 2)), L)
+        else:
+            return self._dss(dtA, A, Cp, L)
+        return 2 * K.real
+
+    def _dss(self, dtA, A, Cp, L):
+        """DSS discretisation (Gupta et al.), as state-spaces v4 writes it (no factor 2, real part)."""
+        pos = A.real > 0
+        P = dtA.unsqueeze(-1) * torch.arange(L, device=dtA.device, dtype=dtA.real.dtype)
+        if pos.any():
+            P = P - (dtA * (pos * (L - 1))).unsqueeze(-1)
+        dtA_neg = dtA * (1 - 2 * pos.to(dtA.real.dtype))
+        num, den = torch.exp(dtA_neg) - 1, torch.exp(dtA_neg * L) - 1
+        x = den * A
+        r = x.conj() / (x * x.conj() + 1e-7)
+        return torch.einsum("chn,hnl->chl", Cp * num * r, torch.exp(P)).real
+
+    @property
+    def config(self) -> dict:
+        return {
+            "d_model": self.H, "d_state": self.N, "channels": self.channels, "bidirectional": self.bidirectional,
+            "l_max": self.l_max, "n_ssm": self.n_ssm, "init": self.init, "dt_min": self.dt_min, "dt_max": self.dt_max,
+            "dt_tie": self.dt_tie, "dt_transform": self.dt_transform, "real_transform": self.real_transform,
+            "imag_transform": self.imag_transform, "disc": self.disc, "bandlimit": self.bandlimit, "has_B": self.has_B,
+        }

@@ -1,0 +1,123 @@
+"""The residual sequence model: encoder -> N residual convolution blocks -> norm -> pooling -> decoder.
+
+Input: continuous (B, L, d_input) floats, or tokens (B, L) int64 ids. Output: (B, d_output) with pooling
+'mean' or 'last', or (B, L, d_output) with pooling 'none'.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .kernels import Kernel, build_kernel
+from .layers import ConvLayer, FeatureNorm, ResidualBlock
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a SequenceModel (stored in our checkpoints as JSON)."""
+
+    d_input: int
+    d_output: int
+    d_model: int = 64
+    n_layers: int = 2
+    kernel: str = "sgconv"            # 'sgconv' | 's4' | 's4d' | 'conv'
+    kernel_args: dict = field(default_factory=dict)  # per-family settings (kernel_dim, d_state, mode, ...)
+    l_max: int = 1024
+    channels: int = 1
+    bidirectional: bool = False
+    input_kind: str = "continuous"   # 'continuous' | 'tokens'
+    prenorm: bool = True
+    norm: str = "layer"               # 'layer' | 'scalar' | 'batch' | 'none'
+    activation: str = "gelu"
+    output: str = "glu"               # output linear of each layer: 'glu' | 'linear'
+    dropout: float = 0.0
+    pool: str = "mean"                # 'mean' | 'last' | 'none'
+    final_norm: bool = True
+    clip_to_l_max: bool = False       # v4 FFTConv semantics: at most l_max taps for longer inputs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+def kernel_config(cfg: ModelConfig) -> dict:
+    """Constructor arguments of one layer's kernel for this model config."""
+    args = {"d_model": cfg.d_model, "channels": cfg.channels, "bidirectional": cfg.bidirectional, "l_max": cfg.l_max}
+    args.update(cfg.kernel_args)
+    return args
+
+
+class SequenceModel(nn.Module):
+    """Encoder, ``layers.{i}`` residual blocks (each ``.layer.kernel`` a Kernel), final ``norm``, ``decoder``."""
+
+    def __init__(self, cfg: ModelConfig, kernels: list[Kernel] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        H = cfg.d_model
+        if cfg.input_kind == "tokens":
+            self.encoder = nn.Embedding(cfg.d_input, H)
+        elif cfg.input_kind == "continuous":
+            self.encoder = nn.Linear(cfg.d_input, H)
+        else:
+            raise ValueError(f"unknown input_kind {cfg.input_kind!r}")
+        if kernels is None:
+            kernels = [build_kernel(cfg.kernel, kernel_config(cfg)) for _ in range(cfg.n_layers)]
+        blocks = []
+        for i, k in enumerate(kernels):
+            k.name = f"layers.{i}"
+            layer = ConvLayer(k, cfg.activation, cfg.output, cfg.dropout, cfg.clip_to_l_max)
+            blocks.append(ResidualBlock(layer, cfg.norm, cfg.prenorm, cfg.dropout))
+        self.layers = nn.ModuleList(blocks)
+        self.norm = FeatureNorm(H, cfg.norm) if (cfg.prenorm and cfg.final_norm) else nn.Identity()
+        if cfg.pool not in ("mean", "last", "none"):
+            raise ValueError(f"unknown pool {cfg.pool!r}")
+        self.decoder = nn.Linear(H, cfg.d_output)
+
+    @property
+    def kernels(self) -> list[Kernel]:
+        """The kernel module of every layer, in order."""
+        return [blk.layer.kernel for blk in self.layers]
+
+    def kernel_parameters(self) -> list[nn.Parameter]:
+        """Parameters that shape the kernels (trained at a small lr without weight decay); SSM ``C`` excluded."""
+        out = []
+        for k in self.kernels:
+            for name, p in k.named_parameters():
+                if not (k.kind in ("s4", "s4d") and name == "C"):
+                    out.append(p)
+        return out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (B, H, L) for an encoded input (B, L, H)."""
+        h = x.transpose(1, 2)
+        for blk in self.layers:
+            h = blk(h)
+        return self.norm(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d_input) or tokens (B, L) -> (B, d_output) or (B, L, d_output)."""
+        if self.cfg.input_kind == "tokens":
+            if x.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"token input must be integer ids, got {x.dtype}")
+        elif x.dim() != 3 or x.shape[-1] != self.cfg.d_input:
+            raise ValueError(f"expected input (B, L, {self.cfg.d_input}), got {tuple(x.shape)}")
+        return self.head(self.features(self.encoder(x)))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Pool and decode backbone features (B, H, L)."""
+        if self.cfg.pool == "mean":
+            h = h.mean(-1)
+        elif self.cfg.pool == "last":
+            h = h[..., -1]
+        else:
+            h = h.transpose(1, 2)
+        return self.decoder(h)
