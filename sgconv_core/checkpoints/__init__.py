@@ -21,7 +21,7 @@ def load(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES, **settings
     settings: kernel settings the weights do not hold, under the official argument names (mode,
     init_scale, dt_transform, disc, real_transform, imag_transform, is_real, ...). Raises CheckpointError.
     """
-    from . import foreign, ours
+    from . import ours
     from .safe_load import read_safetensors_file, read_torch_file, sniff_format
 
     source = os.path.basename(os.fspath(path)) or os.fspath(path)
@@ -32,9 +32,13 @@ def load(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES, **settings
             if settings:
                 raise CheckpointError(f"{source}: settings {sorted(settings)} do not apply to a kernelscope checkpoint")
             return ours.from_safetensors(tensors, meta, source)
+        from . import foreign
+
         return foreign.from_object(tensors, source, settings)
     if kind in ("torch-zip", "torch-legacy"):
         obj = read_torch_file(path, max_bytes=max_bytes)
+        from . import foreign
+
         return foreign.from_object(obj, source, settings)
     raise CheckpointError(f"{source}: not a checkpoint (neither safetensors nor a torch.save file)")
 

@@ -133,6 +133,9 @@ class S4DKernel(Kernel):
         dt, A, B, C = self.ssm_params()
         Cp = C if B is None else B * C
         dtA = dt * A
+        if self.is_real:  # complex arithmetic keeps negative bilinear poles (dtA < -2) finite
+            ctype = torch.complex128 if dtA.dtype == torch.float64 else torch.complex64
+            dtA, A, Cp, dt = dtA.to(ctype), A.to(ctype), Cp.to(ctype), dt.to(ctype)
         if self.disc == "zoh":
             K = vandermonde(Cp * (torch.exp(dtA) - 1.0) / A, dtA, L)
         elif self.disc == "bilinear":

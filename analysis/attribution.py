@@ -1,0 +1,181 @@
+"""Which input positions does one output depend on? Integrated Gradients (captum) over a whole sequence.
+
+    res = attribute(ck_or_model, x, target=None, position=None)
+    res["attr"]              # (L,) attribution per input position
+    res["distance_profile"]  # (centers, values): mean |attr| against distance from the output position
+
+- Continuous input (B, L, d_input): ``IntegratedGradients`` on the input; the baseline defaults to zeros.
+- Token input (B, L) int64 into an ``nn.Embedding`` encoder: ``LayerIntegratedGradients`` on
+  ``model.encoder`` (the path runs between the embeddings of the baseline tokens, default pad id 0, and
+  of the input tokens); attributions are per embedding dimension and summed here.
+- Attributions are summed over input channels / embedding dims, giving one number per position.
+  Completeness: sum(attr) = f(x) - f(baseline) - delta, with captum's convergence ``delta``.
+- Which output: sequence outputs (pool 'none', (B, L, d_out)): output channel ``target`` (default 0) at
+  ``position`` (default L-1). Class outputs (pool 'mean'/'last', (B, d_out)): the logit of class
+  ``target`` (default the predicted class); such an output has no position of its own, so the distance
+  profile is measured from ``position`` (default the last position, L-1, where a causal model has read
+  the whole sequence).
+
+Runs with gradients on (never under ``torch.inference_mode``), the model in eval mode (restored after).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["attribute", "distance_profile", "get_model"]
+
+
+def get_model(ck_or_model) -> nn.Module:
+    """The runnable nn.Module of a Checkpoint (``.model``), or the module itself."""
+    if isinstance(ck_or_model, nn.Module):
+        return ck_or_model
+    model = getattr(ck_or_model, "model", None)
+    if model is None:
+        path = getattr(ck_or_model, "path", "checkpoint")
+        raise ValueError(f"{path}: holds kernels only (no runnable model), so attribution is not available")
+    return model
+
+
+def distance_profile(attr, position: int, n_bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |attr| against distance |j - position| (taps), over log-spaced distance bins.
+
+    Distance 0 is its own point; distances 1..max go into ``n_bins`` geometric bins (empty ones dropped).
+    Returns (centers (n,), values (n,)): centers = mean distance of the positions in each bin.
+    """
+    a = np.abs(np.asarray(attr, dtype=np.float64).reshape(-1))
+    L = a.size
+    position = int(position)
+    if not 0 <= position < L:
+        raise ValueError(f"position {position} is outside 0..{L - 1}")
+    dist = np.abs(np.arange(L) - position).astype(np.float64)
+    dmax = dist.max()
+    centers, values = [0.0], [float(a[position])]
+    if dmax >= 1:
+        edges = np.geomspace(1.0, dmax + 1.0, int(n_bins) + 1)
+        idx = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, int(n_bins) - 1)
+        far = dist >= 1
+        cnt = np.bincount(idx[far], minlength=n_bins)
+        s_a = np.bincount(idx[far], weights=a[far], minlength=n_bins)
+        s_d = np.bincount(idx[far], weights=dist[far], minlength=n_bins)
+        keep = cnt > 0
+        centers += list(s_d[keep] / cnt[keep])
+        values += list(s_a[keep] / cnt[keep])
+    return np.asarray(centers), np.asarray(values)
+
+
+def _input_kind(model, x: torch.Tensor) -> str:
+    cfg = getattr(model, "cfg", None)
+    kind = getattr(cfg, "input_kind", None)
+    if kind is None:
+        kind = "tokens" if not torch.is_floating_point(x) else "continuous"
+    return kind
+
+
+def attribute(ck_or_model, x, target: int | None = None, position: int | None = None, n_steps: int = 50,
+              internal_batch_size: int | None = 10, baseline=None, progress=None, method: str = "gausslegendre",
+              n_bins: int = 32) -> dict:
+    """Integrated-Gradients attribution of one output to every input position of one example.
+
+    Args:
+        ck_or_model: a Checkpoint with a runnable model, or a SequenceModel-like module.
+        x: one example: continuous (L, d_input) / (1, L, d_input) floats, or tokens (L,) / (1, L) ints.
+        target: output channel (sequence outputs; default 0) or class (class outputs; default predicted).
+        position: output position for sequence outputs (default L-1); for class outputs only the reference
+            point of the distance profile (default L-1).
+        n_steps, internal_batch_size, method: passed to captum.
+        baseline: same shape as x; default zeros (continuous) or pad id 0 everywhere (tokens).
+        progress: optional callable(done, total) called after each forward batch.
+    Returns dict(attr (L,) float64, delta (float, captum's convergence delta), output_index (dict: kind
+        'sequence'|'class', position, target), position (int), target (int), f_x, f_baseline (floats, the
+        attributed output), distance_profile (centers, values), method ('IntegratedGradients' |
+        'LayerIntegratedGradients(encoder)'), note (str)).
+    """
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+
+    model = get_model(ck_or_model)
+    x = torch.as_tensor(x)
+    kind = _input_kind(model, x)
+    if kind == "tokens":
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        x = x.long()
+    else:
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        x = x.to(next(model.parameters()).dtype)
+    if x.shape[0] != 1:
+        raise ValueError(f"attribute() takes one example, got a batch of {x.shape[0]}")
+    L = x.shape[1]
+    if baseline is None:
+        base = torch.zeros_like(x)
+    else:
+        base = torch.as_tensor(baseline, dtype=x.dtype).reshape(x.shape)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+        seq = out.dim() == 3
+        if seq:
+            pos = L - 1 if position is None else int(position)
+            if not 0 <= pos < L:
+                raise ValueError(f"position {pos} is outside 0..{L - 1}")
+            tgt = 0 if target is None else int(target)
+            note = f"output channel {tgt} at position {pos}"
+        else:
+            pos = L - 1 if position is None else int(position)
+            tgt = int(out[0].argmax()) if target is None else int(target)
+            note = (f"class {tgt} logit (a pooled output has no position; distances are measured from "
+                    f"position {pos}{' = L-1, the last position' if pos == L - 1 else ''})")
+        n_out = out.shape[-1]
+        if not 0 <= tgt < n_out:
+            raise ValueError(f"target {tgt} is outside 0..{n_out - 1}")
+
+        calls = {"n": 0}
+        per = internal_batch_size or n_steps
+        total = math.ceil(n_steps / per) + 1  # + the forward pass captum makes for the delta
+
+        def forward(inp):
+            y = model(inp)
+            if seq:
+                y = y[:, pos, :]
+            calls["n"] += 1
+            if progress:
+                progress(min(calls["n"], total), total)
+            return y
+
+        if kind == "tokens":
+            if not isinstance(getattr(model, "encoder", None), nn.Embedding):
+                raise ValueError("token input needs an nn.Embedding at model.encoder")
+            ig = LayerIntegratedGradients(forward, model.encoder)
+            label = "LayerIntegratedGradients(encoder)"
+        else:
+            ig = IntegratedGradients(forward)
+            label = "IntegratedGradients"
+        with torch.enable_grad():
+            attr, delta = ig.attribute(x, baselines=base, target=tgt, n_steps=n_steps, method=method,
+                                       internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        with torch.no_grad():
+            f_x = forward(x)[0, tgt].item()
+            f_b = forward(base)[0, tgt].item()
+    finally:
+        model.train(was_training)
+
+    a = attr.detach().double().reshape(1, L, -1).sum(-1)[0].cpu().numpy()
+    return {
+        "attr": a,
+        "delta": float(delta.detach().reshape(-1)[0]),
+        "output_index": {"kind": "sequence" if seq else "class", "position": pos, "target": tgt},
+        "position": pos,
+        "target": tgt,
+        "f_x": f_x,
+        "f_baseline": f_b,
+        "distance_profile": distance_profile(a, pos, n_bins),
+        "method": label,
+        "note": note,
+    }

@@ -1,0 +1,114 @@
+"""Numerical causality check of a long-convolution model: does y[t] depend on any later input x[t+1:]?
+
+For a causal model dy[t]/dx[s] = 0 for every s > t (safari #47). We run a float64 deep copy of the model
+(so FFT round-off sits at ~1e-16 instead of ~1e-7), take the gradient of the backbone features at
+position t with respect to the encoded input, and compare the largest future gradient with the largest
+past one. Bidirectional models depend on the future by design: they report ok=False, which is expected.
+
+The backbone (``model.features``: residual convolution blocks and norms, all per-position except the
+convolutions) is what is checked: a pooled head (mean over positions) mixes every position on purpose.
+For a module without ``features``/``encoder`` the model output itself must be (B, L, d_out).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["causality_check", "REL_TOL"]
+
+#: Future / past gradient ratio below which a model counts as causal (float64 round-off is ~1e-16).
+REL_TOL = 1e-10
+
+
+def _model(m) -> nn.Module:
+    if isinstance(m, nn.Module):
+        return m
+    model = getattr(m, "model", None)
+    if model is None:
+        raise ValueError(f"{getattr(m, 'path', 'checkpoint')}: holds kernels only (no runnable model) to check")
+    return model
+
+
+def causality_check(model, L: int, d_input: int | None = None, position=None, tokens: bool | None = None,
+                    seed: int = 0, rel_tol: float = REL_TOL) -> dict:
+    """Largest |d y[t] / d x[s]| over s > t, for one or more output positions t.
+
+    Args:
+        model: a SequenceModel (or a Checkpoint with one); any module mapping (B, L, d) -> (B, L, d_out)
+            also works (then the output itself is checked).
+        L: sequence length (taps) of the random probe input.
+        d_input: input channels of a continuous-input model (default: ``model.cfg.d_input``).
+        position: t, an int or a list of ints (default L // 2).
+        tokens: True for token input (default: from ``model.cfg.input_kind``); the gradient is then taken
+            with respect to the embeddings, which is where a token model's input becomes continuous.
+        seed: probe input seed. rel_tol: ok when max_future_grad <= rel_tol * max_past_grad.
+    Returns dict(max_future_grad, max_past_grad, ratio (future / past), ok (bool), positions (list),
+        per_position (list of dicts), bidirectional (bool or None), expected_ok (bool or None), note).
+    """
+    model = _model(model)
+    L = int(L)
+    if L < 2:
+        raise ValueError(f"L must be >= 2 to have a future, got {L}")
+    positions = [L // 2] if position is None else ([int(position)] if np.ndim(position) == 0 else
+                                                   [int(p) for p in position])
+    for p in positions:
+        if not 0 <= p < L:
+            raise ValueError(f"position {p} is outside 0..{L - 1}")
+    cfg = getattr(model, "cfg", None)
+    if tokens is None:
+        tokens = getattr(cfg, "input_kind", "continuous") == "tokens"
+    m64 = copy.deepcopy(model).double().eval()
+    for p in m64.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(int(seed))
+    has_backbone = hasattr(m64, "features") and hasattr(m64, "encoder")
+
+    if has_backbone:
+        if tokens:
+            vocab = m64.encoder.num_embeddings
+            ids = torch.randint(1, max(2, vocab), (1, L), generator=gen)
+            with torch.no_grad():
+                e = m64.encoder(ids)
+        else:
+            d = d_input if d_input is not None else getattr(cfg, "d_input", None)
+            if d is None:
+                raise ValueError("d_input is needed for a continuous-input model without a cfg")
+            xin = torch.randn(1, L, int(d), generator=gen, dtype=torch.float64)
+            with torch.no_grad():
+                e = m64.encoder(xin)
+        e = e.detach().requires_grad_(True)
+        out = m64.features(e).transpose(1, 2)  # (1, L, H)
+    else:
+        d = int(d_input) if d_input is not None else 1
+        e = torch.randn(1, L, d, generator=gen, dtype=torch.float64).requires_grad_(True)
+        out = m64(e)
+        if out.dim() != 3 or out.shape[1] != L:
+            raise ValueError(f"the model output must be (B, L, d_out) to check causality, got {tuple(out.shape)}")
+
+    per = []
+    for i, p in enumerate(positions):
+        (g,) = torch.autograd.grad(out[0, p].sum(), e, retain_graph=i < len(positions) - 1)
+        g = g[0].abs().amax(-1)  # (L,) largest gradient over channels per input position
+        fut = float(g[p + 1:].max()) if p + 1 < L else 0.0
+        past = float(g[: p + 1].max())
+        per.append({"position": p, "max_future_grad": fut, "max_past_grad": past})
+    fut = max(r["max_future_grad"] for r in per)
+    past = max(r["max_past_grad"] for r in per)
+    ratio = fut / past if past > 0 else (0.0 if fut == 0 else float("inf"))
+    ok = ratio <= rel_tol
+    bidir = None
+    kernels = getattr(model, "kernels", None)
+    if kernels:
+        bidir = any(getattr(k, "bidirectional", False) for k in kernels)
+    expected = None if bidir is None else not bidir
+    if ok:
+        note = f"causal: the largest future gradient is {ratio:.1e} of the largest past one (float64)"
+    elif bidir:
+        note = "not causal, as expected: the model is bidirectional (it reads later inputs by design)"
+    else:
+        note = f"not causal: y[t] depends on later inputs (future/past gradient ratio {ratio:.1e})"
+    return {"max_future_grad": fut, "max_past_grad": past, "ratio": ratio, "ok": bool(ok), "positions": positions,
+            "per_position": per, "bidirectional": bidir, "expected_ok": expected, "note": note}

@@ -1,0 +1,249 @@
+"""Kernels out of a checkpoint as float64 numpy arrays, computed once per (checkpoint, length).
+
+    K = extract_kernels(ck, L)      # {"layers.0": (C_k, H, L) float64, ...}
+    kernel_table(ck)                # one row per layer: name, kind, H, C_k, n_params, settings
+    ssm_modes(kernel)               # (residues (C_k, H, M), poles (H, M)) complex128, or None
+
+How each family is computed (always under torch.no_grad, never touching the checkpoint's modules):
+- SGConv and free kernels: ``kernel(L)`` in the kernel's own dtype, then converted to float64 (the
+  float32 result *is* what the model convolves with).
+- S4D / S4: the modal form of a float64 deep copy (``kernel.modal()``), K[c,h,l] = Re sum_m r lambda^l,
+  evaluated with a blocked Vandermonde product (lambda^(jB+i) = lambda^(jB) lambda^i: two small tables
+  of exponentials and one complex matmul instead of H*M*L exponentials; ~30x faster than the torch
+  Vandermonde at L=16k, equal to ``float64_copy(L)`` to ~1e-15 relative). The S4D 'dss' discretisation
+  has no fixed modal form and goes through ``float64_copy(L)``.
+
+The cache is keyed by the checkpoint object (its id, checked against a weak reference so a recycled id
+never hits), a fingerprint of every kernel tensor (storage pointer + in-place version counter, so an
+edited parameter invalidates it), and L. It holds at most ``CACHE_BYTES`` of arrays (least recently
+used first out). Returned arrays are read-only views of the cached ones: copy before editing.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+__all__ = ["extract_kernels", "kernel_table", "ssm_modes", "modal_kernel", "clear_cache", "CACHE_BYTES"]
+
+#: Most bytes of kernel arrays kept in the cache.
+CACHE_BYTES = 1 << 30
+
+_SSM_KINDS = ("s4", "s4d")
+_CONFIG_KEYS = ("kernel_dim", "n_scales", "init_scale", "mode", "decay_min", "decay_max",
+                "d_state", "n_ssm", "rank", "init", "disc", "dt_transform", "dt_tie", "l_max")
+
+_lock = threading.Lock()
+_cache: "OrderedDict[tuple, tuple]" = OrderedDict()  # key -> (weakref to owner, value, nbytes)
+_cache_bytes = 0
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _kernels_of(ck) -> list:
+    """The kernel modules of a Checkpoint, a SequenceModel (``.kernels``) or a list of kernels."""
+    if isinstance(ck, (list, tuple)):
+        return list(ck)
+    ks = getattr(ck, "kernels", None)
+    if ks is None:
+        raise TypeError(f"expected a Checkpoint, a model with .kernels or a list of kernels, got {type(ck).__name__}")
+    return list(ks)
+
+
+def _name(kernel, i: int) -> str:
+    return getattr(kernel, "name", "") or f"layers.{i}"
+
+
+def _fingerprint(kernels) -> tuple:
+    """(data pointer, version counter, shape) of every tensor of every kernel: changes on any edit."""
+    out = []
+    for k in kernels:
+        for t in list(k.parameters()) + list(k.buffers()):
+            out.append((t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)))
+    return tuple(out)
+
+
+def _cache_get(owner, key):
+    with _lock:
+        hit = _cache.get(key)
+        if hit is None:
+            return None
+        ref, value, _ = hit
+        if ref() is not owner:  # the id was recycled by another object
+            _cache_pop(key)
+            return None
+        _cache.move_to_end(key)
+        return value
+
+
+def _cache_pop(key) -> None:
+    global _cache_bytes
+    item = _cache.pop(key, None)
+    if item is not None:
+        _cache_bytes -= item[2]
+
+
+def _cache_put(owner, key, value, nbytes: int) -> None:
+    global _cache_bytes
+    if nbytes > CACHE_BYTES:
+        return
+    try:
+        ref = weakref.ref(owner)
+    except TypeError:  # a plain list of kernels: key on the first kernel module instead
+        return
+    with _lock:
+        _cache_pop(key)
+        while _cache and _cache_bytes + nbytes > CACHE_BYTES:
+            _cache_pop(next(iter(_cache)))
+        _cache[key] = (ref, value, nbytes)
+        _cache_bytes += nbytes
+
+
+def clear_cache() -> None:
+    """Forget every cached kernel array."""
+    global _cache_bytes
+    with _lock:
+        _cache.clear()
+        _cache_bytes = 0
+
+
+def _owner(ck):
+    """The object whose lifetime the cache entry follows."""
+    if isinstance(ck, (list, tuple)):
+        return ck[0] if ck else None
+    return ck
+
+
+# ----------------------------------------------------------------------------------------------- SSM modes
+def _float64_copy(kernel):
+    return copy.deepcopy(kernel).double()
+
+
+def ssm_modes(kernel):
+    """Modal form of an S4 / S4D kernel in float64: (residues (C_k, H, M) complex128, poles (H, M) complex128).
+
+    K[c,h,l] = Re sum_m residues[c,h,m] * poles[h,m]^l, conjugate pairs listed explicitly. None for
+    non-SSM kernels (SGConv, free) and for the S4D 'dss' discretisation (no fixed modal form).
+    Cached per kernel module and parameter version.
+    """
+    if getattr(kernel, "kind", None) not in _SSM_KINDS or getattr(kernel, "disc", None) == "dss":
+        return None
+    key = ("modes", id(kernel), _fingerprint([kernel]))
+    hit = _cache_get(kernel, key)
+    if hit is not None:
+        return hit
+    with torch.no_grad():
+        r, lam = _float64_copy(kernel).modal()
+    r = np.ascontiguousarray(r.detach().cpu().numpy().astype(np.complex128))
+    lam = np.ascontiguousarray(lam.detach().cpu().numpy().astype(np.complex128))
+    if lam.ndim == 1:  # defensive: (M,) shared poles
+        lam = np.broadcast_to(lam, r.shape[1:]).copy()
+    r.setflags(write=False)
+    lam.setflags(write=False)
+    value = (r, lam)
+    _cache_put(kernel, key, value, r.nbytes + lam.nbytes)
+    return value
+
+
+def modal_kernel(residues, poles, L: int, block: int | None = None) -> np.ndarray:
+    """K[c,h,l] = Re sum_m residues[c,h,m] poles[h,m]^l for l < L: (C, H, L) float64.
+
+    Blocked Vandermonde: with B ~ sqrt(L) and J = ceil(L/B), lambda^(jB+i) = lambda^(jB) * lambda^i, so
+    the work is H*M*(B+J) exponentials plus one (J x M) @ (M x B) complex matmul per (c, h).
+    Every power is exp(l * log(lambda)) evaluated directly (no repeated products, no error growth).
+    """
+    r = np.asarray(residues, dtype=np.complex128)
+    lam = np.asarray(poles, dtype=np.complex128)
+    if r.ndim != 3 or lam.ndim != 2 or r.shape[1:] != lam.shape:
+        raise ValueError(f"expected residues (C, H, M) and poles (H, M), got {r.shape} and {lam.shape}")
+    L = int(L)
+    if L < 1:
+        raise ValueError(f"L must be >= 1, got {L}")
+    C, H, M = r.shape
+    B = int(block) if block else max(1, int(np.sqrt(L)))
+    J = -(-L // B)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = np.log(lam)  # log(0) = -inf: exp(-inf * l) = 0 for l > 0; l = 0 fixed below
+    inner = np.exp(ll[..., None] * np.arange(B))  # (H, M, B)
+    outer = np.exp(ll[..., None] * (np.arange(J) * B))  # (H, M, J)
+    zero = lam == 0
+    if zero.any():  # 0^0 = 1, 0^l = 0
+        inner[zero] = 0.0
+        inner[zero, 0] = 1.0
+        outer[zero] = 0.0
+        outer[zero, 0] = 1.0
+    out = np.empty((C, H, J * B))
+    for c in range(C):
+        a = np.swapaxes(r[c][..., None] * outer, -1, -2)  # (H, J, M)
+        out[c] = np.matmul(a, inner).real.reshape(H, J * B)
+    return out[..., :L]
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+def _kernel_array(kernel, L: int) -> np.ndarray:
+    """One layer's kernel at length L as float64 (C_k, H, L)."""
+    modes = ssm_modes(kernel)
+    if modes is not None:
+        from sgconv_core.kernels import check_length
+
+        check_length(L, kernel.H, kernel.C_k)
+        return modal_kernel(modes[0], modes[1], L)
+    with torch.no_grad():
+        src = _float64_copy(kernel) if getattr(kernel, "kind", None) in _SSM_KINDS else kernel
+        K = src(L)
+    return K.detach().cpu().to(torch.float64).numpy()
+
+
+def extract_kernels(ck, L: int, progress=None) -> dict[str, np.ndarray]:
+    """Every layer's kernel at length L: {kernel name: (C_k, H, L) float64 array}, in model order.
+
+    ck: a Checkpoint, a SequenceModel (anything with ``.kernels``) or a list of kernel modules.
+    L: taps. Raises CheckpointError for a length the kernels refuse (non-positive, over budget).
+    progress: optional callable(done, total) after each layer. Results are cached (see module doc);
+    the arrays are read-only.
+    """
+    kernels = _kernels_of(ck)
+    L = int(L)
+    owner = _owner(ck)
+    key = ("kernels", id(owner), _fingerprint(kernels), L)
+    hit = _cache_get(owner, key) if owner is not None else None
+    if hit is not None:
+        if progress:
+            progress(len(kernels), len(kernels))
+        return dict(hit)
+    out: dict[str, np.ndarray] = {}
+    for i, k in enumerate(kernels):
+        K = np.ascontiguousarray(_kernel_array(k, L))
+        K.setflags(write=False)
+        name = _name(k, i)
+        if name in out:
+            name = f"{name}#{i}"
+        out[name] = K
+        if progress:
+            progress(i + 1, len(kernels))
+    if owner is not None:
+        _cache_put(owner, key, out, sum(a.nbytes for a in out.values()))
+    return dict(out)
+
+
+def kernel_table(ck) -> list[dict]:
+    """One row per layer: name, kind, H, channels, C_k, bidirectional, n_params, and the settings that
+    shape the kernel (kernel_dim, n_scales, mode, decay, d_state, n_ssm, rank, init, disc, l_max, ...)."""
+    rows = []
+    for i, k in enumerate(_kernels_of(ck)):
+        row = {"name": _name(k, i), "kind": k.kind, "H": int(k.H), "channels": int(k.channels),
+               "C_k": int(k.C_k), "bidirectional": bool(k.bidirectional), "n_params": int(k.n_params)}
+        try:
+            cfg = k.config
+        except NotImplementedError:
+            cfg = {}
+        for key in _CONFIG_KEYS:
+            if key in cfg:
+                row[key] = cfg[key]
+        if k.kind == "s4":
+            row["l_kernel"] = int(k.l_kernel)
+        rows.append(row)
+    return rows

@@ -1,0 +1,207 @@
+"""Frequency responses of convolution kernels and exact transfer functions of discrete SSMs.
+
+Pure numpy/scipy. Units: lag in taps (samples); ``freq`` in cycles/sample (0..0.5 on the rfft
+grid); ``omega`` in rad/sample (omega = 2*pi*freq); gains in dB are 20*log10|H|.
+
+SSM kernels are written in the general complex form K[l] = sum_n r_n * lambda_n^l with
+residues r_n and discrete poles lambda_n (NOTES-models §2.1). The callers pass conjugate pairs
+explicitly (S4D's ``2*Re sum C' lambda^l`` over N' modes = sum over the 2N' modes
+{C', conj C'} x {lambda, conj lambda}), so the kernel is real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft
+
+from .decay import _as_kernel
+
+__all__ = [
+    "frequency_response",
+    "peak_gain",
+    "bandwidth",
+    "spectral_centroid",
+    "ssm_transfer",
+    "ssm_kernel",
+]
+
+
+def _db(mag: np.ndarray) -> np.ndarray:
+    """20*log10(mag); -inf (without a warning) where mag == 0."""
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(mag)
+
+
+def frequency_response(k, n_fft: int | None = None) -> dict:
+    """Frequency response of a kernel: H[f] = sum_l k[l] exp(-2*pi*i*f*l), from the rfft.
+
+    Args: k (L,) real kernel, any L >= 1; n_fft >= L: FFT size (zero-padding; default L).
+    Returns: dict(freq (n_fft//2+1,) cycles/sample in 0..0.5, mag_db: 20*log10|H| in dB (-inf
+        where H == 0), phase: unwrapped angle of H in rad, H: complex rfft).
+    """
+    k = _as_kernel(k)
+    n = k.size if n_fft is None else int(n_fft)
+    if n < k.size:
+        raise ValueError(f"n_fft={n} is shorter than the kernel (L={k.size}); it would drop taps")
+    H = fft.rfft(k, n=n)
+    return {
+        "freq": fft.rfftfreq(n),
+        "mag_db": _db(np.abs(H)),
+        "phase": np.unwrap(np.angle(H)),
+        "H": H,
+    }
+
+
+def _grid(freq, n: int) -> np.ndarray:
+    """``freq`` as a float array matching n points; default: the even-n_fft rfft grid 0..0.5."""
+    f = np.linspace(0.0, 0.5, n) if freq is None else np.asarray(freq, dtype=np.float64)
+    if f.shape != (n,):
+        raise ValueError(f"freq must have shape ({n},), got {f.shape}")
+    if n > 1 and np.any(np.diff(f) <= 0):
+        raise ValueError("freq must be strictly increasing")
+    return f
+
+
+def peak_gain(H, freq=None) -> tuple[float, float, float]:
+    """Peak gain max_f |H(f)| over the sampled grid (the H-infinity norm on that grid).
+
+    Args: H (M,) complex response; freq (M,) cycles/sample, default np.linspace(0, 0.5, M)
+        (the rfft grid of an even n_fft; pass it for odd n_fft or other grids).
+    Returns: (gain_linear, gain_db = 20*log10(gain_linear), freq of the peak in cycles/sample).
+    """
+    H = np.asarray(H)
+    if H.ndim != 1 or H.size == 0:
+        raise ValueError(f"H must be a non-empty 1-D array, got shape {H.shape}")
+    mag = np.abs(H)
+    if not np.all(np.isfinite(mag)):
+        raise ValueError("H contains NaN/Inf")
+    f = _grid(freq, H.size)
+    i = int(np.argmax(mag))
+    return float(mag[i]), float(_db(mag[i])), float(f[i])
+
+
+def _crossing(f_in: float, f_out: float, a_in: float, a_out: float, a_thr: float) -> float:
+    """Frequency where the linear amplitude, interpolated from (f_in, a_in) to (f_out, a_out),
+    falls to a_thr (a_out < a_thr <= a_in)."""
+    return f_in + (f_out - f_in) * (a_in - a_thr) / (a_in - a_out)
+
+
+def bandwidth(freq, mag_db, drop_db: float = 3.0) -> float:
+    """Width of the band around the peak where mag_db >= peak - drop_db, in cycles/sample.
+
+    The band is the contiguous run of grid points around the (first) maximum; its two edges
+    are interpolated linearly in amplitude 10^(mag_db/20) between the last point inside and the
+    first point outside. A band that reaches an end of the grid stops there, so for a low-pass
+    (peak at f = 0) the width is the -drop_db cutoff frequency; a response that never drops by
+    drop_db has width freq[-1] - freq[0].
+
+    Args: freq (M,) increasing, cycles/sample; mag_db (M,) dB (-inf allowed); drop_db > 0 dB.
+    Returns: float, cycles/sample.
+    """
+    mag_db = np.asarray(mag_db, dtype=np.float64)
+    if mag_db.ndim != 1 or mag_db.size == 0:
+        raise ValueError(f"mag_db must be a non-empty 1-D array, got shape {mag_db.shape}")
+    f = _grid(freq, mag_db.size)
+    if np.any(np.isnan(mag_db)) or np.any(mag_db == np.inf):
+        raise ValueError("mag_db contains NaN/+Inf")
+    if not drop_db > 0:
+        raise ValueError(f"drop_db must be > 0, got {drop_db}")
+    peak = int(np.argmax(mag_db))
+    if mag_db[peak] == -np.inf:
+        raise ValueError("response is zero everywhere: no bandwidth")
+    amp = 10.0 ** ((mag_db - mag_db[peak]) / 20.0)  # relative amplitude, 1 at the peak
+    thr = 10.0 ** (-drop_db / 20.0)
+    inside = amp >= thr
+    lo = peak
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    hi = peak
+    while hi < amp.size - 1 and inside[hi + 1]:
+        hi += 1
+    f_lo = f[lo] if lo == 0 else _crossing(f[lo], f[lo - 1], amp[lo], amp[lo - 1], thr)
+    f_hi = f[hi] if hi == amp.size - 1 else _crossing(f[hi], f[hi + 1], amp[hi], amp[hi + 1], thr)
+    return float(f_hi - f_lo)
+
+
+def spectral_centroid(freq, H) -> float:
+    """Power-weighted mean frequency sum_f f*|H(f)|^2 / sum_f |H(f)|^2, in cycles/sample.
+
+    Args: freq (M,) cycles/sample; H (M,) complex (or magnitude). Raises ValueError if H == 0.
+    """
+    H = np.asarray(H)
+    if H.ndim != 1 or H.size == 0:
+        raise ValueError(f"H must be a non-empty 1-D array, got shape {H.shape}")
+    f = _grid(freq, H.size)
+    power = np.abs(H) ** 2
+    total = power.sum()
+    if not np.isfinite(total):
+        raise ValueError("H contains NaN/Inf")
+    if total == 0:
+        raise ValueError("response is zero everywhere: no spectral centroid")
+    return float(f @ power / total)
+
+
+def _modes(residues, poles) -> tuple[np.ndarray, np.ndarray]:
+    """Broadcast residues and poles to a common complex (..., N) shape."""
+    r, lam = np.broadcast_arrays(
+        np.asarray(residues, dtype=np.complex128), np.asarray(poles, dtype=np.complex128)
+    )
+    if r.ndim == 0 or r.shape[-1] == 0:
+        raise ValueError("residues/poles need a non-empty last axis of modes")
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(lam))):
+        raise ValueError("residues/poles contain NaN/Inf")
+    return r, lam
+
+
+def _geometric_sum(z: np.ndarray, L: int | None) -> np.ndarray:
+    """sum_{l<L} z^l = (1 - z^L)/(1 - z) (= L where z == 1); 1/(1 - z) when L is None."""
+    if L is None:
+        return 1.0 / (1.0 - z)
+    one = z == 1
+    den = np.where(one, 1.0, 1.0 - z)
+    return np.where(one, float(L), (1.0 - z**L) / den)
+
+
+def ssm_transfer(residues, poles, omega, L: int | None = None) -> np.ndarray:
+    """Exact transfer function of the SSM kernel K[l] = sum_n r_n lambda_n^l, l = 0..L-1.
+
+    H(omega) = sum_n r_n (1 - (lambda_n e^{-i omega})^L) / (1 - lambda_n e^{-i omega}) for
+    finite L; sum_n r_n / (1 - lambda_n e^{-i omega}) for L = None (L -> inf, needs |lambda|<1).
+    At omega = 2*pi*k/L this equals np.fft.rfft of :func:`ssm_kernel` (k = 0..L//2).
+
+    Args: residues, poles: complex (..., N), broadcastable (modes on the last axis, conjugate
+        pairs passed explicitly for a real kernel); omega: (M,) or scalar, rad/sample;
+        L: kernel length in taps or None.
+    Returns: complex (..., M).
+    """
+    r, lam = _modes(residues, poles)
+    w = np.atleast_1d(np.asarray(omega, dtype=np.float64))
+    if w.ndim != 1:
+        raise ValueError(f"omega must be a scalar or 1-D, got shape {w.shape}")
+    if L is None:
+        if np.any(np.abs(lam) >= 1):
+            raise ValueError("L=None (infinite length) needs every |pole| < 1")
+    elif int(L) < 1:
+        raise ValueError(f"L must be >= 1 or None, got {L}")
+    shift = np.exp(-1j * w)  # e^{-i omega}
+    H = np.zeros(r.shape[:-1] + w.shape, dtype=np.complex128)
+    L = None if L is None else int(L)
+    for n in range(r.shape[-1]):  # one mode at a time: memory O(batch * M), not O(batch * N * M)
+        H += r[..., n, None] * _geometric_sum(lam[..., n, None] * shift, L)
+    return H
+
+
+def ssm_kernel(residues, poles, L: int) -> np.ndarray:
+    """SSM kernel K[l] = Re sum_n r_n lambda_n^l for l = 0..L-1 (Vandermonde product).
+
+    Args: residues, poles: complex (..., N), broadcastable; L: length in taps.
+    Returns: real (..., L). Re only drops round-off when conjugate pairs are passed.
+    """
+    r, lam = _modes(residues, poles)
+    if int(L) < 1:
+        raise ValueError(f"L must be >= 1, got {L}")
+    lags = np.arange(int(L))
+    K = np.zeros(r.shape[:-1] + (int(L),), dtype=np.float64)
+    for n in range(r.shape[-1]):  # one Vandermonde row at a time: memory O(batch * L)
+        K += (r[..., n, None] * lam[..., n, None] ** lags).real
+    return K

@@ -1,0 +1,35 @@
+"""kernelscope app entry point: ``streamlit run app/main.py`` (from the repository root).
+
+The entry point is the frame around every page: it sets up the page, the sidebar (device, torch threads,
+loaded models) and the navigation; each page in app/pages/ is a short script over sgconv_core and analysis.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# `streamlit run app/main.py` puts app/ on sys.path, not the repository root that holds the packages.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # takes effect if torch is not imported yet
+
+import streamlit as st  # noqa: E402
+
+from app import state, ui  # noqa: E402
+
+st.set_page_config(page_title="kernelscope", page_icon=":material/waves:", layout="wide")
+
+PAGES = [
+    st.Page("pages/models.py", title="Models", icon=":material/folder_open:", default=True),
+    st.Page("pages/kernels.py", title="Kernels", icon=":material/show_chart:"),
+    st.Page("pages/decay.py", title="Decay", icon=":material/trending_down:"),
+    st.Page("pages/frequency.py", title="Frequency", icon=":material/graphic_eq:"),
+    st.Page("pages/parameters.py", title="Parameters", icon=":material/functions:"),
+    st.Page("pages/attribution.py", title="Attribution", icon=":material/target:"),
+]
+
+page = st.navigation(PAGES)
+ui.sidebar()
+page.run()

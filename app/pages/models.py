@@ -1,0 +1,153 @@
+"""Models: load checkpoints (pretrained folder, upload, path on disk) and see what was detected in them."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis.extract import kernel_table
+from app import state, ui
+
+st.title("Models")
+loaded = state.models()
+if not loaded:
+    st.markdown(
+        "**kernelscope** shows what SGConv, S4 and S4D long-convolution models learned: their kernels, how fast "
+        "they decay, their frequency responses, parameter scaling, and which inputs an output depends on.  \n"
+        "**Start here:** load one or more checkpoints below (from the pretrained folder, by upload, or by a "
+        "path on disk), then open the other pages in the sidebar."
+    )
+
+
+def report(result: state.LoadResult) -> None:
+    """Show the outcome of one load and register the model."""
+    for note in result.notes:
+        st.info(note, icon=":material/info:")
+    if not result.ok:
+        st.error(result.error, icon=":material/error:")
+        return
+    name, added = state.add_model(result.entry)
+    if added:
+        st.success(f"Loaded **{name}**.", icon=":material/check_circle:")
+    else:
+        st.info(f"**{name}** is already loaded (same file and settings).", icon=":material/info:")
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+with st.expander("Kernel settings the file may not hold (official SGConv / state-spaces checkpoints)"):
+    st.caption("Leave at *from the file* unless the official code was run with a non-default value. "
+               "kernelscope's own .safetensors files hold every setting and ignore these.")
+    cols = st.columns(4)
+    chosen = {}
+    for i, (key, (choices, help_)) in enumerate(state.SETTINGS_CHOICES.items()):
+        with cols[i % 4]:
+            chosen[key] = st.selectbox(key, [None, *choices], key=f"setting-{key}", help=help_,
+                                       format_func=lambda v: "from the file" if v is None else str(v))
+    extra = st.text_input("Other settings", key="setting-extra", placeholder="e.g. decay_min=1, decay_max=3",
+                          help="key=value pairs separated by commas, or a JSON object; passed to the loader.")
+settings = state.clean_settings(chosen)
+try:
+    settings.update(state.parse_extra_settings(extra))
+except ValueError as e:
+    st.error(str(e), icon=":material/error:")
+
+# ---------------------------------------------------------------------------------------------------- sources
+tab_pre, tab_up, tab_path = st.tabs(["Pretrained", "Upload a file", "Path on disk"])
+
+with tab_pre:
+    folder = state.pretrained_dir()
+    files = state.list_pretrained(folder)
+    if not files:
+        st.info(f"No checkpoints in the pretrained folder `{folder}` (set ${state.PRETRAINED_ENV} to use "
+                "another folder). Upload a file or give a path instead.", icon=":material/info:")
+    else:
+        rows = []
+        for f in files:
+            card = state.read_card(f)
+            row = {"file": f.name}
+            row.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+                        for k, v in card.items()})
+            rows.append(row)
+        st.caption(f"Checkpoints in `{folder}` and their model cards")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        picked = st.multiselect("Checkpoints to load", [f.name for f in files], key="pretrained-pick")
+        if st.button("Load selected", key="pretrained-load", type="primary", disabled=not picked):
+            for fname in picked:
+                report(state.load_path(folder / fname, settings, source="pretrained"))
+
+with tab_up:
+    uploads = st.file_uploader("Checkpoint files", type=[e.lstrip(".") for e in state.EXTENSIONS],
+                               accept_multiple_files=True, key="upload",
+                               help="kernelscope .safetensors, or torch files (.ckpt/.pt/.pth) from the official "
+                                    "SGConv or state-spaces code. Files are read without running any code in them.")
+    # Each uploaded file is loaded once; its outcome stays on show while the file is in the uploader.
+    seen = st.session_state.setdefault("ks_uploads_seen", {})
+    for up in uploads or []:
+        if up.file_id not in seen:
+            seen[up.file_id] = state.load_upload(up.getvalue(), up.name, settings)
+            report(seen[up.file_id])
+        else:
+            result = seen[up.file_id]
+            if result.ok:
+                st.success(f"{up.name}: loaded.", icon=":material/check_circle:")
+            else:
+                st.error(result.error, icon=":material/error:")
+
+with tab_path:
+    with st.form("path-form", border=False):
+        path = st.text_input("Path of a checkpoint file on this machine", key="path-input",
+                             placeholder="/path/to/model.safetensors")
+        submitted = st.form_submit_button("Load", type="primary")
+    if submitted:
+        report(state.load_path(path, settings, source="path"))
+
+# ---------------------------------------------------------------------------------------------------- loaded
+loaded = state.models()
+st.header(f"Loaded models ({len(loaded)})")
+if not loaded:
+    st.caption("Nothing loaded yet.")
+for name, entry in list(loaded.items()):
+    try:
+        ck = state.checkpoint(entry)
+    except Exception as e:  # noqa: BLE001 - e.g. the file was removed since it was loaded
+        st.error(f"{name}: could not be reloaded from {entry.path} ({type(e).__name__}: {e}).")
+        if st.button("Remove", key=f"remove-{name}"):
+            state.remove_model(name)
+            st.rerun()
+        continue
+    with st.container(border=True):
+        head, button = st.columns([6, 1], vertical_alignment="center")
+        head.subheader(name, anchor=False)
+        if button.button("Remove", key=f"remove-{name}", icon=":material/delete:"):
+            state.remove_model(name)
+            st.rerun()
+        summary = ck.summary()
+        detected = {
+            "family": summary["family"], "layout": summary["layout"], "layers": summary["layers"],
+            "H (d_model)": summary["H"], "C (channels)": summary["channels"],
+            "bidirectional": summary["bidirectional"], "l_max": summary["l_max"],
+        }
+        for key in ("d_state", "kernel_dim", "n_scales", "mode", "disc", "n_ssm"):
+            if key in summary:
+                detected[("N (d_state)" if key == "d_state" else key)] = summary[key]
+        detected["kernel parameters"] = f"{summary['kernel_params']:,}"
+        detected["total parameters"] = f"{summary['total_params']:,}"
+        detected["runnable model"] = summary["runnable"]
+        detected["file"] = entry.path
+        if entry.settings:
+            detected["settings given"] = entry.settings_json
+        left, right = st.columns(2)
+        with left:
+            st.caption("Detected")
+            st.dataframe(pd.DataFrame({"field": list(detected), "value": [str(v) for v in detected.values()]}),
+                         hide_index=True)
+        with right:
+            st.caption("Model card")
+            if ck.card:
+                st.dataframe(pd.DataFrame({"field": list(ck.card), "value": [str(v) for v in ck.card.values()]}),
+                             hide_index=True)
+            else:
+                st.markdown("_no card in this file_")
+        for w in ck.warnings:
+            st.warning(w, icon=":material/warning:")
+        with st.expander("Per layer"):
+            st.dataframe(pd.DataFrame(kernel_table(ck)), hide_index=True)

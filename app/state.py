@@ -1,0 +1,348 @@
+"""Shared state of the app: where checkpoints come from, how they are loaded and cached, and which are loaded.
+
+Loading goes through two pure functions the tests call directly (AppTest cannot drive st.file_uploader):
+
+    load_path(path, settings)            -> LoadResult (checkpoint and entry, or a readable error message)
+    load_upload(data, filename, settings) -> LoadResult (the bytes are written to an upload folder first)
+
+Neither raises: a `sgconv_core.CheckpointError` becomes its own message, anything else a generic one.
+Loaded models live in ``st.session_state`` as `ModelEntry` records by display name; the Checkpoint objects
+themselves live in an ``st.cache_resource`` keyed by (file content hash, settings), and kernels / analyses in
+``st.cache_data`` keyed by (content hash, settings, L, ...), so every page and session shares them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED_ENV = "KERNELSCOPE_PRETRAINED"
+UPLOADS_ENV = "KERNELSCOPE_UPLOADS"
+EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
+MAX_COMPARE = 4  # models shown side by side / overlaid at once
+_SESSION_KEY = "ks_models"
+
+#: Official kernel settings a foreign file may not hold; shown in the Models page's settings box.
+#: name -> (choices, help). An empty choice list means free text.
+SETTINGS_CHOICES: dict[str, tuple[list, str]] = {
+    "mode": (["cat_randn", "sum_randn", "cat_cos", "sum_cos", "cat_randn_learnable_fixed", "cat_randn_learnable",
+              "cat_randn_nearest"], "SGConv: how scales are combined ('cat' | 'sum'), init, interpolation, decay mode"),
+    "init_scale": ([0, 1, 2, 3], "SGConv: the first scale's upsampling exponent"),
+    "dt_transform": (["exp", "softplus", "relu", "sigmoid", "none"], "S4/S4D: stored timescale -> dt"),
+    "real_transform": (["exp", "relu", "softplus", "sigmoid", "none"], "S4/S4D: stored A_real -> -Re A"),
+    "imag_transform": (["none", "exp", "relu", "softplus", "sigmoid"], "S4/S4D: stored A_imag -> -Im A"),
+    "disc": (["zoh", "bilinear", "dss"], "S4/S4D: discretisation"),
+    "is_real": ([False, True], "S4D-Real (real diagonal A)"),
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# where checkpoints are
+# --------------------------------------------------------------------------------------------------------------
+def pretrained_dir() -> Path:
+    """The pretrained-checkpoint folder: $KERNELSCOPE_PRETRAINED, else <repo>/pretrained."""
+    return Path(os.environ.get(PRETRAINED_ENV) or REPO_ROOT / "pretrained")
+
+
+def list_pretrained(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Checkpoint files (by extension) directly in the pretrained folder, sorted by name; [] if it is missing."""
+    folder = Path(folder) if folder is not None else pretrained_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def uploads_dir() -> Path:
+    """Where uploaded bytes are written before loading: $KERNELSCOPE_UPLOADS, else <tmp>/kernelscope-uploads."""
+    return Path(os.environ.get(UPLOADS_ENV) or Path(tempfile.gettempdir()) / "kernelscope-uploads")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# records
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelEntry:
+    """One loaded model: its display name, the file it loads from, the file's content hash and the settings."""
+
+    name: str
+    path: str
+    digest: str
+    settings_json: str = "{}"
+    source: str = "path"  # 'pretrained' | 'upload' | 'path'
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the loaded object: (content hash, settings)."""
+        return self.digest, self.settings_json
+
+    @property
+    def settings(self) -> dict:
+        return json.loads(self.settings_json)
+
+
+@dataclass
+class LoadResult:
+    """Outcome of a load: a checkpoint and its entry, or an error message for st.error; notes for st.info."""
+
+    checkpoint: object | None = None
+    entry: ModelEntry | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def settings_key(settings: dict | None) -> str:
+    """Canonical JSON of a settings dict (sorted keys) for cache keys."""
+    return json.dumps(settings or {}, sort_keys=True, default=str)
+
+
+def clean_settings(values: dict) -> dict:
+    """Drop settings left at 'from the file' (None or '') so only the ones the user chose reach the loader."""
+    return {k: v for k, v in values.items() if v is not None and v != ""}
+
+
+def parse_extra_settings(text: str) -> dict:
+    """Parse the free-form 'other settings' box: JSON object, or ``key=value`` pairs split by commas/newlines.
+
+    Values are read as JSON where possible (numbers, true/false, null), else kept as strings.
+    Raises ValueError with a readable message.
+    """
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"other settings: not valid JSON ({e.msg} at character {e.pos})") from None
+        if not isinstance(out, dict):
+            raise ValueError("other settings: expected a JSON object such as {\"mode\": \"cat_randn\"}")
+        return out
+    out = {}
+    for part in re.split(r"[,\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"other settings: {part!r} is not of the form key=value")
+        k, v = (s.strip() for s in part.split("=", 1))
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise ValueError(f"other settings: {k!r} is not a setting name")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# hashing and loading
+# --------------------------------------------------------------------------------------------------------------
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256_file(path)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content (cached by path, size and modification time)."""
+    st_ = os.stat(path)
+    return _file_digest(os.fspath(path), st_.st_size, st_.st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load_cached(digest: str, skey: str, _path: str):
+    import sgconv_core
+
+    return sgconv_core.load(_path, **json.loads(skey))
+
+
+def _describe_failure(name: str, exc: BaseException) -> str:
+    """The message shown for a load that failed with something other than CheckpointError."""
+    if isinstance(exc, MemoryError):
+        return f"{name}: not enough memory to load this file."
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = f" ({type(exc).__name__}: {detail[:300]})" if detail else f" ({type(exc).__name__})"
+    return (f"{name}: could not be loaded{detail}. The file may be damaged, or hold a model kernelscope does not "
+            "know; supported are SGConv, S4 and S4D checkpoints (kernelscope .safetensors, state-spaces and "
+            "SGConv torch files).")
+
+
+def _stem(filename: str) -> str:
+    p = Path(filename)
+    return p.stem if p.suffix.lower() in EXTENSIONS else p.name
+
+
+def load_path(path: str | os.PathLike, settings: dict | None = None, source: str = "path",
+              display_name: str | None = None) -> LoadResult:
+    """Load a checkpoint from a file on disk. Never raises: errors come back as LoadResult.error.
+
+    Settings are dropped (with a note) for kernelscope's own files, which hold every setting themselves.
+    """
+    from sgconv_core import CheckpointError
+
+    raw = os.fspath(path).strip()
+    name = display_name or os.path.basename(raw) or raw
+    if not raw:
+        return LoadResult(error="Give the path of a checkpoint file.")
+    p = Path(raw).expanduser()
+    if not p.exists():
+        return LoadResult(error=f"{name}: no such file ({p}).")
+    if not p.is_file():
+        return LoadResult(error=f"{name}: not a file ({p}); give the path of a checkpoint file.")
+    settings = dict(settings or {})
+    notes = []
+    if settings and read_header(p).get("format") == "kernelscope":
+        notes.append(f"{name}: a kernelscope checkpoint holds its own kernel settings; the settings box was ignored.")
+        settings = {}
+    skey = settings_key(settings)
+    try:
+        digest = file_digest(p)
+        ck = _load_cached(digest, skey, _path=str(p))
+    except CheckpointError as e:
+        return LoadResult(error=str(e))
+    except Exception as e:  # noqa: BLE001 - the session must go on whatever the file holds
+        return LoadResult(error=_describe_failure(name, e))
+    if not getattr(ck, "kernels", None):
+        return LoadResult(error=f"{name}: no convolution kernels were found in this file.")
+    return LoadResult(checkpoint=ck, entry=ModelEntry(_stem(name), str(p), digest, skey, source), notes=notes)
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The string metadata of a .safetensors file (its header only; nothing is executed); {} otherwise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return {}
+            n = int.from_bytes(head, "little")
+            if not 2 <= n <= 100_000_000:
+                return {}
+            header = json.loads(f.read(n))
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """The model card stored in a kernelscope .safetensors file's metadata ({} when there is none)."""
+    meta = read_header(path)
+    try:
+        card = json.loads(meta.get("card") or "{}")
+    except ValueError:
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_filename(filename: str) -> str:
+    """A plain file name for an uploaded file (no folders, no odd characters; 'upload' if nothing is left)."""
+    base = os.path.basename((filename or "").replace("\\", "/"))
+    base = _SAFE_NAME.sub("_", base).strip("._") or "upload"
+    return base[:120]
+
+
+def load_upload(data: bytes, filename: str, settings: dict | None = None) -> LoadResult:
+    """Load an uploaded checkpoint (its bytes and the name it was uploaded under). Never raises.
+
+    The bytes are written to ``uploads_dir()/<hash prefix>/<file name>`` so that the loader (which names the
+    file in its messages) and the caches see an ordinary file.
+    """
+    name = safe_filename(filename)
+    if not data:
+        return LoadResult(error=f"{name}: the file is empty.")
+    digest = hashlib.sha256(data).hexdigest()
+    folder = uploads_dir() / digest[:32]
+    target = folder / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (target.is_file() and target.stat().st_size == len(data)):
+            tmp = target.with_name(target.name + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    except OSError as e:
+        return LoadResult(error=f"{name}: could not store the upload ({e.strerror or e}).")
+    return load_path(target, settings, source="upload", display_name=name)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the session's loaded models
+# --------------------------------------------------------------------------------------------------------------
+def models() -> dict[str, ModelEntry]:
+    """Loaded models by display name, in the order they were loaded."""
+    return st.session_state.setdefault(_SESSION_KEY, {})
+
+
+def unique_name(stem: str, taken) -> str:
+    """stem, or 'stem (2)', 'stem (3)', ... whichever is not taken."""
+    if stem not in taken:
+        return stem
+    i = 2
+    while f"{stem} ({i})" in taken:
+        i += 1
+    return f"{stem} ({i})"
+
+
+def add_model(entry: ModelEntry) -> tuple[str, bool]:
+    """Register a loaded model; returns (display name, added). Loading the same file+settings twice is a no-op."""
+    loaded = models()
+    for name, other in loaded.items():
+        if other.key == entry.key:
+            return name, False
+    name = unique_name(entry.name, loaded)
+    loaded[name] = ModelEntry(name, entry.path, entry.digest, entry.settings_json, entry.source)
+    return name, True
+
+
+def remove_model(name: str) -> None:
+    models().pop(name, None)
+
+
+def checkpoint(entry: ModelEntry):
+    """The Checkpoint of a loaded model (from the shared cache; reloaded from its file if evicted)."""
+    return _load_cached(entry.digest, entry.settings_json, _path=entry.path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------------------------------------------
+def device_label() -> str:
+    """The accelerator in use: the CUDA device name, or 'CPU'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.cuda.current_device())
+    return "CPU"
+
+
+def compute_device():
+    """torch.device used to run models (attribution): CUDA when there is one."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -1,0 +1,125 @@
+"""The table of pretrained models, generated from their model cards so it cannot drift.
+
+    python -m sgconv_core.zoo_table [pretrained/] [--commands] [--json]
+
+Prints a Markdown table (name, task, family, metric, test value, baseline, kernel / total parameters, file
+size, device, training time, steps) of every .safetensors checkpoint of ours in the folder; ``--commands``
+adds the exact command that trained each, and the notes of any model that missed its target.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+#: The zoo's targets on the test split: (metric, comparison, threshold or 'x2 baseline').
+TARGETS = {
+    "digits": ("accuracy", ">=", 0.95),
+    "delay": ("nmse", "<=", 0.05),
+    "listops": ("accuracy", ">=", "2x baseline"),
+}
+
+
+def read_card(path: str) -> dict:
+    """The model card stored in one of our checkpoints' metadata (reads the header only, no tensors)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "kernelscope":
+        raise ValueError(f"{path}: not a kernelscope checkpoint")
+    return json.loads(meta.get("card") or "{}")
+
+
+def target_met(card: dict) -> bool | None:
+    """Whether a card's test value meets the zoo target for its task (None: no target)."""
+    t = TARGETS.get(card.get("task"))
+    v = card.get("test_value")
+    if t is None or v is None:
+        return None
+    _, op, thr = t
+    if thr == "2x baseline":
+        thr = 2 * card.get("baseline", 0.0)
+    return v >= thr if op == ">=" else v <= thr
+
+
+def rows(folder: str) -> list[dict]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
+        try:
+            card = read_card(path)
+        except Exception as e:  # a foreign or broken file: list it, do not crash
+            print(f"warning: {path}: {e}", file=sys.stderr)
+            continue
+        out.append({"file": os.path.basename(path), "size_bytes": os.path.getsize(path), "card": card})
+    return out
+
+
+def _fmt_value(card: dict) -> str:
+    v = card.get("test_value")
+    if v is None:
+        return "?"
+    return f"{100 * v:.1f} %" if card.get("metric") == "accuracy" else f"{v:.4f}"
+
+
+def _fmt_baseline(card: dict) -> str:
+    v = card.get("baseline")
+    if v is None:
+        return "?"
+    return f"{100 * v:.1f} %" if card.get("metric") == "accuracy" else f"{v:.2f}"
+
+
+def markdown(folder: str, commands: bool = False) -> str:
+    rs = rows(folder)
+    lines = [
+        "| name | task | family | layers x H | metric | test value | baseline | target met | kernel params | "
+        "total params | file size | device | threads | training time | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rs:
+        c, mc = r["card"], r["card"].get("model_config", {})
+        met = target_met(c)
+        lines.append(
+            f"| {os.path.splitext(r['file'])[0]} | {c.get('task', '?')} | {c.get('family', '?')} | "
+            f"{mc.get('n_layers', '?')} x {mc.get('d_model', '?')} | {c.get('metric', '?')} | {_fmt_value(c)} | "
+            f"{_fmt_baseline(c)} | {'-' if met is None else ('yes' if met else '**no**')} | "
+            f"{c.get('kernel_params', 0):,} | {c.get('total_params', 0):,} | {r['size_bytes'] / 1024:.0f} KiB | "
+            f"{c.get('device', '?')} | {c.get('threads', '-')} | {c.get('wall_time_s', 0):.0f} s | "
+            f"{c.get('steps', '?')}{' (stopped: ' + c['stopped'] + ')' if c.get('stopped') else ''} |"
+        )
+    total = sum(r["size_bytes"] for r in rs)
+    lines.append("")
+    lines.append(f"{len(rs)} models, {total / 2**20:.2f} MiB in all, "
+                 f"{sum(r['card'].get('wall_time_s', 0) for r in rs) / 60:.1f} min of training.")
+    if commands:
+        lines += ["", "### Commands", ""]
+        for r in rs:
+            c = r["card"]
+            lines += [f"`{os.path.splitext(r['file'])[0]}`:", "", "```", c.get("command", "?"), "```", ""]
+        notes = [(r["file"], r["card"]) for r in rs if r["card"].get("notes")]
+        if notes:
+            lines += ["### Notes from the cards", ""]
+            for f, c in notes:
+                lines.append(f"- `{os.path.splitext(f)[0]}`: {c['notes']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sgconv_core.zoo_table", description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", nargs="?", default="pretrained")
+    p.add_argument("--commands", action="store_true", help="also list the training command and notes of each model")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    a = p.parse_args(argv)
+    if not os.path.isdir(a.folder):
+        p.error(f"{a.folder}: no such folder")
+    if a.json:
+        print(json.dumps(rows(a.folder), indent=1))
+    else:
+        print(markdown(a.folder, a.commands))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

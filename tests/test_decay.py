@@ -1,0 +1,177 @@
+"""Known-answer tests for analysis.decay: power-law / exponential fits, energy ranges, poles."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from analysis.decay import (
+    decay_summary,
+    effective_range,
+    energy_curve,
+    envelope,
+    exp_fit,
+    exp_rate,
+    pole_decay,
+    power_law_exponent,
+    power_law_fit,
+    summarize_channels,
+    summarize_layer,
+)
+
+L = 4096
+POS = np.arange(L, dtype=np.float64)  # SGConv's pos = lag = 0..L-1; decay (pos+1)^-t
+
+
+def _noise(seed):
+    return 1.0 + 0.3 * np.random.default_rng(seed).standard_normal(L)
+
+
+# Spread of the estimate over seeds (50 seeds, t = 0.5): std ~2 % of t, so 5 % is ~2.5 sigma;
+# the seeds are fixed, so the tests are deterministic.
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+def test_power_law_exponent_noisy(t):
+    k = (POS + 1) ** -t * _noise(0)
+    assert power_law_exponent(k) == pytest.approx(t, rel=0.05)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+def test_power_law_exponent_with_random_sign_carrier(t):
+    sign = np.random.default_rng(1).choice([-1.0, 1.0], L)
+    k = (POS + 1) ** -t * np.cos(0.3 * POS) * sign * _noise(2)
+    assert power_law_exponent(k) == pytest.approx(t, rel=0.05)
+
+
+def test_power_law_fit_exact_and_quality():
+    fit = power_law_fit(3.0 * (POS + 1) ** -1.5)
+    assert fit["t"] == pytest.approx(1.5, rel=1e-3)
+    assert fit["log_amplitude"] == pytest.approx(math.log(3.0), abs=0.02)
+    assert fit["r2"] > 0.9999
+    assert fit["n_points"] >= 10
+    flat = power_law_fit(np.ones(64))  # fallback to all bins for a short kernel; t = 0
+    assert flat["t"] == pytest.approx(0.0, abs=1e-12) and flat["r2"] == 1.0
+
+
+@pytest.mark.parametrize("r", [0.001, 0.01])
+def test_exp_rate_noisy(r):
+    k = np.exp(-r * POS) * _noise(3)
+    assert exp_rate(k) == pytest.approx(r, rel=0.05)
+
+
+def test_exp_fit_exact():
+    fit = exp_fit(2.0 * np.exp(-0.02 * (POS + 1)))
+    assert fit["r"] == pytest.approx(0.02, rel=1e-9)
+    # RMS over a 64-tap bin of exp(-r pos) = value at the bin centre * sqrt(sinh(64 r) / (64 r))
+    bias = 0.5 * math.log(math.sinh(64 * 0.02) / (64 * 0.02))
+    assert fit["log_amplitude"] == pytest.approx(math.log(2.0) + bias, abs=1e-3)
+    assert fit["r2"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_envelope_shapes_and_centers():
+    k = (POS + 1) ** -1.0 * np.cos(0.3 * POS)
+    c, v = envelope(k)
+    assert c[0] == 0.0 and v[0] == pytest.approx(1.0)
+    assert np.all(np.diff(c) > 0) and c[-1] < L and c.shape == v.shape
+    assert len(c) <= 65  # lag 0 + at most 64 bins, empty head bins dropped
+    c2, v2 = envelope(k, stat="rms")
+    assert np.allclose(c, c2) and np.all(v2 <= v + 1e-15)
+    c3, v3 = envelope(np.arange(8.0), n_bins=64)  # short kernel: one tap per non-empty bin
+    assert np.allclose(c3, np.arange(8)) and np.allclose(v3, np.arange(8))
+    with pytest.raises(ValueError, match="stat"):
+        envelope(k, stat="mean")
+
+
+def test_energy_curve_and_effective_range():
+    k = np.array([3.0, 0.0, 0.0, 4.0])  # energies 9, 0, 0, 16 of 25
+    assert np.allclose(energy_curve(k), [0.36, 0.36, 0.36, 1.0])
+    assert effective_range(k, 0.36) == 1
+    assert effective_range(k, 0.37) == 4
+    assert effective_range(k, 0.5) == 4
+    assert effective_range(k, 1.0) == 4
+    padded = np.concatenate([k, np.zeros(12)])  # trailing zeros add no range
+    assert [effective_range(padded, f) for f in (0.36, 0.5, 1.0)] == [1, 4, 4]
+    spike = np.zeros(100)
+    spike[5] = -2.0
+    assert {effective_range(spike, f) for f in (1e-9, 0.5, 0.99, 1.0)} == {6}
+
+
+def test_effective_range_errors():
+    with pytest.raises(ValueError, match="zero"):
+        effective_range(np.zeros(16), 0.5)
+    for bad in (0.0, -0.1, 1.01, float("nan")):
+        with pytest.raises(ValueError, match="frac"):
+            effective_range(np.ones(16), bad)
+
+
+def test_input_validation():
+    k = np.ones(32)
+    k[7] = np.nan
+    with pytest.raises(ValueError, match="NaN.*lag 7"):
+        power_law_exponent(k)
+    k[7] = np.inf
+    with pytest.raises(ValueError, match="Inf"):
+        exp_rate(k)
+    with pytest.raises(ValueError, match="length 7"):
+        envelope(np.ones(7))
+    with pytest.raises(ValueError, match="1-D"):
+        decay_summary(np.ones((2, 16)))
+    with pytest.raises(ValueError, match="complex"):
+        energy_curve(np.ones(16, dtype=complex))
+
+
+def test_zero_tail_emits_no_warnings():
+    k = (POS + 1) ** -1.0
+    k[1000:] = 0.0  # exact zeros in the tail (e.g. a cropped / zero-padded kernel)
+    k[500:510] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c, v = envelope(k)
+        s = decay_summary(k)
+    assert np.isfinite(s["t"]) and np.isfinite(s["r"]) and s["range99"] <= 1000
+    assert np.any(v == 0) and np.all(np.isfinite(c))
+
+
+def test_decay_summary_and_layer():
+    rng = np.random.default_rng(4)
+    pos = POS[:1024]
+    ts_true = (0.5, 1.0, 1.5, 2.0)
+    K = np.stack([(pos + 1) ** -t * (1 + 0.1 * rng.standard_normal(1024)) for t in ts_true])
+    K = K.reshape(2, 2, 1024)
+    rows = summarize_channels(K)
+    assert [r["index"] for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert set(rows[0]) >= {"t", "t_r2", "r", "r_r2", "range50", "range90", "range99"}
+    ts = [r["t"] for r in rows]
+    assert np.allclose(ts, ts_true, rtol=0.05)
+    assert all(r["range50"] <= r["range90"] <= r["range99"] for r in rows)
+    lay = summarize_layer(K)
+    assert lay["n_channels"] == 4 and lay["n_zero"] == 0
+    assert lay["t"]["median"] == pytest.approx(np.median(ts))
+    assert lay["t"]["iqr"] == pytest.approx(np.percentile(ts, 75) - np.percentile(ts, 25))
+    # a dead (all-zero) channel gives NaNs and is excluded from the layer statistics
+    K2 = np.concatenate([K.reshape(4, 1024), np.zeros((1, 1024))])
+    rows2 = summarize_channels(K2)
+    assert math.isnan(rows2[-1]["t"]) and rows2[-1]["index"] == (4,)
+    lay2 = summarize_layer(rows2)
+    assert lay2["n_zero"] == 1 and lay2["t"]["median"] == pytest.approx(lay["t"]["median"])
+    with pytest.raises(ValueError, match="shape"):
+        summarize_channels(np.ones(16))
+
+
+def test_pole_decay():
+    out = pole_decay(np.array([0.5]))
+    assert out["half_life"] == 1.0  # exactly: ln2 / -ln(0.5)
+    assert out["slowest_rate"] == pytest.approx(math.log(2.0))
+    lam = np.array([[0.9 * np.exp(0.3j), 0.99 * np.exp(-1j)], [0.5, 0.0]])
+    out = pole_decay(lam)
+    assert out["rates"].shape == (2, 2) and out["rates"][1, 1] == np.inf
+    assert out["slowest_index"] == (0, 1)
+    assert out["half_life"] == pytest.approx(math.log(2) / -math.log(0.99))
+    dt, re_a = 0.01, -0.5  # |lambda| = exp(dt * Re A): half-life ln2 / (0.005) taps
+    assert pole_decay(np.exp(dt * (re_a + 3j)))["half_life"] == pytest.approx(math.log(2) / 0.005)
+    assert pole_decay([1.0, 0.5])["half_life"] == math.inf
+    assert pole_decay([1.01j])["half_life"] == math.inf
+    with pytest.raises(ValueError):
+        pole_decay([])
+    with pytest.raises(ValueError):
+        pole_decay([np.nan])
