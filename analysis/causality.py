@@ -45,6 +45,7 @@ def causality_check(model, L: int, d_input: int | None = None, position=None, to
         tokens: True for token input (default: from ``model.cfg.input_kind``); the gradient is then taken
             with respect to the embeddings, which is where a token model's input becomes continuous.
         seed: probe input seed. rel_tol: ok when max_future_grad <= rel_tol * max_past_grad.
+    The probe is a random projection of the features at t. ok needs a non-zero past gradient.
     Returns dict(max_future_grad, max_past_grad, ratio (future / past), ok (bool), positions (list),
         per_position (list of dicts), bidirectional (bool or None), expected_ok (bool or None), note).
     """
@@ -88,9 +89,12 @@ def causality_check(model, L: int, d_input: int | None = None, position=None, to
         if out.dim() != 3 or out.shape[1] != L:
             raise ValueError(f"the model output must be (B, L, d_out) to check causality, got {tuple(out.shape)}")
 
+    # a random projection of the output features: a plain sum can vanish identically (a LayerNorm's outputs
+    # sum to its bias whatever the input)
+    v = torch.randn(out.shape[-1], generator=gen, dtype=out.dtype)
     per = []
     for i, p in enumerate(positions):
-        (g,) = torch.autograd.grad(out[0, p].sum(), e, retain_graph=i < len(positions) - 1)
+        (g,) = torch.autograd.grad((out[0, p] * v).sum(), e, retain_graph=i < len(positions) - 1)
         g = g[0].abs().amax(-1)  # (L,) largest gradient over channels per input position
         fut = float(g[p + 1:].max()) if p + 1 < L else 0.0
         past = float(g[: p + 1].max())
@@ -98,13 +102,15 @@ def causality_check(model, L: int, d_input: int | None = None, position=None, to
     fut = max(r["max_future_grad"] for r in per)
     past = max(r["max_past_grad"] for r in per)
     ratio = fut / past if past > 0 else (0.0 if fut == 0 else float("inf"))
-    ok = ratio <= rel_tol
+    ok = past > 0 and ratio <= rel_tol
     bidir = None
     kernels = getattr(model, "kernels", None)
     if kernels:
         bidir = any(getattr(k, "bidirectional", False) for k in kernels)
     expected = None if bidir is None else not bidir
-    if ok:
+    if past == 0 and fut == 0:
+        note = "inconclusive: no gradient reached the output (a dead model?)"
+    elif ok:
         note = f"causal: the largest future gradient is {ratio:.1e} of the largest past one (float64)"
     elif bidir:
         note = "not causal, as expected: the model is bidirectional (it reads later inputs by design)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binned_statistic, linregress
+from scipy.stats import binned_statistic
 
 __all__ = [
     "MIN_FIT_LENGTH",
@@ -30,7 +30,9 @@ __all__ = [
     "energy_curve",
     "effective_range",
     "decay_summary",
+    "batch_decay",
     "summarize_channels",
+    "median_iqr",
     "summarize_layer",
     "pole_decay",
 ]
@@ -66,34 +68,38 @@ def _as_kernel(k, min_len: int = 1, name: str = "kernel") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# binned envelopes
+# binning (shared by the envelope and both fits; vectorised over rows)
 # --------------------------------------------------------------------------------------------
-def _bin(lag: np.ndarray, absk: np.ndarray, edges: np.ndarray, stat: str, coords: list):
-    """Per-bin (centers, value, count) over the non-empty bins.
-
-    value = max |k| (stat "max") or sqrt(mean k^2) (stat "rms"); centers[i] = mean of
-    ``coords[i]`` over the taps in each bin, shape (len(coords), n_non_empty).
-    """
-    count = binned_statistic(lag, lag, "count", bins=edges).statistic
-    if stat == "max":
-        value = binned_statistic(lag, absk, "max", bins=edges).statistic
-    elif stat == "rms":
-        value = np.sqrt(binned_statistic(lag, absk**2, "mean", bins=edges).statistic)
-    else:
-        raise ValueError(f"stat must be 'max' or 'rms', got {stat!r}")
-    centers = binned_statistic(lag, coords, "mean", bins=edges).statistic
-    keep = count > 0
-    return centers[:, keep], value[keep], count[keep]
+def _runs(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-empty bins of a sorted sample x as contiguous runs, with scipy.stats.binned_statistic's bin
+    assignment (right edge included in the last bin): (start index of each run, its count)."""
+    binnumber = binned_statistic(x, x, "count", bins=edges).binnumber
+    cnt = np.bincount(binnumber, minlength=len(edges) + 1)[1:len(edges)]
+    nonempty = np.flatnonzero(cnt)
+    return np.concatenate([[0], np.cumsum(cnt)[:-1]])[nonempty], cnt[nonempty]
 
 
-def _log_bins(k: np.ndarray, n_bins: int, stat: str):
-    """Geometric bins over lags 1..L-1: (mean log(lag), mean log(pos), value, count) per bin."""
+def _log_bins(L: int, n_bins: int):
+    """Geometric bins over lags 1..L-1: (first lag of each non-empty bin, count, mean log(lag), mean log(pos))."""
     if int(n_bins) < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    lag = np.arange(1, k.size, dtype=np.float64)
-    edges = np.geomspace(1.0, k.size - 1.0, int(n_bins) + 1)  # last bin includes lag L-1
-    centers, value, count = _bin(lag, np.abs(k[1:]), edges, stat, [np.log(lag), np.log1p(lag)])
-    return centers[0], centers[1], value, count
+    lag = np.arange(1, L, dtype=np.float64)
+    starts, cnt = _runs(lag, np.geomspace(1.0, L - 1.0, int(n_bins) + 1))  # last bin includes lag L-1
+    return starts + 1, cnt, np.add.reduceat(np.log(lag), starts) / cnt, np.add.reduceat(np.log1p(lag), starts) / cnt
+
+
+def _lin_bins(L: int, n_bins: int):
+    """Equal-width bins over lags 0..L-1: (first lag of each non-empty bin, count, mean pos = lag + 1)."""
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    lag = np.arange(L, dtype=np.float64)
+    starts, cnt = _runs(lag, np.linspace(-0.5, L - 0.5, int(n_bins) + 1))
+    return starts, cnt, np.add.reduceat(lag + 1.0, starts) / cnt
+
+
+def _binned_rms(K2: np.ndarray, first: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """sqrt(mean k^2) per bin of each row: K2 (n, L) squared kernels -> (n, bins)."""
+    return np.sqrt(np.add.reduceat(K2[:, first[0]:], first - first[0], axis=1) / cnt)
 
 
 def envelope(k, n_bins: int = 64, stat: str = "max") -> tuple[np.ndarray, np.ndarray]:
@@ -108,37 +114,63 @@ def envelope(k, n_bins: int = 64, stat: str = "max") -> tuple[np.ndarray, np.nda
         mean lag of each non-empty bin), values in the kernel's units (0 for an all-zero bin).
     """
     k = _as_kernel(k, MIN_FIT_LENGTH)
-    log_lag, _, value, _ = _log_bins(k, n_bins, stat)
-    centers = np.concatenate([[0.0], np.exp(log_lag)])
-    values = np.concatenate([[abs(k[0])], value])
-    return centers, values
+    first, cnt, log_lag, _ = _log_bins(k.size, n_bins)
+    if stat == "max":
+        value = np.maximum.reduceat(np.abs(k[1:]), first - 1)
+    elif stat == "rms":
+        value = _binned_rms(k[None] ** 2, first, cnt)[0]
+    else:
+        raise ValueError(f"stat must be 'max' or 'rms', got {stat!r}")
+    return np.concatenate([[0.0], np.exp(log_lag)]), np.concatenate([[abs(k[0])], value])
 
 
 # --------------------------------------------------------------------------------------------
 # fits
 # --------------------------------------------------------------------------------------------
-def _select(value: np.ndarray, count: np.ndarray, min_count: int) -> np.ndarray:
-    """Bins used by a fit: value > 0 (masks exact zeros) and >= min_count taps.
+def _line_fits(x: np.ndarray, Y: np.ndarray, W: np.ndarray):
+    """Per-row least squares y = slope*x + intercept over the points where W; x (B,), Y and W (n, B).
 
-    Falls back to every bin with value > 0 when fewer than 3 bins qualify (short kernels).
+    Returns slope, intercept, r2, each (n,): r2 = 1 - SS_res/SS_tot in the fitted space (1.0 for a
+    constant y); NaN where a row has fewer than 2 points.
     """
+    W = W.astype(np.float64)
+    n = W.sum(1)
+    Yz = np.where(W > 0, Y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = (W * x).sum(1) / n
+        ym = Yz.sum(1) / n
+        dx = (x[None, :] - xm[:, None]) * W
+        dy = (Yz - ym[:, None]) * W
+        slope = (dx * dy).sum(1) / (dx * dx).sum(1)
+        icpt = ym - slope * xm
+        res = (Yz - slope[:, None] * x[None, :] - icpt[:, None]) * W
+        ss_res, ss_tot = (res * res).sum(1), (dy * dy).sum(1)
+        const = ss_tot <= 1e-24 * (Yz * Yz).sum(1)  # constant y up to round-off in its mean
+        r2 = np.where(const, 1.0, 1.0 - ss_res / np.where(const, 1.0, ss_tot))
+    for a in (slope, icpt, r2):
+        a[n < 2] = np.nan
+    return slope, icpt, r2
+
+
+def _power_law_rows(K2: np.ndarray, n_bins: int, min_count: int):
+    """Power-law fits of every row of K2 (n, L) squared kernels: (t, log_amplitude, r2, n_points), each (n,)."""
+    first, cnt, _, log_pos = _log_bins(K2.shape[1], n_bins)
+    value = _binned_rms(K2, first, cnt)
     positive = value > 0
-    keep = positive & (count >= min_count)
-    return keep if keep.sum() >= _MIN_FIT_BINS else positive
+    keep = positive & (cnt >= min_count)[None, :]
+    keep = np.where((keep.sum(1) >= _MIN_FIT_BINS)[:, None], keep, positive)
+    with np.errstate(divide="ignore"):
+        slope, icpt, r2 = _line_fits(log_pos, np.log(value), keep)
+    return -slope, icpt, r2, keep.sum(1)
 
 
-def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares y = slope*x + intercept; returns (slope, intercept, r2).
-
-    r2 = 1 - SS_res/SS_tot (1.0 for an exactly constant y); NaNs when fewer than 2 points.
-    """
-    if x.size < 2:
-        return math.nan, math.nan, math.nan
-    fit = linregress(x, y)
-    resid = y - (fit.slope * x + fit.intercept)
-    ss_res, ss_tot = float(resid @ resid), float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    return float(fit.slope), float(fit.intercept), r2
+def _exp_rows(K2: np.ndarray, n_bins: int):
+    """Exponential fits of every row of K2 (n, L) squared kernels: (r, log_amplitude, r2, n_points), each (n,)."""
+    first, cnt, pos = _lin_bins(K2.shape[1], n_bins)
+    value = _binned_rms(K2, first, cnt)
+    with np.errstate(divide="ignore"):
+        slope, icpt, r2 = _line_fits(pos, np.log(value), value > 0)
+    return -slope, icpt, r2, (value > 0).sum(1)
 
 
 def power_law_fit(k, n_bins: int = 64, min_count: int = 8) -> dict:
@@ -155,14 +187,12 @@ def power_law_fit(k, n_bins: int = 64, min_count: int = 8) -> dict:
         t, log_amplitude, r2 are NaN if fewer than 2 bins are non-zero.
     """
     k = _as_kernel(k, MIN_FIT_LENGTH)
-    _, log_pos, value, count = _log_bins(k, n_bins, "rms")
-    keep = _select(value, count, min_count)
-    slope, intercept, r2 = _line_fit(log_pos[keep], np.log(value[keep]))
-    return {"t": -slope, "log_amplitude": intercept, "r2": r2, "n_points": int(keep.sum())}
+    t, a, r2, n = _power_law_rows(k[None] ** 2, n_bins, min_count)
+    return {"t": float(t[0]), "log_amplitude": float(a[0]), "r2": float(r2[0]), "n_points": int(n[0])}
 
 
 def power_law_exponent(k, n_bins: int = 64, min_count: int = 8) -> float:
-    """t in |k| ~ pos^-t (pos = lag + 1); the ``t`` of :func:`power_law_fit`."""
+    """t in |k| ~ pos^-t (pos = lag + 1, dimensionless) for a 1-D kernel k (L,), L >= 8; see :func:`power_law_fit`."""
     return power_law_fit(k, n_bins, min_count)["t"]
 
 
@@ -178,24 +208,31 @@ def exp_fit(k, n_bins: int = 64) -> dict:
         determination of log|k| vs pos, n_points: bins used). NaNs if < 2 non-zero bins.
     """
     k = _as_kernel(k, MIN_FIT_LENGTH)
-    if int(n_bins) < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    lag = np.arange(k.size, dtype=np.float64)
-    edges = np.linspace(-0.5, k.size - 0.5, int(n_bins) + 1)
-    (pos,), value, _ = _bin(lag, np.abs(k), edges, "rms", [lag + 1.0])
-    keep = value > 0
-    slope, intercept, r2 = _line_fit(pos[keep], np.log(value[keep]))
-    return {"r": -slope, "log_amplitude": intercept, "r2": r2, "n_points": int(keep.sum())}
+    r, a, r2, n = _exp_rows(k[None] ** 2, n_bins)
+    return {"r": float(r[0]), "log_amplitude": float(a[0]), "r2": float(r2[0]), "n_points": int(n[0])}
 
 
 def exp_rate(k, n_bins: int = 64) -> float:
-    """r in |k| ~ exp(-r * pos) (per tap); the ``r`` of :func:`exp_fit`."""
+    """r in |k| ~ exp(-r * pos) (per tap) for a 1-D kernel k (L,), L >= 8; see :func:`exp_fit`."""
     return exp_fit(k, n_bins)["r"]
 
 
 # --------------------------------------------------------------------------------------------
 # energy
 # --------------------------------------------------------------------------------------------
+def _energy_rows(K: np.ndarray) -> np.ndarray:
+    """Cumulative energy fraction of every row of K (n, L); NaN rows where a row is all zero."""
+    peak = np.abs(K).max(1, keepdims=True)
+    cum = np.cumsum((K / np.where(peak > 0, peak, 1.0)) ** 2, axis=1)  # scaled by the peak: no overflow
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cum / cum[:, -1:]
+
+
+def _ranges(curve: np.ndarray, frac: float) -> np.ndarray:
+    """1 + first index where each row of a cumulative energy curve reaches frac (n,) float."""
+    return (curve < frac * (1.0 - _FRAC_RTOL)).sum(1).astype(np.float64) + 1.0
+
+
 def energy_curve(k) -> np.ndarray:
     """Cumulative energy fraction E[t] = sum_{j<=t} k_j^2 / sum_j k_j^2.
 
@@ -203,11 +240,9 @@ def energy_curve(k) -> np.ndarray:
     Raises ValueError for an all-zero kernel.
     """
     k = _as_kernel(k)
-    peak = np.max(np.abs(k))
-    if peak == 0:
+    if not np.any(k):
         raise ValueError("kernel is all zeros: its energy fractions are undefined")
-    cum = np.cumsum((k / peak) ** 2)  # scaled by the peak: no overflow for huge kernels
-    return cum / cum[-1]
+    return _energy_rows(k[None])[0]
 
 
 def effective_range(k, frac: float) -> int:
@@ -219,13 +254,40 @@ def effective_range(k, frac: float) -> int:
     frac = float(frac)
     if not 0.0 < frac <= 1.0:  # also rejects NaN
         raise ValueError(f"frac must satisfy 0 < frac <= 1, got {frac}")
-    curve = energy_curve(k)
-    return int(np.searchsorted(curve, frac * (1.0 - _FRAC_RTOL), side="left")) + 1
+    return int(_ranges(energy_curve(k)[None], frac)[0])
 
 
 # --------------------------------------------------------------------------------------------
 # summaries
 # --------------------------------------------------------------------------------------------
+def batch_decay(K2d, n_bins: int = 64, min_count: int = 8) -> dict:
+    """:func:`decay_summary` (plus the fit amplitudes) of every row of a (n, L) kernel array at once.
+
+    Args: K2d (n, L), L >= 8. Returns dict of (n,) float arrays: t, t_r2, t_log_amplitude (power law,
+    :func:`power_law_fit`), r [1/tap], r_r2, r_log_amplitude (:func:`exp_fit`), range50, range90,
+    range99 [taps] (:func:`effective_range`); and ``valid`` (n,) bool: False for all-zero or
+    non-finite rows, whose numbers are NaN.
+    """
+    K = np.asarray(K2d, dtype=np.float64)
+    if K.ndim != 2:
+        raise ValueError(f"expected (n, L), got shape {K.shape}")
+    if K.shape[1] < MIN_FIT_LENGTH:
+        raise ValueError(f"kernels of length {K.shape[1]} are too short; at least {MIN_FIT_LENGTH} taps are needed")
+    finite = np.isfinite(K).all(1)
+    K = np.where(finite[:, None], K, 0.0)
+    valid = finite & np.any(K != 0, axis=1)
+    K2 = K * K
+    out = {}
+    out["t"], out["t_log_amplitude"], out["t_r2"], _ = _power_law_rows(K2, n_bins, min_count)
+    out["r"], out["r_log_amplitude"], out["r_r2"], _ = _exp_rows(K2, n_bins)
+    curve = _energy_rows(K)
+    for pct in (50, 90, 99):
+        out[f"range{pct}"] = _ranges(curve, pct / 100)
+    out = {key: np.where(valid, v, np.nan) for key, v in out.items()}
+    out["valid"] = valid
+    return out
+
+
 def decay_summary(k) -> dict:
     """Decay numbers of one kernel.
 
@@ -235,30 +297,37 @@ def decay_summary(k) -> dict:
         An all-zero kernel (a dead channel) gives NaN for every entry instead of raising.
     """
     k = _as_kernel(k, MIN_FIT_LENGTH)
-    if not np.any(k):
-        return dict.fromkeys(("t", "t_r2", "r", "r_r2", "range50", "range90", "range99"), math.nan)
-    pl, ex = power_law_fit(k), exp_fit(k)
-    out = {"t": pl["t"], "t_r2": pl["r2"], "r": ex["r"], "r_r2": ex["r2"]}
+    b = batch_decay(k[None])
+    out = {key: float(b[key][0]) for key in ("t", "t_r2", "r", "r_r2", "range50", "range90", "range99")}
     for pct in (50, 90, 99):
-        out[f"range{pct}"] = effective_range(k, pct / 100)
+        if not math.isnan(out[f"range{pct}"]):
+            out[f"range{pct}"] = int(out[f"range{pct}"])
     return out
 
 
 def summarize_channels(K) -> list[dict]:
-    """:func:`decay_summary` of every kernel of a layer.
+    """:func:`decay_summary` of every kernel of a layer, computed in one vectorised pass.
 
-    Args: K (C, H, L) or (n, L). Returns: list of dicts in C-major order, each the summary plus
-    ``index``: (c, h) or (i,).
+    Args: K (C, H, L) or (n, L), L >= 8, finite. Returns: list of dicts in C-major order, each the
+    summary plus ``index``: (c, h) or (i,).
     """
     K = np.asarray(K)
     if K.ndim not in (2, 3):
         raise ValueError(f"K must be (C, H, L) or (n, L), got shape {K.shape}")
-    rows = []
-    for index in np.ndindex(K.shape[:-1]):
+    K2 = K.reshape(-1, K.shape[-1])
+    bad = ~np.isfinite(K2).all(1) if K2.dtype.kind in "fc" else np.zeros(len(K2), bool)
+    for i in [0, *np.flatnonzero(bad)[:1]] if K2.size else []:  # the first row (dtype, length) and a bad one
         try:
-            row = decay_summary(K[index])
+            _as_kernel(K2[i], MIN_FIT_LENGTH)
         except ValueError as e:
-            raise ValueError(f"kernel {index}: {e}") from None
+            raise ValueError(f"kernel {tuple(int(j) for j in np.unravel_index(i, K.shape[:-1]))}: {e}") from None
+    b = batch_decay(K2)
+    rows = []
+    for i, index in enumerate(np.ndindex(K.shape[:-1])):
+        row = {key: float(b[key][i]) for key in ("t", "t_r2", "r", "r_r2")}
+        for pct in (50, 90, 99):
+            v = b[f"range{pct}"][i]
+            row[f"range{pct}"] = math.nan if math.isnan(v) else int(v)
         row["index"] = index
         rows.append(row)
     return rows
@@ -275,14 +344,18 @@ def summarize_layer(K_or_rows) -> dict:
     rows = K_or_rows if isinstance(K_or_rows, list) else summarize_channels(K_or_rows)
     out: dict = {"n_channels": len(rows), "n_zero": sum(math.isnan(r["range50"]) for r in rows)}
     for key in _SUMMARY_KEYS:
-        v = np.array([r[key] for r in rows], dtype=np.float64)
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            q25 = med = q75 = math.nan
-        else:
-            q25, med, q75 = (float(q) for q in np.percentile(v, [25, 50, 75]))
-        out[key] = {"median": med, "q25": q25, "q75": q75, "iqr": q75 - q25}
+        out[key] = median_iqr([r[key] for r in rows])
     return out
+
+
+def median_iqr(values) -> dict:
+    """dict(median, q25, q75, iqr) of the finite entries of ``values`` (any shape); NaNs when there are none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"median": math.nan, "q25": math.nan, "q75": math.nan, "iqr": math.nan}
+    q25, med, q75 = (float(q) for q in np.percentile(v, [25, 50, 75]))
+    return {"median": med, "q25": q25, "q75": q75, "iqr": q75 - q25}
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,19 +17,32 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 __all__ = [
-    "kernel_figure", "heatmap_figure", "decay_figure", "frequency_figure", "pole_figure", "scaling_figure",
+    "kernel_figure", "heatmap_figure", "decay_figure", "frequency_figure", "phase_figure", "energy_figure",
+    "pole_figure", "scaling_figure",
     "attribution_figure", "fit_curve_figure", "similarity_figure", "decimate", "pool_columns",
 ]
 
 #: Most points per line trace (longer series are min/max decimated so peaks survive).
 MAX_POINTS = 8000
-_TEMPLATE = "plotly_white"
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
 
 
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def _style(fig: go.Figure, **layout) -> go.Figure:
+    """White background and light grid (cheaper than applying a named template to every figure)."""
+    fig.update_layout(plot_bgcolor="white", paper_bgcolor="white", **layout)
+    fig.update_xaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True)
+    fig.update_yaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True)
+    return fig
+
+
+def _f32(a) -> np.ndarray:
+    """Compact float32 copy for plotting (plotly embeds numpy arrays as base64 of their dtype)."""
+    return np.asarray(a, dtype=np.float32)
 
 
 def _finite(y) -> np.ndarray:
@@ -54,19 +67,14 @@ def decimate(y, max_points: int = MAX_POINTS, log: bool = False) -> tuple[np.nda
         starts = starts[starts < n]
     else:
         starts = np.unique(np.linspace(0, n, n_blocks, endpoint=False).astype(np.int64))
-    yy = np.where(np.isfinite(y), y, np.nan)
-    lo_fill = np.where(np.isnan(yy), np.inf, yy)
-    hi_fill = np.where(np.isnan(yy), -np.inf, yy)
-    mins = np.minimum.reduceat(lo_fill, starts)
-    maxs = np.maximum.reduceat(hi_fill, starts)
-    ends = np.append(starts[1:], n)
-    idx = []
-    for s, e, mn, mx in zip(starts, ends, mins, maxs):
-        seg = lo_fill[s:e]
-        i_min = s + int(np.argmin(seg)) if np.isfinite(mn) else s
-        i_max = s + int(np.argmax(hi_fill[s:e])) if np.isfinite(mx) else s
-        idx.extend(sorted({i_min, i_max}))
-    idx = np.asarray(idx, dtype=np.int64)
+    block = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
+    nan = ~np.isfinite(y)
+    lo = np.where(nan, np.inf, y)
+    hi = np.where(nan, -np.inf, y)
+    first = np.r_[True, block[1:] != block[:-1]]  # first element of each block after a stable sort by block
+    i_min = np.lexsort((lo, block))[first]  # per block: smallest value first (ties: sort is stable by index)
+    i_max = np.lexsort((-hi, block))[first]
+    idx = np.unique(np.concatenate([i_min, i_max]))
     return idx, y[idx]
 
 
@@ -130,7 +138,8 @@ def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_
         y = np.abs(K[c, h]) if log_y else K[c, h]
         idx, v = decimate(y, max_points, log=log_x)
         label = f"h={h}" if C == 1 else f"c={c}, h={h}"
-        fig.add_trace(go.Scatter(x=xs[idx], y=v, mode="lines", name=label, line={"width": 1, "color": _color(i)}))
+        fig.add_trace(go.Scatter(x=xs[idx].astype(np.int32), y=_f32(v), mode="lines", name=label,
+                                 line={"width": 1, "color": _color(i)}))
     env = overlay_envelope
     if env is True:
         from .decay import MIN_FIT_LENGTH, envelope
@@ -157,7 +166,7 @@ def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_
             idx, v = idx[keep], v[keep]
         fig.add_trace(go.Scatter(x=(xi + 1 if log_x else xi)[idx], y=v, mode="lines", name="ideal",
                                  line={"dash": "dash", "color": "black", "width": 1.5}))
-    fig.update_layout(template=_TEMPLATE, title=title or f"{name}: kernel ({len(chans)} channel(s), L={L:,})",
+    _style(fig, title=title or f"{name}: kernel ({len(chans)} channel(s), L={L:,})",
                       xaxis_title="lag + 1 (taps)" if log_x else "lag (taps)",
                       yaxis_title="|k|" if log_y else "k", legend={"itemsizing": "constant"})
     if log_x:
@@ -176,10 +185,10 @@ def heatmap_figure(K2d, title: str = "", max_cols: int = 1024, y_labels=None, co
     y = list(y_labels) if y_labels is not None else list(range(rows))
     zmax = float(np.nanmax(np.abs(pooled))) if pooled.size else 1.0
     kw = {"zmid": 0.0, "zmin": -zmax, "zmax": zmax} if symmetric and zmax > 0 else {}
-    fig = go.Figure(go.Heatmap(z=pooled, x=lags, y=y, colorscale=colorscale, colorbar={"title": "k"}, **kw,
+    fig = go.Figure(go.Heatmap(z=_f32(pooled), x=lags.astype(np.int32), y=y, colorscale=colorscale, colorbar={"title": "k"}, **kw,
                                hovertemplate="lag %{x}<br>channel %{y}<br>k %{z:.3g}<extra></extra>"))
     note = f" (max-|k| over blocks of {b} taps)" if b > 1 else ""
-    fig.update_layout(template=_TEMPLATE, title=(title or "kernel heatmap") + note, xaxis_title="lag (taps)",
+    _style(fig, title=(title or "kernel heatmap") + note, xaxis_title="lag (taps)",
                       yaxis_title="channel")
     return fig
 
@@ -217,7 +226,7 @@ def decay_figure(series, title: str = "decay envelope", L: int | None = None) ->
             ye[(ye <= 0) | ~np.isfinite(ye)] = np.nan
             fig.add_trace(go.Scatter(x=pos, y=ye, mode="lines", name=f"{label}: exp r={ex['r']:.2g}/tap",
                                      line={"color": col, "dash": "dot", "width": 1}))
-    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="lag + 1 (taps)", yaxis_title="|k| envelope")
+    _style(fig, title=title, xaxis_title="lag + 1 (taps)", yaxis_title="|k| envelope")
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return fig
@@ -225,12 +234,13 @@ def decay_figure(series, title: str = "decay envelope", L: int | None = None) ->
 
 # ----------------------------------------------------------------------------------------------- frequency
 def frequency_figure(series, title: str = "frequency response", log_x: bool = False,
-                     max_points: int = MAX_POINTS) -> go.Figure:
+                     max_points: int = 4000) -> go.Figure:
     """Magnitude responses in dB.
 
     series: a list (or one) of dicts: label, freq (cycles/sample), mag_db (from
     `analysis.frequency.frequency_response`), optional analytic_freq / analytic_mag_db (the exact SSM
-    transfer function, drawn dashed over the FFT curve).
+    transfer function of the length-L kernel, drawn dashed over the FFT curve) and analytic_inf_mag_db (that of
+    the infinitely long kernel, dotted).
     """
     if isinstance(series, dict):
         series = [series]
@@ -244,7 +254,7 @@ def frequency_figure(series, title: str = "frequency response", log_x: bool = Fa
             keep = f > 0
             f, m = f[keep], m[keep]
         idx, v = decimate(m, max_points, log=log_x)
-        fig.add_trace(go.Scatter(x=f[idx], y=v, mode="lines", name=f"{label} (FFT)" if "analytic_mag_db" in s
+        fig.add_trace(go.Scatter(x=_f32(f[idx]), y=_f32(v), mode="lines", name=f"{label} (FFT)" if "analytic_mag_db" in s
                                  else label, line={"color": col, "width": 1.2}))
         if s.get("analytic_mag_db") is not None:
             fa = np.asarray(s.get("analytic_freq", s["freq"]), dtype=np.float64)
@@ -253,12 +263,56 @@ def frequency_figure(series, title: str = "frequency response", log_x: bool = Fa
                 keep = fa > 0
                 fa, ma = fa[keep], ma[keep]
             idx, v = decimate(ma, max_points, log=log_x)
-            fig.add_trace(go.Scatter(x=fa[idx], y=v, mode="lines", name=f"{label} (analytic)",
+            fig.add_trace(go.Scatter(x=_f32(fa[idx]), y=_f32(v), mode="lines", name=f"{label} (analytic, length L)",
                                      line={"color": col, "dash": "dash", "width": 2}, opacity=0.7))
-    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="frequency (cycles/sample)",
+        if s.get("analytic_inf_mag_db") is not None:
+            fa = np.asarray(s.get("analytic_freq", s["freq"]), dtype=np.float64)
+            idx, v = decimate(_finite(s["analytic_inf_mag_db"]), max_points)
+            fig.add_trace(go.Scatter(x=_f32(fa[idx]), y=_f32(v), mode="lines", name=f"{label} (analytic, L → ∞)",
+                                     line={"color": col, "dash": "dot", "width": 1.5}, opacity=0.7))
+    _style(fig, title=title, xaxis_title="frequency (cycles/sample)",
                       yaxis_title="gain (dB)")
     if log_x:
         fig.update_xaxes(type="log")
+    return fig
+
+
+def phase_figure(series, title: str = "phase response", max_points: int = 4000) -> go.Figure:
+    """Unwrapped phase (rad) against frequency (cycles/sample).
+
+    series: a list (or one) of dicts: label, freq, phase (as `analysis.frequency.frequency_response` returns)."""
+    if isinstance(series, dict):
+        series = [series]
+    fig = go.Figure()
+    for i, s in enumerate(series):
+        idx, v = decimate(_finite(s["phase"]), max_points)
+        f = np.asarray(s["freq"], dtype=np.float64)
+        fig.add_trace(go.Scatter(x=_f32(f[idx]), y=_f32(v), mode="lines", name=s.get("label", f"series {i}"),
+                                 line={"color": _color(i), "width": 1.2}))
+    return _style(fig, title=title, xaxis_title="frequency (cycles/sample)", yaxis_title="phase (rad, unwrapped)")
+
+
+def energy_figure(series, title: str = "cumulative energy", max_points: int = MAX_POINTS) -> go.Figure:
+    """Cumulative energy fraction against lag (log x = lag + 1), with the 50/90/99 % levels.
+
+    series: a list (or one) of dicts: label, curve (L,) from `analysis.decay.energy_curve`, optional
+    ranges {50: n, 90: n, 99: n} (taps, `analysis.decay.effective_range`) marked on the curve."""
+    if isinstance(series, dict):
+        series = [series]
+    fig = go.Figure()
+    for i, s in enumerate(series):
+        idx, v = decimate(s["curve"], max_points, log=True)
+        fig.add_trace(go.Scatter(x=_f32(idx + 1), y=_f32(v), mode="lines", name=s.get("label", f"series {i}"),
+                                 line={"color": _color(i), "width": 1.2}))
+        rng = {int(p): n for p, n in (s.get("ranges") or {}).items() if n is not None and np.isfinite(n)}
+        if rng:  # lags 0..n-1 hold the fraction: the curve reaches it at lag n-1, i.e. x = n
+            fig.add_trace(go.Scatter(x=[float(n) for n in rng.values()], y=[p / 100 for p in rng], mode="markers",
+                                     marker={"color": _color(i), "size": 7, "symbol": "diamond"}, showlegend=False,
+                                     text=[f"{p} %: {int(n):,} taps" for p, n in rng.items()], hoverinfo="text"))
+    for p in (0.5, 0.9, 0.99):
+        fig.add_hline(y=p, line={"color": "#aaa", "dash": "dot", "width": 1})
+    _style(fig, title=title, xaxis_title="lag + 1 (taps)", yaxis_title="energy fraction in lags 0..lag")
+    fig.update_xaxes(type="log")
     return fig
 
 
@@ -283,10 +337,10 @@ def pole_figure(poles, title: str = "poles", max_points: int = 20000) -> go.Figu
         half = np.where(rate > 0, math.log(2) / np.where(rate > 0, rate, 1.0), np.inf)
         fig.add_trace(go.Scatter(x=lam.real, y=lam.imag, mode="markers", name=label,
                                  marker={"size": 5, "color": _color(i), "opacity": 0.7},
-                                 customdata=np.stack([mag, _finite(half)], -1),
+                                 customdata=_f32(np.stack([mag, _finite(half)], -1)),
                                  hovertemplate="λ = %{x:.5f} %{y:+.5f}i<br>|λ| = %{customdata[0]:.6f}"
                                                "<br>half-life %{customdata[1]:.4g} taps<extra></extra>"))
-    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="Re λ", yaxis_title="Im λ")
+    _style(fig, title=title, xaxis_title="Re λ", yaxis_title="Im λ")
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
@@ -307,7 +361,7 @@ def scaling_figure(rows, title: str = "kernel parameters per layer vs length", m
                                  name=fam, line={"color": _color(i), "width": 3 if fam.startswith("this") else 1.5}))
     if mark_L:
         fig.add_vline(x=mark_L, line={"color": "gray", "dash": "dot"})
-    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="length L (taps)",
+    _style(fig, title=title, xaxis_title="length L (taps)",
                       yaxis_title="kernel parameters per layer")
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
@@ -323,7 +377,7 @@ def fit_curve_figure(rows, title: str = "best SGConv fit: error vs parameters") 
         fig.add_trace(go.Scatter(x=[r["n_params"] for r in rs], y=[max(r["rel_error"], 1e-16) for r in rs],
                                  mode="lines+markers+text", name=label, text=[f"d={r['d']}" for r in rs],
                                  textposition="top center", line={"color": _color(i)}))
-    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="SGConv parameters per kernel (S·d)",
+    _style(fig, title=title, xaxis_title="SGConv parameters per kernel (S·d)",
                       yaxis_title="relative L2 error")
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
@@ -360,7 +414,7 @@ def attribution_figure(result: dict, x=None, title: str | None = None, max_point
     fig.update_xaxes(title_text="distance from output position + 1 (taps)", type="log", row=2, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     default = (f"{result.get('method', 'IG')}: {result.get('note', '')}  (delta {result.get('delta', float('nan')):.2g})")
-    fig.update_layout(template=_TEMPLATE, title=title or default, height=650)
+    _style(fig, title=title or default, height=650)
     return fig
 
 
@@ -372,6 +426,6 @@ def similarity_figure(matrix, labels, title: str = "similarity (max normalised c
     fig = go.Figure(go.Heatmap(z=S, x=labels, y=labels, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r",
                                text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.3f}")(S),
                                texttemplate="%{text}", colorbar={"title": "ncc"}))
-    fig.update_layout(template=_TEMPLATE, title=title)
+    _style(fig, title=title)
     fig.update_yaxes(autorange="reversed")
     return fig

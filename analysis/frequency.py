@@ -21,6 +21,7 @@ __all__ = [
     "peak_gain",
     "bandwidth",
     "spectral_centroid",
+    "frequency_summary",
     "ssm_transfer",
     "ssm_kernel",
 ]
@@ -80,10 +81,34 @@ def peak_gain(H, freq=None) -> tuple[float, float, float]:
     return float(mag[i]), float(_db(mag[i])), float(f[i])
 
 
-def _crossing(f_in: float, f_out: float, a_in: float, a_out: float, a_thr: float) -> float:
-    """Frequency where the linear amplitude, interpolated from (f_in, a_in) to (f_out, a_out),
-    falls to a_thr (a_out < a_thr <= a_in)."""
-    return f_in + (f_out - f_in) * (a_in - a_thr) / (a_in - a_out)
+def _band_width(freq: np.ndarray, amp: np.ndarray, peak: np.ndarray, thr: float) -> np.ndarray:
+    """Width (cycles/sample) of the contiguous run around each row's peak where amp >= thr.
+
+    freq (F,); amp (n, F) amplitude relative to the row's peak (1 there); peak (n,) peak indices.
+    Edges are interpolated linearly in amplitude between the last point inside and the first outside;
+    a run that reaches an end of the grid stops there.
+    """
+    n, F = amp.shape
+    rows = np.arange(n)
+    outside = amp < thr
+    j = np.arange(F)[None, :]
+    lo = np.where(outside & (j < peak[:, None]), j, -1).max(1) + 1
+    hi = np.where(outside & (j > peak[:, None]), j, F).min(1) - 1
+
+    def edge(i_in, i_out):  # where the amplitude falls to thr between i_in (inside) and i_out (outside)
+        a_in, a_out = amp[rows, i_in], amp[rows, i_out]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return freq[i_in] + (freq[i_out] - freq[i_in]) * (a_in - thr) / (a_in - a_out)
+
+    f_lo = np.where(lo == 0, freq[lo], edge(lo, np.maximum(lo - 1, 0)))
+    f_hi = np.where(hi == F - 1, freq[hi], edge(hi, np.minimum(hi + 1, F - 1)))
+    return f_hi - f_lo
+
+
+def _relative_amplitude(mag_db: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """10^((mag_db - peak dB)/20) per row: (n, F) amplitude relative to the peak (0 where mag_db = -inf)."""
+    with np.errstate(invalid="ignore"):
+        return 10.0 ** ((mag_db - mag_db[np.arange(len(peak)), peak][:, None]) / 20.0)
 
 
 def bandwidth(freq, mag_db, drop_db: float = 3.0) -> float:
@@ -106,21 +131,45 @@ def bandwidth(freq, mag_db, drop_db: float = 3.0) -> float:
         raise ValueError("mag_db contains NaN/+Inf")
     if not drop_db > 0:
         raise ValueError(f"drop_db must be > 0, got {drop_db}")
-    peak = int(np.argmax(mag_db))
-    if mag_db[peak] == -np.inf:
+    peak = np.array([int(np.argmax(mag_db))])
+    if mag_db[peak[0]] == -np.inf:
         raise ValueError("response is zero everywhere: no bandwidth")
-    amp = 10.0 ** ((mag_db - mag_db[peak]) / 20.0)  # relative amplitude, 1 at the peak
-    thr = 10.0 ** (-drop_db / 20.0)
-    inside = amp >= thr
-    lo = peak
-    while lo > 0 and inside[lo - 1]:
-        lo -= 1
-    hi = peak
-    while hi < amp.size - 1 and inside[hi + 1]:
-        hi += 1
-    f_lo = f[lo] if lo == 0 else _crossing(f[lo], f[lo - 1], amp[lo], amp[lo - 1], thr)
-    f_hi = f[hi] if hi == amp.size - 1 else _crossing(f[hi], f[hi + 1], amp[hi], amp[hi + 1], thr)
-    return float(f_hi - f_lo)
+    amp = _relative_amplitude(mag_db[None], peak)
+    return float(_band_width(f, amp, peak, 10.0 ** (-drop_db / 20.0))[0])
+
+
+def frequency_summary(K2d, n_fft: int | None = None, drop_db: float = 3.0, keep_rows=None, workers: int = 2) -> dict:
+    """:func:`peak_gain`, :func:`bandwidth` and :func:`spectral_centroid` of every row of a (n, L) kernel array.
+
+    Args: K2d (n, L) real kernels; n_fft >= L (rfft size, default L); drop_db: band edge in dB below the
+    peak; keep_rows: row indices whose complex responses to return; workers: scipy.fft threads.
+    Returns dict: freq (F,) cycles/sample; peak_gain (linear), peak_gain_db (dB), peak_freq, bandwidth,
+    centroid (cycles/sample), each (n,) and NaN for all-zero / non-finite rows; H_rows (len(keep_rows), F)
+    complex, or None.
+    """
+    K = np.asarray(K2d, dtype=np.float64)
+    if K.ndim != 2:
+        raise ValueError(f"expected (n, L), got shape {K.shape}")
+    n, L = K.shape
+    n_fft = L if n_fft is None else int(n_fft)
+    finite = np.isfinite(K).all(1)
+    Hf = fft.rfft(np.where(finite[:, None], K, 0.0), n=n_fft, axis=1, workers=workers)
+    freq = fft.rfftfreq(n_fft)
+    mag = np.abs(Hf)
+    p = mag.argmax(1)
+    peak = mag[np.arange(n), p]
+    valid = finite & (peak > 0)
+    mag_db = _db(mag)
+    width = _band_width(freq, _relative_amplitude(mag_db, p), p, 10.0 ** (-drop_db / 20.0))
+    power = mag * mag
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = power @ freq / power.sum(1)
+    out = {"peak_gain": peak, "peak_gain_db": mag_db[np.arange(n), p], "peak_freq": freq[p], "bandwidth": width,
+           "centroid": centroid}
+    out = {key: np.where(valid, v, np.nan) for key, v in out.items()}
+    out["freq"] = freq
+    out["H_rows"] = Hf[list(keep_rows)] if keep_rows is not None else None
+    return out
 
 
 def spectral_centroid(freq, H) -> float:

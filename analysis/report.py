@@ -5,19 +5,21 @@
     cmp = compare_results([res1, res2]) # side by side; write_compare(cmp, "out/")
 
 What is computed, per layer and per kernel channel (c, h) of the (C_k, H, L) kernel at length L:
-- decay (`analysis.decay` definitions, vectorised here over all channels): power-law exponent t with
+- decay (`analysis.decay.batch_decay`, all channels at once): power-law exponent t with
   its log-log r², exponential rate r (1/tap) with its r², effective ranges holding 50/90/99 % of the energy;
-- frequency (`analysis.frequency` definitions, vectorised): peak gain (linear, dB, frequency), -3 dB
+- frequency (`analysis.frequency.frequency_summary`): peak gain (linear, dB, frequency), -3 dB
   bandwidth around the peak, spectral centroid, from the rfft at n_fft = L;
 - SSMs (S4/S4D): poles -> per-mode decay rates, slowest rate and half-life per feature and per layer, and
   the largest difference between the exact transfer function and the FFT of the extracted kernel on the
-  rfft grid (subsampled to at most ``ANALYTIC_GRID`` frequencies);
+  rfft grid (subsampled to at most ``ANALYTIC_GRID`` frequencies), and on that grid the peak gain of the
+  L -> infinity transfer function (``peak_gain_db_inf``; when every |pole| < 1);
 - per layer: medians / IQRs of the above, the power-law / exponential fits of the layer's RMS profile
   sqrt(mean_channels k²), parameter counts (counted vs formula); scaling rows for the parameter plot.
-``res["arrays"]`` holds the numpy data for the figures (not written to JSON).
+``res["arrays"]`` holds the numpy data for the figures (not written to JSON): kernels, envelopes, energy curves,
+magnitude and phase of the shown channels, the exact finite-L and L -> infinity responses, poles.
 
-The vectorised fits reproduce `analysis.decay.power_law_fit`, `exp_fit`, `effective_range` and
-`analysis.frequency.peak_gain`, `bandwidth`, `spectral_centroid` (tests compare them channel by channel).
+The batch functions are the same code as the 1-D `analysis.decay.power_law_fit`, `exp_fit`, `effective_range`
+and `analysis.frequency.bandwidth`, run over all rows at once.
 """
 from __future__ import annotations
 
@@ -30,15 +32,14 @@ import time
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.stats import binned_statistic
 
 from . import params as P
-from .decay import MIN_FIT_LENGTH, envelope, exp_fit, pole_decay, power_law_fit, summarize_layer
+from .decay import (MIN_FIT_LENGTH, batch_decay, energy_curve, envelope, exp_fit, median_iqr, pole_decay, power_law_fit,
+                    summarize_layer)
 from .extract import extract_kernels, kernel_table, ssm_modes
-from .frequency import ssm_transfer
+from .frequency import frequency_summary, ssm_transfer
 
-__all__ = ["analyze", "write_report", "compare_results", "write_compare", "batch_decay", "batch_frequency",
-           "report_figures", "compare_figures", "select_channels", "STATIC_EXPORT_NOTE", "ANALYTIC_GRID"]
+__all__ = ["analyze", "write_report", "compare_results", "write_compare", "report_figures", "compare_figures", "select_channels", "STATIC_EXPORT_NOTE", "ANALYTIC_GRID"]
 
 #: Most frequencies at which the exact SSM transfer function is compared with the FFT, per layer.
 ANALYTIC_GRID = 1025
@@ -46,152 +47,11 @@ ANALYTIC_GRID = 1025
 STATIC_EXPORT_NOTE = ("PNG export of the figures needs kaleido and a Chromium browser: `pip install kaleido` "
                       "and Debian's chromium (`apt-get install chromium`). The HTML page works offline without them.")
 FFT_WORKERS = 2
+#: Largest block of kernel values the vectorised fits work on at once (bounds their temporaries).
+CHUNK_ELEMENTS = 1 << 24
+#: analyze() refuses kernels larger than this (all layers, float64).
+MAX_BYTES = 4 << 30
 DEFAULT_CHANNELS = 4
-_RANGE_RTOL = 1e-12  # as analysis.decay.effective_range
-
-
-# ----------------------------------------------------------------------------------------------- batch fits
-def _masked_line_fit(x: np.ndarray, Y: np.ndarray, W: np.ndarray):
-    """Per-row least squares y = slope x + intercept over the points where W; x (B,), Y, W (n, B).
-    Returns slope, intercept, r2 (n,); NaN where fewer than 2 points; r2 = 1 for a constant y."""
-    W = W.astype(np.float64)
-    n = W.sum(1)
-    Yz = np.where(W > 0, Y, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xm = (W * x).sum(1) / n
-        ym = Yz.sum(1) / n
-        dx = (x[None, :] - xm[:, None]) * W
-        dy = (Yz - ym[:, None]) * W
-        sxx = (dx * dx).sum(1)
-        sxy = (dx * dy).sum(1)
-        slope = sxy / sxx
-        icpt = ym - slope * xm
-        res = (Yz - slope[:, None] * x[None, :] - icpt[:, None]) * W
-        ss_res = (res * res).sum(1)
-        ss_tot = (dy * dy).sum(1)
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 1.0)
-    bad = n < 2
-    for a in (slope, icpt, r2):
-        a[bad] = np.nan
-    return slope, icpt, r2
-
-
-def _contiguous_bins(x: np.ndarray, edges: np.ndarray):
-    """Bin assignment of a sorted sample exactly as scipy.stats.binned_statistic makes it, as contiguous runs:
-    (start index of each non-empty bin, counts of non-empty bins)."""
-    binnumber = binned_statistic(x, x, "count", bins=edges).binnumber
-    cnt = np.bincount(binnumber, minlength=len(edges) + 1)[1:len(edges)]
-    nonempty = np.flatnonzero(cnt)
-    starts = np.concatenate([[0], np.cumsum(cnt)[:-1]])[nonempty]
-    return starts, cnt[nonempty]
-
-
-def batch_decay(K2d, n_bins: int = 64, min_count: int = 8) -> dict:
-    """`analysis.decay.decay_summary` (plus fit amplitudes) for every row of a (n, L) kernel array at once.
-
-    Returns dict of (n,) float arrays: t, t_r2, t_log_amplitude (power law |k| = A pos^-t, pos = lag + 1,
-    on the log-binned RMS envelope), r, r_r2, r_log_amplitude (|k| = A exp(-r pos) on linear bins),
-    range50, range90, range99 (taps), and ``valid`` (bool): False for all-zero or non-finite rows, whose
-    numbers are NaN. L >= 8.
-    """
-    K = np.asarray(K2d, dtype=np.float64)
-    if K.ndim != 2:
-        raise ValueError(f"expected (n, L), got shape {K.shape}")
-    n, L = K.shape
-    if L < MIN_FIT_LENGTH:
-        raise ValueError(f"kernels of length {L} are too short; at least {MIN_FIT_LENGTH} taps are needed")
-    finite = np.isfinite(K).all(1)
-    Kc = np.where(finite[:, None], K, 0.0)
-    nonzero = np.any(Kc != 0, axis=1)
-    valid = finite & nonzero
-    K2 = Kc * Kc
-    out = {}
-
-    # power law on geometric bins over lags 1..L-1
-    lag = np.arange(1, L, dtype=np.float64)
-    starts, cnt = _contiguous_bins(lag, np.geomspace(1.0, L - 1.0, int(n_bins) + 1))
-    value = np.sqrt(np.add.reduceat(K2[:, 1:], starts, axis=1) / cnt)
-    log_pos = np.add.reduceat(np.log1p(lag), starts) / cnt
-    positive = value > 0
-    keep = positive & (cnt >= min_count)[None, :]
-    keep = np.where((keep.sum(1) >= 3)[:, None], keep, positive)
-    with np.errstate(divide="ignore"):
-        logv = np.log(value)
-    slope, icpt, r2 = _masked_line_fit(log_pos, logv, keep)
-    out["t"], out["t_log_amplitude"], out["t_r2"] = -slope, icpt, r2
-
-    # exponential on linear bins over lags 0..L-1
-    lag0 = np.arange(L, dtype=np.float64)
-    starts, cnt = _contiguous_bins(lag0, np.linspace(-0.5, L - 0.5, int(n_bins) + 1))
-    value = np.sqrt(np.add.reduceat(K2, starts, axis=1) / cnt)
-    pos = np.add.reduceat(lag0 + 1.0, starts) / cnt
-    with np.errstate(divide="ignore"):
-        logv = np.log(value)
-    slope, icpt, r2 = _masked_line_fit(pos, logv, value > 0)
-    out["r"], out["r_log_amplitude"], out["r_r2"] = -slope, icpt, r2
-
-    # effective ranges: 1 + first lag where the cumulative energy fraction reaches frac
-    peak = np.abs(Kc).max(1)
-    cum = np.cumsum((Kc / np.where(peak > 0, peak, 1.0)[:, None]) ** 2, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        curve = cum / cum[:, -1:]
-    for pct in (50, 90, 99):
-        thr = pct / 100 * (1.0 - _RANGE_RTOL)
-        out[f"range{pct}"] = (curve < thr).sum(1).astype(np.float64) + 1.0
-    for key in list(out):
-        out[key] = np.where(valid, out[key], np.nan)
-    out["valid"] = valid
-    return out
-
-
-def batch_frequency(K2d, n_fft: int | None = None, drop_db: float = 3.0, keep_rows=None) -> dict:
-    """`analysis.frequency` numbers for every row of a (n, L) kernel array at once (rfft, n_fft = L default).
-
-    Returns dict: freq (F,) cycles/sample; peak_gain, peak_gain_db, peak_freq, bandwidth (-drop_db band
-    around the peak, cycles/sample), centroid (cycles/sample), all (n,) (NaN for all-zero / non-finite
-    rows); and H_rows: the complex responses of the rows listed in ``keep_rows`` (for figures).
-    """
-    K = np.asarray(K2d, dtype=np.float64)
-    n, L = K.shape
-    n_fft = L if n_fft is None else int(n_fft)
-    finite = np.isfinite(K).all(1)
-    Hf = sfft.rfft(np.where(finite[:, None], K, 0.0), n=n_fft, axis=1, workers=FFT_WORKERS)
-    freq = sfft.rfftfreq(n_fft)
-    mag = np.abs(Hf)
-    F = mag.shape[1]
-    p = mag.argmax(1)
-    rows = np.arange(n)
-    peak = mag[rows, p]
-    valid = finite & (peak > 0)
-    with np.errstate(divide="ignore"):
-        peak_db = 20.0 * np.log10(peak)
-    safe = np.where(peak > 0, peak, 1.0)
-    # bandwidth: contiguous run around the peak where the amplitude >= peak * 10^(-drop/20)
-    amp = 10.0 ** ((20.0 * np.log10(np.maximum(mag, 1e-300)) - 20.0 * np.log10(safe)[:, None]) / 20.0)
-    amp[mag == 0] = 0.0
-    thr = 10.0 ** (-drop_db / 20.0)
-    outside = amp < thr
-    j = np.arange(F)[None, :]
-    lo = np.where(outside & (j < p[:, None]), j, -1).max(1) + 1
-    hi = np.where(outside & (j > p[:, None]), j, F).min(1) - 1
-
-    def cross(i_in, i_out):
-        a_in, a_out = amp[rows, i_in], amp[rows, i_out]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return freq[i_in] + (freq[i_out] - freq[i_in]) * (a_in - thr) / (a_in - a_out)
-
-    f_lo = np.where(lo == 0, freq[lo], cross(lo, np.maximum(lo - 1, 0)))
-    f_hi = np.where(hi == F - 1, freq[hi], cross(hi, np.minimum(hi + 1, F - 1)))
-    power = mag * mag
-    total = power.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = power @ freq / total
-    out = {"freq": freq, "peak_gain": peak, "peak_gain_db": peak_db, "peak_freq": freq[p],
-           "bandwidth": f_hi - f_lo, "centroid": centroid}
-    for key in ("peak_gain", "peak_gain_db", "peak_freq", "bandwidth", "centroid"):
-        out[key] = np.where(valid, out[key], np.nan)
-    out["H_rows"] = Hf[list(keep_rows)] if keep_rows is not None else None
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -222,15 +82,6 @@ def _f(x):
     return x
 
 
-def _median_iqr(v) -> dict:
-    v = np.asarray(v, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return {"median": math.nan, "q25": math.nan, "q75": math.nan, "iqr": math.nan}
-    q25, med, q75 = (float(q) for q in np.percentile(v, [25, 50, 75]))
-    return {"median": med, "q25": q25, "q75": q75, "iqr": q75 - q25}
-
-
 def _formula_params(kernel) -> int | None:
     args = P._family_args(kernel)
     kind = args.pop("kind")
@@ -246,6 +97,46 @@ def _formula_params(kernel) -> int | None:
         return None
 
 
+def _grid_transfer(res, lam, omega, L: int):
+    """Exact transfer function of the length-L SSM kernel at omega = 2 pi k / L (the rfft grid).
+
+    There e^{-i omega L} = 1, so (lambda e^{-i omega})^L = lambda^L and the finite-length response equals
+    the infinite-length one of the residues r (1 - lambda^L): `ssm_transfer(r (1 - lambda^L), lambda,
+    omega, None)`, which needs no complex power per frequency (~50x faster). Falls back to the finite-L
+    form when some |lambda| >= 1.
+    """
+    lam = np.asarray(lam, dtype=np.complex128)
+    if np.all(np.abs(lam) < 1):
+        return ssm_transfer(np.asarray(res) * (1.0 - lam ** int(L)), lam, omega, None)
+    return ssm_transfer(res, lam, omega, L=int(L))
+
+
+def _chunked(fn, K2: np.ndarray, keep_rows=None) -> dict:
+    """Apply a batch_* function to blocks of at most CHUNK_ELEMENTS values and join the per-row outputs."""
+    n, L = K2.shape
+    step = max(1, CHUNK_ELEMENTS // max(L, 1))
+    if step >= n:
+        return fn(K2, keep_rows)
+    parts = []
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        rows = None if keep_rows is None else [r - a for r in sorted(keep_rows) if a <= r < b]
+        parts.append((rows, fn(K2[a:b], rows)))
+    out = {}
+    for key, v in parts[0][1].items():
+        if key == "freq":
+            out[key] = v
+        elif key == "H_rows":
+            got = [p[key] for rows, p in parts if rows]
+            out[key] = np.concatenate(got) if got else None
+        else:
+            out[key] = np.concatenate([p[key] for _, p in parts])
+    if keep_rows is not None and out.get("H_rows") is not None:  # back to the caller's order
+        order = np.argsort(np.argsort(keep_rows))
+        out["H_rows"] = out["H_rows"][order]
+    return out
+
+
 class _Progress:
     def __init__(self, cb, total: float):
         self.cb, self.total, self.done = cb, total, 0.0
@@ -258,12 +149,13 @@ class _Progress:
 
 # ----------------------------------------------------------------------------------------------- analyze
 def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int = 64,
-            scaling_lengths=P.DEFAULT_LENGTHS) -> dict:
+            scaling_lengths=P.DEFAULT_LENGTHS, max_bytes: int = MAX_BYTES) -> dict:
     """Every number of the report for one checkpoint (no file IO).
 
     Args: ck: a Checkpoint (sgconv_core.load); L: kernel length in taps (default the model's l_max, else
         1024; at least 8); channels: what the figures show per layer (see `select_channels`);
-        progress: optional callable(fraction in [0, 1], message).
+        progress: optional callable(fraction in [0, 1], message); max_bytes: refuse (ValueError) when all
+        layers' float64 kernels would take more than this.
     Returns a dict: meta, checkpoint (summary, warnings, card, layout, config), kernels (`kernel_table`),
         layers (one row per layer), channels (one row per layer x kernel channel), params (per_layer,
         scaling), analysis_warnings, arrays (numpy data for the figures; not JSON).
@@ -276,6 +168,10 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
     if L < MIN_FIT_LENGTH:
         raise ValueError(f"L must be at least {MIN_FIT_LENGTH} taps for the decay fits, got {L}")
     n_layers = len(kernels_mod)
+    need = sum(k.C_k * k.H for k in kernels_mod) * L * 8
+    if need > max_bytes:
+        raise ValueError(f"the kernels at L={L:,} take {need / 2**30:.1f} GiB as float64 (limit "
+                         f"{max_bytes / 2**30:.1f} GiB); ask for a shorter length")
     prog = _Progress(progress, 1.0 + 3.0 * n_layers + 0.5)
     prog(0.0, "extracting kernels")
     Ks = extract_kernels(ck, L, progress=lambda i, n: prog(1.0 / max(n, 1), f"extracted layer {i}/{n}"))
@@ -290,9 +186,9 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
         shown = select_channels(channels, C_k, H)
         shown_rows = [c * H + h for c, h in shown]
 
-        dec = batch_decay(K2, n_bins)
+        dec = _chunked(lambda X, rows: batch_decay(X, n_bins), K2)
         prog(1.0, f"{name}: decay fits")
-        fr = batch_frequency(K2, keep_rows=shown_rows)
+        fr = _chunked(lambda X, rows: frequency_summary(X, keep_rows=rows, workers=FFT_WORKERS), K2, shown_rows)
         prog(1.0, f"{name}: frequency responses")
         n_bad = int((~np.isfinite(K2).all(1)).sum())
         if n_bad:
@@ -312,7 +208,7 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
             F = fr["freq"].size
             idx = np.unique(np.linspace(0, F - 1, min(F, ANALYTIC_GRID)).round().astype(np.int64))
             omega = 2 * np.pi * fr["freq"][idx]
-            Ha = ssm_transfer(res, lam, omega, L=L)  # (C_k, H, n)
+            Ha = _grid_transfer(res, lam, omega, L)  # (C_k, H, n)
             Hfft = sfft.rfft(K, axis=-1, workers=FFT_WORKERS)[..., idx]
             diff = np.abs(Ha - Hfft)
             scale = float(np.abs(Hfft).max()) or 1.0
@@ -324,7 +220,14 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
             # analytic responses of the shown channels on the full rfft grid
             r_sh = np.stack([res[c, h] for c, h in shown])
             l_sh = np.stack([lam[h] for _, h in shown])
-            Ha_sh = ssm_transfer(r_sh, l_sh, 2 * np.pi * fr["freq"], L=L)
+            Ha_sh = _grid_transfer(r_sh, l_sh, 2 * np.pi * fr["freq"], L)
+            # L -> infinity (needs every |pole| < 1): per-channel peak gain on the same subsampled grid
+            Hinf_sh = gain_inf_db = None
+            if np.all(np.abs(lam) < 1):
+                with np.errstate(divide="ignore"):
+                    gain_inf_db = 20 * np.log10(np.abs(ssm_transfer(res, lam, omega, None)).max(-1)).reshape(-1)
+                Hinf_sh = ssm_transfer(r_sh, l_sh, 2 * np.pi * fr["freq"], None)
+                ssm["peak_gain_db_inf_median"] = float(np.median(gain_inf_db))
         prog(1.0, f"{name}: poles and transfer functions" if modes is not None else f"{name}: tables")
 
         # per-channel rows
@@ -339,6 +242,7 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
             if half_h is not None:
                 d["slowest_rate"] = float(slow_h[h])
                 d["half_life"] = float(half_h[h])
+                d["peak_gain_db_inf"] = float(gain_inf_db[row]) if gain_inf_db is not None else math.nan
             channel_rows.append(d)
 
         # layer profile fits and summary
@@ -362,7 +266,7 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
             lrow[f"{key}_median"] = summ[key]["median"]
             lrow[f"{key}_iqr"] = summ[key]["iqr"]
         for key in ("t_r2", "r_r2", "peak_gain_db", "peak_freq", "bandwidth", "centroid"):
-            mi = _median_iqr(dec[key] if key in dec else fr[key])
+            mi = median_iqr(dec[key] if key in dec else fr[key])
             lrow[f"{key}_median"] = mi["median"]
         if ssm is not None:
             lrow.update(ssm)
@@ -377,12 +281,17 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
             env_sh.append(envelope(k, n_bins, "rms") if np.any(k) and np.isfinite(k).all() else None)
             fits_sh.append({"power": {"t": dec["t"][row], "log_amplitude": dec["t_log_amplitude"][row]},
                             "exp": {"r": dec["r"][row], "log_amplitude": dec["r_log_amplitude"][row]}})
+        energy_sh = [energy_curve(K2[row]) if dec["valid"][row] else None for row in shown_rows]
         with np.errstate(divide="ignore"):
             mag_sh = 20 * np.log10(np.abs(fr["H_rows"]))
             amag_sh = 20 * np.log10(np.abs(Ha_sh)) if modes is not None else None
+            amag_inf_sh = 20 * np.log10(np.abs(Hinf_sh)) if modes is not None and Hinf_sh is not None else None
         arrays["layers"][name] = {
             "shown": shown, "envelopes": env_sh, "fits": fits_sh, "freq": fr["freq"], "mag_db": mag_sh,
-            "analytic_mag_db": amag_sh, "poles": modes[1] if modes is not None else None,
+            "phase": np.unwrap(np.angle(fr["H_rows"]), axis=-1), "analytic_mag_db": amag_sh,
+            "analytic_inf_mag_db": amag_inf_sh, "poles": modes[1] if modes is not None else None,
+            "energy": [None if e is None else {"curve": e, "ranges": {p: dec[f"range{p}"][row] for p in (50, 90, 99)}}
+                       for e, row in zip(energy_sh, shown_rows)],
             "profile": {"centers": prof_env[0], "values": prof_env[1],
                         "power": {"t": pl["t"], "log_amplitude": pl["log_amplitude"]},
                         "exp": {"r": ex["r"], "log_amplitude": ex["log_amplitude"]}},
@@ -438,15 +347,24 @@ def report_figures(result: dict, max_heatmap_rows: int = 256) -> list[tuple[str,
         series.append({"label": "layer RMS profile", **prof})
         figs.append((f"{name}: decay", FG.decay_figure(series, f"{name}: RMS envelope with power-law and "
                                                                f"exponential fits", L=L)))
+        labels = [f"h={h}" if C_k == 1 else f"c={c}, h={h}" for c, h in shown]
+        eser = [{"label": lab, **e} for lab, e in zip(labels, a["energy"]) if e is not None]
+        if eser:
+            figs.append((f"{name}: energy", FG.energy_figure(eser, f"{name}: cumulative energy vs lag "
+                                                                   f"(markers: 50/90/99 % ranges)")))
         fser = []
-        for i, (c, h) in enumerate(shown):
-            s = {"label": f"h={h}" if C_k == 1 else f"c={c}, h={h}", "freq": a["freq"], "mag_db": a["mag_db"][i]}
-            if a["analytic_mag_db"] is not None:
-                s["analytic_mag_db"] = a["analytic_mag_db"][i]
+        for i, lab in enumerate(labels):
+            s = {"label": lab, "freq": a["freq"], "mag_db": a["mag_db"][i]}
+            for key in ("analytic_mag_db", "analytic_inf_mag_db"):
+                if a[key] is not None:
+                    s[key] = a[key][i]
             fser.append(s)
         figs.append((f"{name}: frequency response", FG.frequency_figure(fser, f"{name}: |H| (rfft, n_fft = L)"
                                                                         + (" vs exact transfer function"
                                                                            if a["analytic_mag_db"] is not None else ""))))
+        figs.append((f"{name}: phase", FG.phase_figure(
+            [{"label": lab, "freq": a["freq"], "phase": a["phase"][i]} for i, lab in enumerate(labels)],
+            f"{name}: phase of the DFT (unwrapped)")))
         if a["poles"] is not None:
             figs.append((f"{name}: poles", FG.pole_figure({name: a["poles"]}, f"{name}: poles (all features)")))
     figs.append(("parameter scaling", FG.scaling_figure(result["params"]["scaling"], mark_L=result["params"]["mark_L"])))
@@ -547,8 +465,8 @@ def _page(title: str, body: str) -> str:
 
 _LAYER_KEYS = ["layer", "kind", "H", "C_k", "n_params", "n_params_formula", "profile_t", "profile_t_r2",
                "profile_r", "t_median", "t_iqr", "r_median", "range50_median", "range90_median",
-               "range99_median", "peak_gain_db_median", "bandwidth_median", "centroid_median", "half_life",
-               "median_half_life", "analytic_vs_fft_rel"]
+               "range99_median", "peak_gain_db_median", "peak_gain_db_inf_median", "bandwidth_median",
+               "centroid_median", "half_life", "median_half_life", "analytic_vs_fft_rel"]
 
 
 def _export_png(figs, out_dir: str) -> dict:

@@ -2,6 +2,9 @@
 
 The entry point is the frame around every page: it sets up the page, the sidebar (device, torch threads,
 loaded models) and the navigation; each page in app/pages/ is a short script over sgconv_core and analysis.
+
+Links can preload pretrained checkpoints (by file name or stem, from the pretrained folder only) and open a
+page directly: ``http://localhost:8501/kernels?model=digits-sgconv&model=digits-s4d``.
 """
 from __future__ import annotations
 
@@ -29,7 +32,21 @@ PAGES = [
     st.Page("pages/parameters.py", title="Parameters", icon=":material/functions:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/target:"),
 ]
+# The Ablation page (another module's work) joins the navigation once its script exists.
+if (Path(__file__).parent / "pages" / "ablation.py").is_file():
+    PAGES.append(st.Page("pages/ablation.py", title="Ablation", icon=":material/content_cut:"))
 
 page = st.navigation(PAGES)
-ui.sidebar()
-page.run()
+prefetch = ui.prefetch_plotly()
+state.warm_up()
+# A link may name pretrained checkpoints to load: .../kernels?model=digits-sgconv&model=digits-s4d
+for message in state.load_from_query(st.query_params.get_all("model")):
+    st.error(message, icon=":material/error:")
+try:
+    page.run()
+except Exception as exc:  # noqa: BLE001 - a last guard: a readable message instead of a traceback on the page
+    ui.page_failed(page.title, exc)
+finally:  # also after st.stop() in a page: the sidebar then lists what the page loaded in this run
+    if prefetch is not None:
+        prefetch.empty()
+    ui.sidebar()

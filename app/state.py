@@ -217,7 +217,10 @@ def load_path(path: str | os.PathLike, settings: dict | None = None, source: str
         digest = file_digest(p)
         ck = _load_cached(digest, skey, _path=str(p))
     except CheckpointError as e:
-        return LoadResult(error=str(e))
+        msg = str(e)
+        if source == "upload":  # name the file as uploaded, not the folder it was stored in
+            msg = msg.replace(str(p), name)
+        return LoadResult(error=msg)
     except Exception as e:  # noqa: BLE001 - the session must go on whatever the file holds
         return LoadResult(error=_describe_failure(name, e))
     if not getattr(ck, "kernels", None):
@@ -318,6 +321,68 @@ def remove_model(name: str) -> None:
     models().pop(name, None)
 
 
+def find_pretrained(name: str, folder: str | os.PathLike | None = None) -> Path | None:
+    """The pretrained checkpoint called ``name`` (file name or stem); None if the folder holds none by that name.
+
+    Only names inside the pretrained folder resolve: a link (``?model=...``) can never point at another file."""
+    name = (name or "").strip()
+    for p in list_pretrained(folder):
+        if name in (p.name, p.stem):
+            return p
+    return None
+
+
+def load_from_query(names) -> list[str]:
+    """Load the pretrained checkpoints a link names (``?model=a&model=b``) into the session; returns the errors.
+
+    Runs once per session and set of names, so that removing a model later does not bring it back."""
+    names = [str(n) for n in names or [] if str(n).strip()][:8]
+    done = st.session_state.setdefault("ks_query_loaded", set())
+    key = tuple(names)
+    if not names or key in done:
+        return []
+    done.add(key)
+    errors = []
+    for n in names:
+        path = find_pretrained(n)
+        if path is None:
+            errors.append(f"{n}: no checkpoint of that name in the pretrained folder (link parameter ?model={n}).")
+            continue
+        res = load_path(path, source="pretrained")
+        if res.ok:
+            add_model(res.entry)
+        else:
+            errors.append(res.error)
+    return errors
+
+
+_warmed = False
+
+
+def warm_up() -> None:
+    """Import the heavy modules the analysis pages need (torch, scipy.stats, plotly) in a background thread,
+    once per process, so the first visit to a plotting page does not wait for them."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+
+    def run():
+        try:
+            import analysis.decay  # noqa: F401  (scipy.stats)
+            import analysis.extract  # noqa: F401  (torch)
+            import analysis.figures  # noqa: F401  (plotly)
+            import analysis.frequency  # noqa: F401
+            import analysis.report  # noqa: F401
+            import sgconv_core  # noqa: F401
+        except Exception:  # noqa: BLE001 - a warm-up only; the pages import (and report) for themselves
+            pass
+
+    import threading
+
+    threading.Thread(target=run, name="kernelscope-warm-up", daemon=True).start()
+
+
 def checkpoint(entry: ModelEntry):
     """The Checkpoint of a loaded model (from the shared cache; reloaded from its file if evicted)."""
     return _load_cached(entry.digest, entry.settings_json, _path=entry.path)
@@ -346,3 +411,67 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# kernels and analyses (shared by every page and session)
+# --------------------------------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _kernels(digest: str, skey: str, L: int, _entry: ModelEntry) -> dict:
+    from analysis.extract import extract_kernels
+
+    return extract_kernels(checkpoint(_entry), L)
+
+
+def kernels(entry: ModelEntry, L: int) -> dict:
+    """Every layer's kernel at length L: {name: (C_k, H, L) float64, read-only} (analysis.extract).
+
+    Cached by (file content hash, settings, L) for every session. A resource cache rather than st.cache_data:
+    the arrays are read-only and can be tens of MB, which st.cache_data would copy (pickle) on every read, i.e.
+    on every layer or channel switch. Raises CheckpointError (a ValueError) for a length the kernels refuse.
+    """
+    return _kernels(entry.digest, entry.settings_json, int(L), _entry=entry)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _analysis(digest: str, skey: str, L: int, _entry: ModelEntry) -> dict:
+    from analysis.report import analyze
+
+    res = analyze(checkpoint(_entry), L)
+    # the kernels themselves stay in analysis.extract's cache; the figure arrays of shown channels are small
+    res["arrays"] = {k: v for k, v in res["arrays"].items() if k != "kernels"}
+    return res
+
+
+def analysis(entry: ModelEntry, L: int) -> dict:
+    """analysis.report.analyze(checkpoint, L) without the kernel arrays: per-layer rows (decay medians, peak gain,
+    bandwidth, SSM half-lives, analytic-vs-FFT agreement), per-channel rows, parameter scaling. Cached by
+    (content hash, settings, L) for every session."""
+    return _analysis(entry.digest, entry.settings_json, int(L), _entry=entry)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _fit_curve(digest: str, skey: str, L: int, layer: int, c: int, h: int, m: float, mode: str, dims: tuple,
+               _entry: ModelEntry) -> list[dict]:
+    from analysis.fit import fit_curve
+
+    K = list(kernels(_entry, L).values())[layer]
+    return fit_curve(K[c, h], dims=dims, m=m, mode=mode)
+
+
+def fit_curve_rows(entry: ModelEntry, L: int, layer: int, c: int, h: int, m: float, mode: str, dims) -> list[dict]:
+    """analysis.fit.fit_curve of one kernel channel (cached)."""
+    return _fit_curve(entry.digest, entry.settings_json, int(L), int(layer), int(c), int(h), float(m), mode,
+                      tuple(int(d) for d in dims), _entry=entry)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _task(name: str, seed: int, params_json: str):
+    from sgconv_core.tasks import get_task
+
+    return get_task(name, seed=seed, **json.loads(params_json))
+
+
+def task_for(name: str, seed: int = 0, params: dict | None = None):
+    """sgconv_core.tasks.get_task(name, seed, **params), shared across sessions (raises ValueError)."""
+    return _task(name, int(seed), json.dumps(params or {}, sort_keys=True))

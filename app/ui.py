@@ -18,8 +18,66 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "data"
 
 
+def frame_guard() -> None:
+    """Make sure a page runs inside app/main.py (page setup, navigation, sidebar, links); call it first in a page.
+
+    Streamlit still has its older folder-based navigation for apps with a ``pages/`` folder beside the main
+    script: until the first ``st.navigation`` call in a server process, a request for a page (a link to
+    ``/kernels`` on a fresh server, for one) runs ``app/pages/kernels.py`` on its own. Switch that mode off and
+    run again through main.py, which lands on the same page (same URL path)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the folder-based navigation
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def prefetch_plotly():
+    """On a session's first run, draw a tiny blank plotly chart at once and return its placeholder (else None).
+
+    The browser loads its plotly.js bundle only when a first chart arrives; sending a blank one before the page
+    imports torch and computes lets that download and parse overlap the Python work (about a second off the
+    first plot on a cold start). The caller empties the placeholder once the page has run."""
+    if st.session_state.get("ks_plotly_prefetched"):
+        return None
+    st.session_state["ks_plotly_prefetched"] = True
+    import plotly.graph_objects as go
+
+    fig = go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False},
+                            "yaxis": {"visible": False}, "plot_bgcolor": "rgba(0,0,0,0)",
+                            "paper_bgcolor": "rgba(0,0,0,0)"})
+    slot = st.empty()
+    slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False})
+    import time
+
+    time.sleep(0.05)  # let the server send it before this thread holds the GIL importing torch
+    return slot
+
+
+#: Start of the message `page_failed` shows (the tests look for it).
+PAGE_FAILED = "could not finish"
+
+
+def page_failed(title: str, exc: BaseException) -> None:
+    """Show an unexpected error of a page as one readable line (the traceback goes to the server's log only);
+    the session goes on: the other pages and the next action work."""
+    import logging
+
+    logging.getLogger("kernelscope.app").error("page %s failed", title, exc_info=exc)
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, MemoryError):
+        msg = "not enough memory for this setting; choose a shorter length L or fewer channels"
+    else:
+        msg = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+    st.error(f"The {title} page {PAGE_FAILED} ({msg}). Change the settings above or load another model; the "
+             "details are in the server's log.", icon=":material/error:")
+
+
 def sidebar() -> None:
-    """Device, torch threads and the loaded models, on every page."""
+    """Device, torch threads and the loaded models, on every page (drawn after the page ran, so that it lists
+    the models the page has just loaded)."""
     with st.sidebar:
         st.caption("Runtime")
         st.markdown(f"**Device:** {state.device_label()}  \n**Torch threads:** {state.torch_threads()}")
@@ -74,3 +132,59 @@ def fmt(v, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}g}"
     return str(v)
+
+
+#: Longest kernel the length box offers, and the most kernel values (C_k * H * L) per layer it allows.
+MAX_L = 1 << 22
+MAX_KERNEL_VALUES = 1 << 26
+
+
+def length_controls(cks: dict, key: str, own_col=None, value_col=None) -> dict[str, int]:
+    """'Each model at its l_max' (default) or one length L for all: {model name: L}."""
+    own_col = own_col or st
+    value_col = value_col or st
+    l_maxes = {n: int(ck.kernels[0].l_max or 1024) for n, ck in cks.items()}
+    own = own_col.checkbox("Each model at its l_max", value=True, key=f"{key}-own-L",
+                           help="The length each model was built for; untick to choose one length for all.")
+    if own:
+        value_col.markdown("**L:** " + ", ".join(f"{v:,}" for v in dict.fromkeys(l_maxes.values())))
+        return l_maxes
+    widest = max(ck.kernels[0].H * ck.kernels[0].C_k for ck in cks.values())
+    max_L = int(min(MAX_L, max(1024, MAX_KERNEL_VALUES // widest)))
+    L = int(value_col.number_input("Length L (taps)", min_value=8, max_value=max_L,
+                                   value=min(max(l_maxes.values()), max_L), step=256, key=f"{key}-L",
+                                   help=f"At most {max_L:,} taps for these models (about "
+                                        f"{MAX_KERNEL_VALUES * 8 >> 20:,} MB of float64 kernel per layer)."))
+    return {n: L for n in cks}
+
+
+def layer_select(cks: dict, key: str, container=None) -> int:
+    """Layer index (over the deepest of the chosen models)."""
+    container = container or st
+    n_layers = max(len(ck.kernels) for ck in cks.values())
+    return container.selectbox("Layer", list(range(n_layers)), format_func=lambda i: f"layers.{i}", key=key)
+
+
+def table(df: pd.DataFrame, max_rows: int = 16, **kw) -> None:
+    """st.dataframe tall enough to show up to max_rows rows without an inner scrollbar."""
+    height = 35 * (min(len(df), max_rows) + 1) + 3
+    st.dataframe(df, hide_index=True, height=height, **kw)
+
+
+#: Card fields shown first (in this order) in card tables; other scalar fields follow, nested ones are left out.
+CARD_FIRST = ("task", "family", "metric", "test_value", "val_value", "baseline", "kernel_params", "total_params",
+              "steps", "wall_time_s", "device", "date")
+
+
+def card_row(card: dict) -> dict:
+    """A model card flattened for a table: the main fields first, task_params compact, nested dicts dropped."""
+    row = {}
+    for key in CARD_FIRST:
+        if key in card:
+            row[key] = card[key]
+    if isinstance(card.get("task_params"), dict):
+        row["task_params"] = ", ".join(f"{k}={v}" for k, v in card["task_params"].items())
+    for key, v in card.items():
+        if key not in row and key != "task_params" and (v is None or isinstance(v, (int, float, str, bool))):
+            row[key] = v
+    return row

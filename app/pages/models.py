@@ -7,6 +7,8 @@ import streamlit as st
 from analysis.extract import kernel_table
 from app import state, ui
 
+ui.frame_guard()
+
 st.title("Models")
 loaded = state.models()
 if not loaded:
@@ -60,15 +62,9 @@ with tab_pre:
         st.info(f"No checkpoints in the pretrained folder `{folder}` (set ${state.PRETRAINED_ENV} to use "
                 "another folder). Upload a file or give a path instead.", icon=":material/info:")
     else:
-        rows = []
-        for f in files:
-            card = state.read_card(f)
-            row = {"file": f.name}
-            row.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-                        for k, v in card.items()})
-            rows.append(row)
+        rows = [{"file": f.name, **ui.card_row(state.read_card(f))} for f in files]
         st.caption(f"Checkpoints in `{folder}` and their model cards")
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        ui.table(pd.DataFrame(rows), max_rows=12)
         picked = st.multiselect("Checkpoints to load", [f.name for f in files], key="pretrained-pick")
         if st.button("Load selected", key="pretrained-load", type="primary", disabled=not picked):
             for fname in picked:
@@ -138,16 +134,21 @@ for name, entry in list(loaded.items()):
         left, right = st.columns(2)
         with left:
             st.caption("Detected")
-            st.dataframe(pd.DataFrame({"field": list(detected), "value": [str(v) for v in detected.values()]}),
-                         hide_index=True)
+            ui.table(pd.DataFrame({"field": list(detected), "value": [str(v) for v in detected.values()]}),
+                     max_rows=20)
         with right:
             st.caption("Model card")
             if ck.card:
-                st.dataframe(pd.DataFrame({"field": list(ck.card), "value": [str(v) for v in ck.card.values()]}),
-                             hide_index=True)
+                card = ui.card_row(ck.card)
+                ui.table(pd.DataFrame({"field": list(card), "value": [str(v) for v in card.values()]}), max_rows=20)
             else:
-                st.markdown("_no card in this file_")
+                st.markdown("_no card in this file (foreign checkpoints have none)_")
+        if ck.warnings:
+            st.caption("Assumed, not read from the file:")
         for w in ck.warnings:
             st.warning(w, icon=":material/warning:")
         with st.expander("Per layer"):
-            st.dataframe(pd.DataFrame(kernel_table(ck)), hide_index=True)
+            ui.table(pd.DataFrame(kernel_table(ck)))
+        if ck.card:
+            with st.expander("Full model card (JSON)"):
+                st.json(ck.card, expanded=False)

@@ -1,0 +1,160 @@
+"""Command line: reports and comparisons of checkpoints' kernels.
+
+    python -m analysis report CHECKPOINT [--length L] [--out DIR] [--channels K]
+    python -m analysis compare CK1 CK2 ... [--length L] [--out DIR] [--channels K]
+
+Writes CSV + JSON (every number) and an offline HTML page with the figures. A checkpoint that cannot be
+read gives a one-line message on stderr and exit code 2. Progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+EXIT_BAD_INPUT = 2
+
+
+def _bar(desc: str, quiet: bool):
+    """A progress callback(fraction, message) drawing a tqdm bar on stderr, and a closer."""
+    if quiet:
+        return None, (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, file=sys.stderr, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def cb(frac, message=""):
+        bar.n = int(round(1000 * min(max(frac, 0.0), 1.0)))
+        bar.set_postfix_str(str(message)[:60], refresh=False)
+        bar.refresh()
+
+    return cb, bar.close
+
+
+def _load(path: str):
+    import sgconv_core
+    from sgconv_core import CheckpointError
+
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        return sgconv_core.load(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # anything else a broken file makes a reader raise: still one line, exit 2
+        raise CheckpointError(f"{os.path.basename(path)}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _default_out(kind: str, paths: list[str]) -> str:
+    stem = os.path.splitext(os.path.basename(paths[0]))[0] or "checkpoint"
+    return f"kernelscope-{kind}-{stem}" + (f"-and-{len(paths) - 1}-more" if len(paths) > 1 else "")
+
+
+def _channels(arg):
+    if arg is None:
+        return None
+    parts = [p for p in arg.split(",") if p.strip()]
+    if len(parts) == 1:
+        return int(parts[0])
+    return [int(p) for p in parts]
+
+
+def cmd_report(args) -> int:
+    """`report CHECKPOINT`: analyse one checkpoint and write its files; returns the exit code."""
+    from .report import analyze, write_report
+
+    t0 = time.perf_counter()
+    ck = _load(args.checkpoint)
+    t_load = time.perf_counter() - t0
+    cb, close = _bar(f"report {os.path.basename(args.checkpoint)}", args.quiet)
+    try:
+        res = analyze(ck, args.length, channels=_channels(args.channels), progress=cb)
+        if cb:
+            cb(1.0, "writing files")
+        out = args.out or _default_out("report", [args.checkpoint])
+        res["meta"]["timings_s"]["load"] = t_load
+        paths = write_report(res, out, html_page=not args.no_html, png=False if args.no_png else None)
+    finally:
+        close()
+    total = time.perf_counter() - t0
+    print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {total:.1f} s "
+          f"(load {t_load:.1f} s, analysis {res['meta']['timings_s']['analyze']:.1f} s)")
+    for name in sorted(paths):
+        print(f"  {name}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """`compare CK1 CK2 ...`: analyse several checkpoints at one L and write the comparison; returns the exit code."""
+    from .report import analyze, compare_results, write_compare
+
+    if len(args.checkpoints) < 2:
+        print("error: compare needs at least two checkpoints", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    t0 = time.perf_counter()
+    cks = [_load(p) for p in args.checkpoints]
+    L = args.length
+    if L is None:
+        L = max((ck.kernels[0].l_max or 1024) for ck in cks)
+    results = []
+    for p, ck in zip(args.checkpoints, cks):
+        cb, close = _bar(f"analyse {os.path.basename(p)}", args.quiet)
+        try:
+            results.append(analyze(ck, L, channels=_channels(args.channels), progress=cb))
+        finally:
+            close()
+    cmp = compare_results(results, [os.path.basename(p) for p in args.checkpoints])
+    out = args.out or _default_out("compare", args.checkpoints)
+    paths = write_compare(cmp, out, html_page=not args.no_html)
+    print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {time.perf_counter() - t0:.1f} s (L = {L:,})")
+    for name in sorted(paths):
+        print(f"  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `python -m analysis` (subcommands report and compare)."""
+    ap = argparse.ArgumentParser(prog="python -m analysis",
+                                 description="Kernel reports (decay, frequency response, poles, parameters) of "
+                                             "SGConv / S4 / S4D checkpoints.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--length", "-L", type=int, default=None,
+                       help="kernel length in taps (default: the model's l_max, else 1024)")
+        p.add_argument("--out", "-o", default=None, help="output folder (created)")
+        p.add_argument("--channels", default=None,
+                       help="channels per layer in the figures: a count K (evenly spaced) or a comma list of feature indices")
+        p.add_argument("--no-html", action="store_true", help="write only CSV and JSON")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("report", help="analyse one checkpoint")
+    r.add_argument("checkpoint")
+    common(r)
+    r.add_argument("--no-png", action="store_true", help="never try static PNG export (kaleido)")
+    r.set_defaults(func=cmd_report)
+    c = sub.add_parser("compare", help="analyse several checkpoints side by side")
+    c.add_argument("checkpoints", nargs="+")
+    common(c)
+    c.set_defaults(func=cmd_compare)
+    return ap
+
+
+def main(argv=None) -> int:
+    """Run the CLI on argv; returns 0, or 2 with a one-line error on stderr for a bad checkpoint or argument."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:  # CheckpointError (a ValueError), or a bad --length / --channels
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Command line: ``python -m analysis.ablation [--preset quick|default] [grid options] [--db PATH]``.
+
+Runs (or resumes) a sweep, printing one line per finished run and a progress line with the ETA; Ctrl-C stops
+it, keeping every finished run (run the same command again to resume). Exit code 2 for a bad grid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+EXIT_BAD_INPUT = 2
+
+
+def _fmt_s(s) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.ablation",
+                                description="Live ablation of SGConv/S4/S4D decay rate and kernel parameter count.")
+    p.add_argument("--preset", choices=["quick", "default"], help="start from a preset (quick: ~3 min on CPU)")
+    p.add_argument("--task", help="digits | delay | listops (default digits)")
+    p.add_argument("--task-param", action="append", metavar="K=V", help="task parameter, e.g. L=256 (repeatable)")
+    p.add_argument("--family", help="sgconv | s4d | s4 (default sgconv)")
+    p.add_argument("--decays", type=float, nargs="*", help="SGConv t values (S4/S4D: real-part factors r)")
+    p.add_argument("--decay-modes", nargs="+", choices=["fixed", "learnable"], help="default: fixed")
+    p.add_argument("--sizes", type=int, nargs="*", help="SGConv kernel_dim / S4, S4D d_state values")
+    p.add_argument("--base-decay", type=float)
+    p.add_argument("--base-size", type=int)
+    p.add_argument("--ssm-knob", choices=["real", "dt"])
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--d-model", type=int)
+    p.add_argument("--n-layers", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--name", help="a name for the sweep (shown in the app)")
+    p.add_argument("--db", help="SQLite file (default $KERNELSCOPE_DB or ~/.kernelscope/ablations.sqlite)")
+    p.add_argument("--checkpoint-dir", help="where run checkpoints go (default: next to the database)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--batched", choices=["auto", "yes", "no"], default="auto",
+                   help="train the grid as one batched model (auto: on CUDA only)")
+    p.add_argument("--max-batch", type=int, help="at most this many runs per batched model")
+    p.add_argument("--executor", default="inprocess", choices=["inprocess", "ray"])
+    p.add_argument("--dry-run", action="store_true", help="validate and list the runs (done / to train), then exit")
+    p.add_argument("--json", action="store_true", help="print the results as JSON at the end")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress line")
+    return p
+
+
+def spec_from_args(a, parser):
+    from sgconv_core.train import key_values
+
+    from .spec import SweepSpec, preset
+
+    spec = preset(a.preset, a.family or "sgconv", a.task or "digits") if a.preset else SweepSpec(
+        task=a.task or "digits", family=a.family or "sgconv")
+    if a.task_param:
+        spec.task_params = {**spec.task_params, **key_values(a.task_param, parser, "--task-param")}
+    for name in ("decays", "decay_modes", "sizes", "seeds"):
+        v = getattr(a, name)
+        if v is not None:
+            setattr(spec, name, tuple(v))
+    for name in ("base_decay", "base_size", "ssm_knob", "steps", "batch_size", "d_model", "n_layers", "lr",
+                 "eval_every", "name"):
+        v = getattr(a, name)
+        if v is not None:
+            setattr(spec, name, v)
+    return spec
+
+
+def main(argv=None) -> int:
+    from .runner import run_sweep
+    from .store import Store
+
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    spec = spec_from_args(a, parser)
+    try:
+        spec = spec.check()
+        if a.max_batch is not None and a.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {a.max_batch}")
+        if a.threads is not None and a.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {a.threads}")
+        store = Store(a.db)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    runs = spec.expand(check=False)
+    done = store.done_keys(r.key() for r in runs)
+    print(f"sweep '{spec.name or spec.task + ' ' + spec.family}': {len(runs)} runs, {len(done)} already done | "
+          f"db {store.path}", flush=True)
+    if a.dry_run:
+        for r in runs:
+            print(f"  {'done' if r.key() in done else 'todo'}  {r.key()}  {r.label()}")
+        return 0
+
+    stop = threading.Event()
+    n_total, n_todo = len(runs), len(runs) - len(done)
+    state = {"finished": 0, "last": 0.0, "t0": time.time()}
+    work_total = sum(r.steps for r in runs if r.key() not in done)
+    step_of: dict = {}
+
+    def progress(ev: dict) -> None:
+        e = ev.get("event")
+        if e == "run_done":
+            state["finished"] += 1
+            m = ev["test_metric"]
+            mv = f"{m:.4f}" if isinstance(m, float) and m == m else "n/a"
+            line = (f"[{state['finished']}/{n_todo}] {ev['status']:6s} {ev['label']}: test {ev['metric']} {mv} "
+                    f"({ev['wall_time_s']:.1f}s) -> {ev['checkpoint']}")
+            if ev.get("error"):
+                line += f" ({ev['error']})"
+            print("\r" + line + " " * 10, flush=True)
+        elif e == "step":
+            for k in ev.get("losses", {}):
+                step_of[k] = ev["step"]
+            now = time.time()
+            if not a.quiet and now - state["last"] > 1.0:
+                state["last"] = now
+                work = sum(step_of.values())
+                el = now - state["t0"]
+                eta = el / work * (work_total - work) if work else None
+                losses = ev.get("losses", {})
+                ls = " ".join(f"{v:.3f}" for v in list(losses.values())[:4])
+                sys.stderr.write(f"\r  step {ev['step']}/{ev['steps']} loss {ls} | overall {work}/{work_total} "
+                                 f"steps, {_fmt_s(el)} elapsed, ETA {_fmt_s(eta)}   ")
+                sys.stderr.flush()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ncancelling (finished runs are kept; Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    batched = {"auto": "auto", "yes": True, "no": False}[a.batched]
+    try:
+        res = run_sweep(spec, db=store, checkpoint_dir=a.checkpoint_dir, executor=a.executor, batched=batched,
+                        max_batch=a.max_batch, device=a.device, threads=a.threads, progress=progress,
+                        should_stop=stop.is_set)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    print(f"\n{res.status}: trained {len(res.trained)}, skipped {len(res.skipped)} (already done), failed "
+          f"{len(res.failed)} in {res.wall_time_s:.1f}s on {res.device}")
+    for r in sorted(res.rows, key=lambda r: (r["decay_mode"], r["decay"], r["size"], r["seed"])):
+        tm = r["test_metric"]
+        print(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
+              f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]")
+    if a.json:
+        print(json.dumps([{k: r[k] for k in ("key", "family", "decay", "decay_mode", "size", "seed", "metric",
+                                             "test_metric", "val_metric", "kernel_params", "checkpoint",
+                                             "wall_time_s", "device")} for r in res.rows]))
+    return 0 if res.status == "done" else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

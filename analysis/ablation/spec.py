@@ -1,0 +1,371 @@
+"""What a sweep is: :class:`SweepSpec` (the grid a user asks for), :class:`RunSpec` (one training run it expands
+to), presets, validation, and the paper's reference curves.
+
+A sweep varies one factor at a time around a base point, as the paper's ablation does:
+
+* the **decay axis**: decay values at the base size, once per decay mode;
+* the **size axis**: sizes (SGConv ``kernel_dim``, S4/S4D state size ``N``) at the base decay, fixed mode.
+
+The run at (base decay, base size, fixed mode) lies on both axes and is trained once (runs are keyed by a hash
+of their config, :meth:`RunSpec.key`).
+
+Decay knob per family:
+
+* SGConv, ``fixed``: decay speed ``t`` with envelope ~ pos^-t via the multiplier ``m = 2**t``
+  (kernel args ``decay_min = decay_max = m``; t = 0 is no decay, t = 1 is the official default m = 2).
+* SGConv, ``learnable``: mode ``cat_randn_learnable`` with the decay exponent initialised to ``t``
+  (``decay_min = decay_max = t``): the kernel is multiplied by (pos+1)^-t and t is trained (multiplier 1).
+* S4 / S4D: a factor ``r`` on the real part of A: Re A <- r * Re A at initialisation (S4D-Lin: Re A = -0.5 r),
+  so the kernel's envelope exp(Re A * dt * pos) decays r times faster; r = 0 is (almost) no decay.
+  With ``ssm_knob='dt'`` the factor scales the dt range (dt_min, dt_max) instead, which also shifts the
+  frequencies. Mode ``learnable`` (default) trains A and dt from there; ``fixed`` freezes A_real and inv_dt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from sgconv_core.train import TrainConfig
+
+FAMILIES = ("sgconv", "s4d", "s4")
+DECAY_MODES = ("fixed", "learnable")
+SSM_KNOBS = ("real", "dt")
+
+#: The paper's ablation (SGConv repository's plotting notebook; task not named there, the level matches LRA
+#: Text). Accuracy in %.
+PAPER_SOURCE = "Li et al. 2022 (SGConv), ablation; task not named, level of LRA Text"
+PAPER_DECAY = {0.0: 67.67, 0.5: 83.31, 0.75: 86.88, 1.0: 88.92, 1.5: 88.76, 2.0: 88.90}
+PAPER_KERNEL_DIM = {1: 88.71, 2: 89.08, 4: 88.77, 8: 88.92, 16: 88.76, 32: 88.30, 64: 88.52}
+
+DEFAULT_DECAYS = {"sgconv": (0.0, 0.5, 0.75, 1.0, 1.5, 2.0), "s4d": (0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
+                  "s4": (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)}
+DEFAULT_SIZES = {"sgconv": (1, 2, 4, 8, 16, 32, 64), "s4d": (2, 4, 8, 16, 32, 64, 128),
+                 "s4": (2, 4, 8, 16, 32, 64, 128)}
+BASE_DECAY = {"sgconv": 1.0, "s4d": 1.0, "s4": 1.0}   # t = 1 (m = 2, the official default); r = 1 (no change)
+BASE_SIZE = {"sgconv": 32, "s4d": 64, "s4": 64}
+SIZE_NAME = {"sgconv": "kernel_dim", "s4d": "d_state", "s4": "d_state"}
+DECAY_NAME = {"sgconv": "t", "s4d": "r", "s4": "r"}
+
+# Limits that keep a sweep from asking for something absurd (checked before anything runs).
+MAX_L = 1 << 16
+MAX_STEPS = 100_000
+MAX_RUNS = 500
+MAX_SEEDS = 32
+MAX_T = 10.0          # SGConv: m = 2**10 = 1024 per scale
+MAX_R = 1000.0        # S4/S4D: real-part factor
+MAX_KERNEL_DIM = 4096
+MAX_D_STATE = 1024
+MAX_D_MODEL = 1024
+MAX_LAYERS = 16
+MAX_BATCH = 4096
+
+
+def _num(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        try:
+            import numpy as np
+
+            if isinstance(x, (np.integer, np.floating)):
+                return float(x)
+        except ImportError:  # pragma: no cover
+            pass
+        raise ValueError(f"{name} must be a number, got {x!r}")
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _int(x, name: str, lo: int, hi: int) -> int:
+    if isinstance(x, bool):
+        raise ValueError(f"{name} must be an integer, got {x!r}")
+    if isinstance(x, float) and x.is_integer():
+        x = int(x)
+    try:
+        import operator
+
+        x = operator.index(x)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {x!r}") from None
+    if not lo <= x <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {x}")
+    return x
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a sweep: a TrainConfig plus the decay knob that TrainConfig cannot express (S4/S4D)."""
+
+    task: str
+    task_params: tuple            # sorted (key, value) pairs (hashable); dict(...) gives the task params
+    task_seed: int
+    family: str
+    decay: float                  # t (SGConv) or r (S4/S4D)
+    decay_mode: str               # 'fixed' | 'learnable'
+    size: int                     # kernel_dim (SGConv) or d_state (S4/S4D)
+    seed: int
+    d_model: int
+    n_layers: int
+    steps: int
+    batch_size: int
+    lr: float
+    kernel_lr: float
+    weight_decay: float
+    eval_every: int
+    eval_batch_size: int
+    ssm_knob: str = "real"
+    mode: str = "cat_randn"       # SGConv base mode (fixed decay); 'learnable' is added for the learnable mode
+    extra_kernel_args: tuple = ()  # sorted (key, value) pairs passed to the kernel as they are
+
+    # -- what it trains ------------------------------------------------------------------------------------
+    def kernel_args(self) -> dict:
+        args = dict(self.extra_kernel_args)
+        if self.family == "sgconv":
+            args["kernel_dim"] = self.size
+            if self.decay_mode == "fixed":
+                m = 2.0 ** self.decay
+                args.update(mode=self.mode, decay_min=m, decay_max=m)
+            else:
+                mode = self.mode if "learnable" in self.mode else self.mode + "_learnable"
+                args.update(mode=mode.replace("_fixed", ""), decay_min=self.decay, decay_max=self.decay)
+        else:
+            args["d_state"] = self.size
+            if self.ssm_knob == "dt":
+                args["dt_min"] = args.get("dt_min", 1e-3) * self.decay
+                args["dt_max"] = args.get("dt_max", 1e-1) * self.decay
+        return args
+
+    def hook(self) -> dict:
+        """Changes applied to the freshly built model (S4/S4D): the real-part factor and frozen timescales."""
+        if self.family == "sgconv":
+            return {}
+        out = {}
+        if self.ssm_knob == "real" and self.decay != 1.0:
+            out["real_scale"] = self.decay
+        if self.decay_mode == "fixed":
+            out["freeze"] = ["A_real", "inv_dt"]
+        return out
+
+    def train_config(self, device: str = "cpu", threads: int | None = None, out: str | None = None,
+                     notes: bool = True) -> TrainConfig:
+        return TrainConfig(
+            task=self.task, task_params=dict(self.task_params), task_seed=self.task_seed, family=self.family,
+            d_model=self.d_model, n_layers=self.n_layers, kernel_args=self.kernel_args(), steps=self.steps,
+            batch_size=self.batch_size, lr=self.lr, kernel_lr=self.kernel_lr, weight_decay=self.weight_decay,
+            eval_every=self.eval_every, eval_batch_size=self.eval_batch_size, seed=self.seed, device=device,
+            threads=threads, out=out, notes=f"ablation run {self.key()}: {self.label()}" if notes else "",
+        )
+
+    # -- identity ------------------------------------------------------------------------------------------
+    def key(self) -> str:
+        """Hash of everything that changes the result (not device, threads or where the checkpoint goes)."""
+        cfg = asdict(self.train_config(notes=False))
+        for k in ("device", "threads", "out", "notes", "time_budget_s"):
+            cfg.pop(k, None)
+        blob = json.dumps({"v": 1, "train": cfg, "hook": self.hook()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def label(self) -> str:
+        dn, sn = DECAY_NAME[self.family], SIZE_NAME[self.family]
+        return f"{self.family} {dn}={self.decay:g} ({self.decay_mode}) {sn}={self.size} seed={self.seed}"
+
+    def group_signature(self) -> tuple:
+        """Runs with the same signature can train together as one batched model (same data and shapes)."""
+        return (self.task, self.task_params, self.task_seed, self.d_model, self.n_layers, self.steps,
+                self.batch_size, self.eval_every, self.eval_batch_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["task_params"] = dict(self.task_params)
+        d["extra_kernel_args"] = dict(self.extra_kernel_args)
+        return d
+
+
+@dataclass
+class SweepSpec:
+    """A grid: task, family, step budget, seeds, decay values (x decay modes) and sizes. See the module doc."""
+
+    task: str = "digits"
+    task_params: dict = field(default_factory=dict)
+    task_seed: int = 0
+    family: str = "sgconv"
+    decays: tuple | list | None = None       # None: DEFAULT_DECAYS[family]; () skips the decay axis
+    decay_modes: tuple | list = ("fixed",)
+    sizes: tuple | list | None = None        # None: DEFAULT_SIZES[family]; () skips the size axis
+    base_decay: float | None = None          # None: BASE_DECAY[family]
+    base_size: int | None = None             # None: BASE_SIZE[family] (capped at L)
+    seeds: tuple | list = (0,)
+    steps: int = 300
+    batch_size: int = 32
+    d_model: int = 64
+    n_layers: int = 2
+    lr: float = 0.01
+    kernel_lr: float = 0.001
+    weight_decay: float = 0.05
+    eval_every: int = 100
+    eval_batch_size: int = 128
+    ssm_knob: str = "real"
+    mode: str = "cat_randn"
+    extra_kernel_args: dict = field(default_factory=dict)
+    name: str = ""
+
+    # -- defaults ------------------------------------------------------------------------------------------
+    def resolved(self) -> "SweepSpec":
+        """A copy with the family defaults filled in (decays, sizes, base point) and sequences as tuples."""
+        fam = self.family
+        decays = DEFAULT_DECAYS.get(fam, ()) if self.decays is None else self.decays
+        sizes = DEFAULT_SIZES.get(fam, ()) if self.sizes is None else self.sizes
+        base_decay = BASE_DECAY.get(fam, 1.0) if self.base_decay is None else self.base_decay
+        base_size = self.base_size
+        if base_size is None:
+            base_size = BASE_SIZE.get(fam, 32)
+            L = self.length()
+            if fam == "sgconv" and isinstance(L, int):
+                base_size = min(base_size, L)
+        return replace(self, decays=tuple(decays), sizes=tuple(sizes), decay_modes=tuple(self.decay_modes),
+                       seeds=tuple(self.seeds), base_decay=base_decay, base_size=base_size)
+
+    def length(self):
+        L = self.task_params.get("L")
+        if L is None:
+            return {"digits": 1024, "delay": 1024, "listops": 512}.get(self.task)
+        return L
+
+    # -- validation ----------------------------------------------------------------------------------------
+    def check(self) -> "SweepSpec":
+        """Raise ValueError naming the bad field; returns the resolved spec. Nothing is built or trained."""
+        from sgconv_core.tasks import TASKS, get_task
+
+        if self.task not in TASKS:
+            raise ValueError(f"task: unknown task {self.task!r}; choose from {list(TASKS)}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family: unknown family {self.family!r}; choose from {list(FAMILIES)}")
+        if not isinstance(self.task_params, dict):
+            raise ValueError(f"task_params must be a dict, got {type(self.task_params).__name__}")
+        L = self.task_params.get("L")
+        if L is not None:
+            _int(L, "task_params.L (sequence length)", 16, MAX_L)
+        try:
+            task = get_task(self.task, seed=_int(self.task_seed, "task_seed", 0, 2**32 - 1), **self.task_params)
+        except ValueError as e:
+            raise ValueError(f"task_params: {e}") from None
+        L = task.spec.L
+        if L > MAX_L:
+            raise ValueError(f"task_params.L: sequence length {L} is beyond the ablation maximum {MAX_L}")
+        s = self.resolved()
+        for name, hi in (("steps", MAX_STEPS), ("batch_size", MAX_BATCH), ("d_model", MAX_D_MODEL),
+                         ("n_layers", MAX_LAYERS), ("eval_every", MAX_STEPS), ("eval_batch_size", MAX_BATCH)):
+            _int(getattr(s, name), name, 1, hi)
+        for name in ("lr", "kernel_lr", "weight_decay"):
+            v = _num(getattr(s, name), name)
+            if v < 0 or v > 10:
+                raise ValueError(f"{name} must be in [0, 10], got {v}")
+        if not s.seeds:
+            raise ValueError("seeds: give at least one seed")
+        if len(s.seeds) > MAX_SEEDS:
+            raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got {len(s.seeds)}")
+        for i, sd in enumerate(s.seeds):
+            _int(sd, f"seeds[{i}]", 0, 2**31 - 1)
+        if len(set(s.seeds)) != len(s.seeds):
+            raise ValueError(f"seeds: repeated seed in {list(s.seeds)}")
+        if not s.decays and not s.sizes:
+            raise ValueError("decays and sizes are both empty: nothing to sweep")
+        if not s.decay_modes:
+            raise ValueError("decay_modes: give at least one of 'fixed', 'learnable'")
+        for m in s.decay_modes:
+            if m not in DECAY_MODES:
+                raise ValueError(f"decay_modes: unknown mode {m!r}; choose from {list(DECAY_MODES)}")
+        if s.ssm_knob not in SSM_KNOBS:
+            raise ValueError(f"ssm_knob: unknown knob {s.ssm_knob!r}; choose from {list(SSM_KNOBS)}")
+        dname = "decays (SGConv decay speed t)" if s.family == "sgconv" else "decays (S4/S4D real-part factor r)"
+        hi = MAX_T if s.family == "sgconv" else MAX_R
+        for i, t in enumerate((*s.decays, s.base_decay)):
+            where = f"decays[{i}]" if i < len(s.decays) else "base_decay"
+            t = _num(t, where)
+            if t < 0:
+                raise ValueError(f"{where} = {t}: {dname} must be >= 0 (0 means no decay)")
+            if t > hi:
+                raise ValueError(f"{where} = {t}: {dname} must be at most {hi}")
+            if s.family != "sgconv" and s.ssm_knob == "dt" and t == 0:
+                raise ValueError(f"{where} = 0: with ssm_knob='dt' the dt factor must be > 0")
+        sname = SIZE_NAME[s.family]
+        for i, n in enumerate((*s.sizes, s.base_size)):
+            where = f"sizes[{i}] ({sname})" if i < len(s.sizes) else f"base_size ({sname})"
+            if s.family == "sgconv":
+                n = _int(n, where, 1, min(MAX_KERNEL_DIM, L))
+            else:
+                n = _int(n, where, 2, MAX_D_STATE)
+                if n % 2:
+                    raise ValueError(f"{where} = {n}: the state size must be even")
+        if not isinstance(s.extra_kernel_args, dict):
+            raise ValueError("extra_kernel_args must be a dict")
+        runs = s.expand(check=False)
+        if len(runs) > MAX_RUNS:
+            raise ValueError(f"the grid has {len(runs)} runs; at most {MAX_RUNS} (fewer decays, sizes or seeds)")
+        for r in runs[:1]:
+            r.train_config().check()
+        return s
+
+    # -- runs ----------------------------------------------------------------------------------------------
+    def expand(self, check: bool = True) -> list[RunSpec]:
+        """The runs of the grid, without duplicates (the base point appears once), decay axis first."""
+        s = self.check() if check else self.resolved()
+        common = dict(
+            task=s.task, task_params=tuple(sorted(s.task_params.items())), task_seed=int(s.task_seed),
+            family=s.family, d_model=int(s.d_model), n_layers=int(s.n_layers), steps=int(s.steps),
+            batch_size=int(s.batch_size), lr=float(s.lr), kernel_lr=float(s.kernel_lr),
+            weight_decay=float(s.weight_decay), eval_every=int(s.eval_every),
+            eval_batch_size=int(s.eval_batch_size), ssm_knob=s.ssm_knob, mode=s.mode,
+            extra_kernel_args=tuple(sorted(s.extra_kernel_args.items())),
+        )
+        out, seen = [], set()
+        for seed in s.seeds:
+            points = [(float(t), m, int(s.base_size)) for m in s.decay_modes for t in s.decays]
+            points += [(float(s.base_decay), "fixed" if "fixed" in s.decay_modes else s.decay_modes[0], int(n))
+                       for n in s.sizes]
+            for t, mode, n in points:
+                r = RunSpec(decay=t, decay_mode=mode, size=n, seed=int(seed), **common)
+                k = r.key()
+                if k not in seen:
+                    seen.add(k)
+                    out.append(r)
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self.resolved())
+        for k in ("decays", "sizes", "decay_modes", "seeds"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown sweep fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+def preset(name: str, family: str = "sgconv", task: str = "digits") -> SweepSpec:
+    """'quick': fits in ~3 minutes on a 2-core CPU (digits 16x16, small model, 300 steps, one seed);
+    'default': the paper-like grid (digits 32x32, 2x64, 300 steps) meant for a GPU."""
+    if name == "quick":
+        tp = {"digits": {"L": 256}, "delay": {"L": 256, "lag": 64, "n_train": 1000, "n_val": 200, "n_test": 200},
+              "listops": {"L": 128, "max_depth": 3, "max_args": 4, "min_length": 16, "n_train": 2000,
+                          "n_val": 250, "n_test": 250}}[task]
+        return SweepSpec(task=task, task_params=tp, family=family, steps=300, d_model=32, n_layers=2,
+                         batch_size=32, eval_every=100, base_size=16 if family == "sgconv" else 32,
+                         sizes=(1, 2, 4, 8, 16, 32, 64) if family == "sgconv" else (2, 4, 8, 16, 32, 64),
+                         name=f"quick {task} {family}")
+    if name == "default":
+        return SweepSpec(task=task, family=family, name=f"default {task} {family}")
+    raise ValueError(f"unknown preset {name!r}; choose 'quick' or 'default'")
+
+
+PRESETS = ("quick", "default")

@@ -1,0 +1,118 @@
+"""Decay: kernel envelopes with fitted power-law and exponential lines; per-layer decay table; SSM poles."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis import figures as afig
+from analysis.decay import MIN_FIT_LENGTH, envelope, exp_fit, pole_decay, power_law_fit
+from analysis.extract import ssm_modes
+from app import figures as fig_
+from app import state, ui
+
+ui.frame_guard()
+
+st.title("Decay")
+st.caption("How fast the kernels fall off with lag: |k| ≈ A·pos^(-t) (power law, pos = lag + 1) or "
+           "A·exp(-r·pos). SGConv's built-in decay has t = log2(m); the paper finds any t ≥ 0.75 works.")
+loaded = ui.require_models("decay")
+names = ui.pick_models(loaded, key="d-models")
+cks = {n: state.checkpoint(loaded[n]) for n in names}
+
+c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
+layer = ui.layer_select(cks, "d-layer", c1)
+H_min = min(ck.kernels[0].H for ck in cks.values())
+hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="d-hs",
+                    help="Each chosen feature of each model gets its envelope and both fitted lines.")
+lengths = ui.length_controls(cks, "d", c3, c4)
+
+# ---------------------------------------------------------------------------------------------------- envelopes
+series, skipped = [], []
+for n, ck in cks.items():
+    L = lengths[n]
+    if layer >= len(ck.kernels):
+        skipped.append(f"{n} has no layers.{layer}.")
+        continue
+    if L < MIN_FIT_LENGTH:
+        skipped.append(f"{n}: L={L} is too short to fit (at least {MIN_FIT_LENGTH} taps).")
+        continue
+    K = list(state.kernels(loaded[n], L).values())[layer]
+    for h in hs:
+        for c in range(K.shape[0]):
+            k = K[c, h]
+            if not k.any():
+                skipped.append(f"{n} h={h}: all-zero kernel (a dead channel).")
+                continue
+            centers, values = envelope(k, stat="rms")
+            label = f"{n} h={h}" if K.shape[0] == 1 else f"{n} c={c} h={h}"
+            series.append({"label": label, "centers": centers, "values": values,
+                           "power": power_law_fit(k), "exp": exp_fit(k)})
+for msg in skipped:
+    st.info(msg)
+if series:
+    fig = afig.decay_figure(series, title=f"layers.{layer}: RMS envelope and fits (log-log)",
+                            L=max(lengths.values()))
+    fig.update_layout(height=520)
+    fig_.clip_log_y(fig, [s["values"] for s in series])  # fitted lines may run far outside the envelopes
+    ui.show_figure(fig, fig_.figure_data(fig), f"decay-layers.{layer}", key="d-fig")
+    fits = pd.DataFrame([{"kernel": s["label"], "t (power law)": s["power"]["t"], "R² (power)": s["power"]["r2"],
+                          "r (exp, 1/tap)": s["exp"]["r"], "R² (exp)": s["exp"]["r2"]} for s in series])
+    st.dataframe(fits, hide_index=True)
+elif not hs:
+    st.info("Choose at least one feature to plot its envelope.")
+
+# ---------------------------------------------------------------------------------------------------- table
+st.subheader("Per layer and model", anchor=False)
+st.caption("Medians over the channels of each layer: t = power-law exponent (and its interquartile range), "
+           "r = exponential rate per tap, range50/90/99 = taps holding 50/90/99 % of the kernel's energy; "
+           "layer profile t = exponent of the layer's RMS kernel; half-life = median over features of the "
+           "slowest SSM mode's half-life (S4 / S4D).")
+rows = []
+with st.spinner("Summarising every layer..."):
+    for n in names:
+        for r in state.analysis(loaded[n], lengths[n])["layers"]:
+            rows.append({
+                "model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"], "dead": r["n_zero"],
+                "t": r["t_median"], "t IQR": r["t_iqr"], "r (1/tap)": r["r_median"],
+                "range50": r["range50_median"], "range90": r["range90_median"], "range99": r["range99_median"],
+                "layer profile t": r["profile_t"],
+                "half-life (taps)": r.get("median_half_life"),
+            })
+table = pd.DataFrame(rows)
+if "half-life (taps)" in table and table["half-life (taps)"].isna().all():
+    table = table.drop(columns=["half-life (taps)"])  # no S4 / S4D model among them
+st.dataframe(table, hide_index=True, column_config={
+    "t": st.column_config.NumberColumn(format="%.3f"), "t IQR": st.column_config.NumberColumn(format="%.3f"),
+    "layer profile t": st.column_config.NumberColumn(format="%.3f"),
+    "half-life (taps)": st.column_config.NumberColumn(format="%.4g"), "r (1/tap)": st.column_config.NumberColumn(format="%.3g"),
+    "range50": st.column_config.NumberColumn(format="%.0f"), "range90": st.column_config.NumberColumn(format="%.0f"),
+    "range99": st.column_config.NumberColumn(format="%.0f")})
+st.download_button("Download table (CSV)", table.to_csv(index=False).encode(), file_name="decay-per-layer.csv",
+                   mime="text/csv", key="d-table-csv", icon=":material/download:")
+
+# ---------------------------------------------------------------------------------------------------- poles
+st.subheader("SSM poles", anchor=False)
+poles, pole_rows = {}, []
+for n, ck in cks.items():
+    if layer >= len(ck.kernels):
+        continue
+    modes = ssm_modes(ck.kernels[layer])
+    if modes is None:
+        continue
+    lam = modes[1]
+    poles[n] = lam
+    pd_ = pole_decay(lam)
+    pole_rows.append({"model": n, "layer": f"layers.{layer}", "modes": lam.size,
+                      "slowest rate (1/tap)": pd_["slowest_rate"], "half-life (taps)": pd_["half_life"],
+                      "max |λ|": float(abs(lam).max())})
+if not poles:
+    st.caption("None of the chosen models is an S4 / S4D state-space model (SGConv kernels have no poles).")
+else:
+    st.caption("Discrete-time poles λ of every mode in this layer; |λ| < 1 decays, and the slowest mode "
+               "(largest |λ|) sets the long-range tail. Hover for |λ| and the half-life.")
+    ui.table(pd.DataFrame(pole_rows))
+    left, _ = st.columns([3, 2])
+    with left:
+        pfig = afig.pole_figure(poles, title=f"layers.{layer}: poles λ")
+        pfig.update_layout(height=560)
+        ui.show_figure(pfig, fig_.figure_data(pfig), f"poles-layers.{layer}", key="d-poles")

@@ -1,0 +1,100 @@
+"""Frequency: magnitude and phase responses per channel; exact SSM transfer functions vs the truncated-kernel FFT."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analysis import figures as afig
+from analysis.extract import ssm_modes
+from analysis.frequency import frequency_response, ssm_transfer
+from app import figures as fig_
+from app import state, ui
+
+ui.frame_guard()
+
+st.title("Frequency")
+st.caption("H(f) = Σ k[l]·e^(-2πifl) of each kernel (FFT of the length-L kernel). For S4 / S4D the exact "
+           "transfer function of the state-space model is drawn too: of the length-L kernel (dashed, on top of the "
+           "FFT: a check of the kernel computation) and of the infinitely long kernel (dotted): the gap between "
+           "dotted and solid is what truncating the kernel at L changes.")
+loaded = ui.require_models("frequency responses")
+names = ui.pick_models(loaded, key="f-models")
+cks = {n: state.checkpoint(loaded[n]) for n in names}
+
+c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
+layer = ui.layer_select(cks, "f-layer", c1)
+H_min = min(ck.kernels[0].H for ck in cks.values())
+hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="f-hs")
+lengths = ui.length_controls(cks, "f", c3, c4)
+o1, o2, o3 = st.columns([1, 1.4, 2.6])
+log_x = o1.toggle("Log frequency axis", key="f-logx")
+analytic = o2.toggle("Exact SSM response", value=True, key="f-analytic",
+                     help="S4 / S4D only: the transfer function from the poles and residues "
+                          "(analysis.frequency.ssm_transfer), of the length-L kernel (dashed: it must match the "
+                          "FFT) and of the infinitely long kernel (dotted: what truncating at L changes).")
+
+series, phases, notes = [], [], []
+for n, ck in cks.items():
+    if layer >= len(ck.kernels):
+        notes.append(f"{n} has no layers.{layer}.")
+        continue
+    L = lengths[n]
+    K = list(state.kernels(loaded[n], L).values())[layer]
+    modes = ssm_modes(ck.kernels[layer]) if analytic else None
+    for h in hs:
+        for c in range(K.shape[0]):
+            label = f"{n} h={h}" if K.shape[0] == 1 else f"{n} c={c} h={h}"
+            fr = frequency_response(K[c, h])
+            s = {"label": label, "freq": fr["freq"], "mag_db": fr["mag_db"]}
+            if modes is not None:
+                r, lam = modes
+                omega = 2 * np.pi * fr["freq"]
+                s["analytic_freq"] = fr["freq"]
+                with np.errstate(divide="ignore"):
+                    s["analytic_mag_db"] = 20 * np.log10(np.abs(ssm_transfer(r[c, h], lam[h], omega, L=L)))
+                    if np.all(np.abs(lam[h]) < 1):
+                        s["analytic_inf_mag_db"] = 20 * np.log10(np.abs(ssm_transfer(r[c, h], lam[h], omega)))
+                    else:
+                        notes.append(f"{label}: a pole is on or outside the unit circle, so the infinitely long "
+                                     "kernel has no response; only the length-L one is drawn.")
+            series.append(s)
+            phases.append({"label": label, "freq": fr["freq"], "phase": fr["phase"]})
+for msg in notes:
+    st.info(msg)
+
+if series:
+    left, right = st.columns(2)
+    with left:
+        mfig = afig.frequency_figure(series, title=f"layers.{layer}: magnitude", log_x=log_x)
+        fig_.compact(mfig, height=480, legend_below=True)
+        ui.show_figure(mfig, fig_.figure_data(mfig), f"magnitude-layers.{layer}", key="f-mag")
+    with right:
+        pfig = afig.phase_figure(phases, title=f"layers.{layer}: phase")
+        if log_x:
+            pfig.update_xaxes(type="log")
+        fig_.compact(pfig, height=480, legend_below=True)
+        ui.show_figure(pfig, fig_.figure_data(pfig), f"phase-layers.{layer}", key="f-phase")
+elif not hs:
+    st.info("Choose at least one feature.")
+
+st.subheader("Peak gain and bandwidth per layer", anchor=False)
+st.caption("Medians over the channels of each layer: peak gain max|H| (dB), the frequency of the peak, the -3 dB "
+           "bandwidth around it and the spectral centroid (cycles/sample). For S4 / S4D, the largest difference "
+           "between the exact length-L transfer function and the FFT of the extracted kernel, relative to the peak "
+           "(a check of the kernel computation: it should be ~1e-12).")
+rows = []
+with st.spinner("Measuring every layer..."):
+    for n in names:
+        for r in state.analysis(loaded[n], lengths[n])["layers"]:
+            rows.append({"model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"],
+                         "peak gain dB": r["peak_gain_db_median"], "peak freq": r["peak_freq_median"],
+                         "bandwidth": r["bandwidth_median"], "centroid": r["centroid_median"],
+                         "exact vs FFT (rel.)": r.get("analytic_vs_fft_rel")})
+table = pd.DataFrame(rows)
+if "exact vs FFT (rel.)" in table and table["exact vs FFT (rel.)"].isna().all():
+    table = table.drop(columns=["exact vs FFT (rel.)"])  # no S4 / S4D model among them
+st.dataframe(table, hide_index=True, column_config={
+    c: st.column_config.NumberColumn(format="%.3g") for c in table.columns if c not in ("model", "layer", "L", "channels")})
+st.download_button("Download table (CSV)", table.to_csv(index=False).encode(), file_name="frequency-per-layer.csv",
+                   mime="text/csv", key="f-table-csv", icon=":material/download:")

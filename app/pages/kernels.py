@@ -1,0 +1,181 @@
+"""Kernels: the learned convolution kernels of up to four models, side by side or overlaid."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analysis import figures as afig
+from app import figures as fig_
+from app import state, ui
+
+ui.frame_guard()
+
+st.title("Kernels")
+loaded = ui.require_models("kernels")
+names = ui.pick_models(loaded, key="k-models")
+cks = {n: state.checkpoint(loaded[n]) for n in names}
+
+# ---------------------------------------------------------------------------------------------------- controls
+c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.2])
+layer = ui.layer_select(cks, "k-layer", c1)
+view = c2.radio("Channels", ["one", "several", "all (heatmap)"], key="k-view")
+axes = c3.radio("Axes", ["linear", "log-log (|k|)"], horizontal=True, key="k-axes")
+heatmap = view.startswith("all")
+overlay = c4.toggle("Overlay on shared axes", key="k-overlay", disabled=len(names) < 2 or heatmap,
+                    help="Draw the models on one set of axes instead of side by side (not for heatmaps).")
+overlay = overlay and len(names) > 1 and not heatmap
+log = axes.startswith("log") and not heatmap
+
+H_min = min(ck.kernels[0].H for ck in cks.values())
+C_max = max(ck.kernels[0].C_k for ck in cks.values())
+d1, d2, d3 = st.columns([1.2, 1.4, 2.6])
+lengths = ui.length_controls(cks, "k", d1, d2)
+channels: list[tuple[int, int]] = []
+if not heatmap:
+    with d3:
+        cc1, cc2 = st.columns([1, 3])
+        c_idx = cc1.number_input("c (kernel channel)", 0, C_max - 1, 0, key="k-c") if C_max > 1 else 0
+        if view == "one":
+            h = cc2.number_input(f"Feature h (0..{H_min - 1})", 0, H_min - 1, 0, key="k-h")
+            channels = [(int(c_idx), int(h))]
+        else:
+            hs = cc2.multiselect("Features h", list(range(H_min)), default=list(range(min(4, H_min))), key="k-hs")
+            channels = [(int(c_idx), int(h)) for h in sorted(hs)]
+    if not channels:
+        st.info("Choose at least one feature.")
+        st.stop()
+
+show_env = show_ref = show_ideal = False
+ref_d = ref_m = None
+if not heatmap:
+    e1, e2, e3, e4 = st.columns(4)
+    show_env = e1.checkbox("Peak envelope", key="k-env",
+                           help="Peak |k| over log-spaced lag bins (analysis.decay.envelope).")
+    show_ref = e2.checkbox("SGConv reference envelope", value=True, key="k-ref",
+                           help="max(t/d, 1)^(-log2 m): the decay SGConv builds in (flat over the first scale, then a "
+                                "power law), scaled to each plotted kernel's RMS envelope. For SGConv models d and m "
+                                "are the model's own; for others choose them.")
+    if any((ck.card or {}).get("task") == "delay" for ck in cks.values()):
+        show_ideal = e3.checkbox("Ideal kernel (delay task)", value=True, key="k-ideal",
+                                 help="For models trained on the delay task: the spike at the lag.")
+    if show_ref and any(ck.kernels[0].kind != "sgconv" for ck in cks.values()):
+        with e4:
+            r1, r2 = st.columns(2)
+            ref_d = r1.number_input("d (non-SGConv)", 1, 4096, 64, key="k-ref-d")
+            ref_m = r2.number_input("m (non-SGConv)", 1.0, 16.0, 2.0, step=0.5, key="k-ref-m")
+else:
+    st.caption("Heatmap: every kernel channel of the layer (rows) against lag; colour = signed tap value. "
+               "Axes and overlays apply to the line plots.")
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def reference_for(kernel, K, chans, L):
+    """{label: (centers, curve)} of the SGConv reference envelope for each plotted channel."""
+    from analysis.decay import MIN_FIT_LENGTH, envelope
+
+    if L < MIN_FIT_LENGTH:
+        return None
+    cfg = kernel.config if kernel.kind == "sgconv" else {}
+    out = {}
+    for c, h in chans:
+        if kernel.kind == "sgconv":
+            d = cfg["kernel_dim"]
+            if getattr(kernel, "decay", None) is not None:  # learnable: (t+1)^-decay_h, i.e. m = 2^decay_h
+                m = 2.0 ** float(kernel.decay.detach()[h])
+            else:  # the fixed per-feature multiplier buffer (1, H, 1)
+                mult = kernel.multiplier.detach().reshape(-1)
+                m = float(mult[h] if mult.numel() == kernel.H else mult[0])
+        else:
+            d, m = float(ref_d), float(ref_m)
+        centers, values = envelope(K[c, h], 64, "rms")
+        label = f"reference h={h}" if K.shape[0] == 1 else f"reference c={c}, h={h}"
+        out[label] = fig_.reference_envelope(values, centers, d, m)
+    return out
+
+
+def ideal_for(ck, L):
+    card = ck.card or {}
+    if card.get("task") != "delay":
+        return None
+    try:
+        from sgconv_core.tasks import get_task
+
+        task = get_task("delay", seed=int(card.get("task_seed", 0)), **dict(card.get("task_params") or {}))
+        return task.ideal_kernel(L)
+    except (ValueError, TypeError):
+        return None
+
+
+figs, tables, notes = {}, {}, {}
+for n, ck in cks.items():
+    if layer >= len(ck.kernels):
+        notes[n] = f"{n} has {len(ck.kernels)} layer(s); no layers.{layer}."
+        continue
+    L = lengths[n]
+    try:
+        with st.spinner(f"Computing {n}'s kernels at L={L:,}..."):
+            K_all = state.kernels(loaded[n], L)
+    except ValueError as e:  # CheckpointError for lengths the kernel refuses
+        notes[n] = f"{n}: {e}"
+        continue
+    lname = list(K_all)[layer]
+    K = K_all[lname]
+    kernel = ck.kernels[layer]
+    if heatmap:
+        rows = K.reshape(-1, K.shape[-1])
+        labels = [f"h{h}" if K.shape[0] == 1 else f"c{c} h{h}" for c in range(K.shape[0]) for h in range(K.shape[1])]
+        fig = afig.heatmap_figure(rows, title=f"{n} · {lname}: channel × lag", y_labels=labels)
+        fig.update_yaxes(type="category", autorange="reversed")  # first channel on top
+        figs[n] = fig
+        df = pd.DataFrame(rows.T, columns=labels)
+        df.insert(0, "lag", np.arange(K.shape[-1]))
+        tables[n] = df
+        continue
+    chans = [(c, h) for c, h in channels if c < K.shape[0] and h < K.shape[1]]
+    ref = reference_for(kernel, K, chans, L) if show_ref else None
+    env = True if show_env else None
+    if ref and env:
+        from analysis.decay import envelope
+
+        env = {f"envelope h={h}": envelope(K[c, h], 64, "max") for c, h in chans}
+        env = {**env, **ref}
+    elif ref:
+        env = ref
+    ideal = ideal_for(ck, L) if show_ideal else None
+    fig = afig.kernel_figure({lname: K}, lname, channels=chans, log_x=log, log_y=log, overlay_envelope=env,
+                             ideal=ideal, title=f"{n} · {lname} (L={L:,})")
+    figs[n] = fig_.mark_sparse(fig_.lag_hover(fig_.style_references(fig, len(chans)), log_x=log))
+    cols = {"lag": np.arange(L)}
+    for c, h in chans:
+        cols[f"k[c={c},h={h}]"] = K[c, h]
+    if ideal is not None:
+        cols["ideal"] = ideal
+    tables[n] = pd.DataFrame(cols)
+
+for msg in notes.values():
+    st.info(msg)
+if not figs:
+    st.stop()
+
+
+def with_model(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out.insert(0, "model", name)
+    return out
+
+
+if overlay and len(figs) > 1:
+    first = next(iter(figs.values()))
+    fig = fig_.overlay(figs, title=f"layers.{layer}: {', '.join(figs)}", xaxis_title=first.layout.xaxis.title.text,
+                       yaxis_title=first.layout.yaxis.title.text, log_x=log, log_y=log)
+    fig = fig_.mark_sparse(fig_.lag_hover(fig, log_x=log))
+    fig.update_layout(height=600)
+    data = pd.concat([with_model(n, t) for n, t in tables.items()], ignore_index=True)
+    ui.show_figure(fig, data, f"kernels-layers.{layer}-overlay", key="k-overlay-fig")
+else:
+    cols = st.columns(len(figs))
+    for col, (n, fig) in zip(cols, figs.items()):
+        with col:
+            fig_.compact(fig, height=520 if len(figs) > 1 else 600, legend_below=len(figs) > 1 and not heatmap)
+            ui.show_figure(fig, tables[n], f"kernels-{n}-layers.{layer}", key=f"k-fig-{n}")

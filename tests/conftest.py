@@ -1,0 +1,102 @@
+"""Fixtures for the app tests (tests/test_app*.py, tests/test_e2e*.py) only.
+
+- ``app_models_dir``: a folder of tiny kernelscope checkpoints (SGConv on the delay task, S4D and S4 on digits;
+  d_model 8, 2 layers, l_max 256), built once per session with ``sgconv_core.save``.
+- ``app_env``: points the app's pretrained folder at those checkpoints and its upload folder at a tmp dir.
+- an autouse fixture that clears Streamlit's process-global caches (and analysis.extract's) around every app
+  test, so AppTest instances never see each other's cached objects. Other test modules are left alone.
+"""
+from __future__ import annotations
+
+import pytest
+
+APP_MODULE_PREFIXES = ("test_app", "test_e2e")
+
+#: (file stem, family, kernel args, task, task params): what ``app_models_dir`` holds.
+APP_FIXTURE_MODELS = (
+    ("delay-sgconv", "sgconv", {"kernel_dim": 16}, "delay", {"L": 256, "lag": 64, "n_train": 32, "n_val": 16,
+                                                              "n_test": 16}),
+    ("digits-s4d", "s4d", {"d_state": 16}, "digits", {"L": 256, "n_train": 64, "n_val": 20, "n_test": 20}),
+    ("digits-s4", "s4", {"d_state": 16}, "digits", {"L": 256, "n_train": 64, "n_val": 20, "n_test": 20}),
+)
+
+
+def _is_app_test(request) -> bool:
+    name = getattr(request.module, "__name__", "").rsplit(".", 1)[-1]
+    return name.startswith(APP_MODULE_PREFIXES)
+
+
+@pytest.fixture(autouse=True)
+def _no_folder_navigation(request, monkeypatch):
+    """Run every AppTest script run through app/main.py, as a real server does after its first run.
+
+    app/ has a ``pages/`` folder, so Streamlit's older folder-based navigation runs a page script on its own
+    until the first ``st.navigation`` call in the process, and AppTest resets that state before every run:
+    each run after the first would run the page without main.py (no sidebar, no links) and the page's
+    ``ui.frame_guard()`` would rerun it, losing one-shot widget events such as button clicks. The first run
+    of a real server is covered by the browser test (a link straight to /kernels on a fresh server)."""
+    if not _is_app_test(request):
+        yield
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    class _MainScriptPages(PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", _MainScriptPages)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_app_caches(request):
+    """Clear st.cache_data / st.cache_resource / analysis.extract's cache before and after each app test."""
+    if not _is_app_test(request):
+        yield
+        return
+
+    def clear():
+        import streamlit as st
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        try:
+            from analysis.extract import clear_cache
+        except ImportError:
+            return
+        clear_cache()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture(scope="session")
+def app_models_dir(tmp_path_factory):
+    """A folder with tiny SGConv / S4D / S4 kernelscope checkpoints and their model cards."""
+    import torch
+
+    import sgconv_core
+    from sgconv_core import ModelConfig, SequenceModel
+
+    out = tmp_path_factory.mktemp("app-pretrained")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for stem, family, kargs, task, tparams in APP_FIXTURE_MODELS:
+            seq = task == "delay"
+            cfg = ModelConfig(d_input=1, d_output=1 if seq else 10, d_model=8, n_layers=2, kernel=family,
+                              kernel_args=dict(kargs), l_max=256, pool="none" if seq else "mean")
+            card = {"name": stem, "task": task, "task_params": dict(tparams), "task_seed": 0, "family": family,
+                    "metric": "nmse" if seq else "accuracy", "test_value": 0.5, "notes": "app test fixture"}
+            sgconv_core.save(SequenceModel(cfg), out / f"{stem}.safetensors", card)
+    return out
+
+
+@pytest.fixture
+def app_env(app_models_dir, tmp_path, monkeypatch):
+    """Environment for an app test: pretrained folder = the fixture checkpoints, uploads into tmp."""
+    monkeypatch.setenv("KERNELSCOPE_PRETRAINED", str(app_models_dir))
+    monkeypatch.setenv("KERNELSCOPE_UPLOADS", str(tmp_path / "uploads"))
+    return app_models_dir

@@ -1,0 +1,64 @@
+"""analysis.bench on tiny sizes: the rows and the table are produced (speed is never asserted)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.bench import MODELS, format_table, parse_lengths, run_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(H=8, min_reps=1, max_reps=1, layer_lengths=[1024], layer_l_max=1024)
+
+
+@pytest.fixture(scope="module")
+def tiny_rows():
+    return run_benchmark([256, 1024], device="cpu", quick=True, layer_on_cpu=True, **TINY)
+
+
+def test_rows_and_table(tiny_rows):
+    kernel = [r for r in tiny_rows if r["section"] == "kernel"]
+    assert sorted((r["pass"], r["L"]) for r in kernel) == [("fwd", 256), ("fwd", 1024), ("fwd+bwd", 256), ("fwd+bwd", 1024)]
+    assert all(r[m]["status"] == "ok" for r in kernel for m in MODELS)
+    assert all(r["sgconv_over_s4"] is not None for r in kernel)
+    assert [r["L"] for r in tiny_rows if r["section"] == "layer"] == [1024]
+    json.dumps(tiny_rows)
+    text = format_table(tiny_rows)
+    for s in ("SGConv ms", "S4 ms", "S4D ms", "SGConv/S4", "SGConv MB", "forward+backward", "SGConv layer", "1k |"):
+        assert s in text, s
+
+
+def test_cpu_skips_the_layer_and_over_budget_cells():
+    rows = run_benchmark([256], device="cpu", quick=True, mem_budget_gb=1e-6, **TINY)
+    kernel = [r for r in rows if r["section"] == "kernel"]
+    assert all(r[m]["status"] == "skipped" for r in kernel for m in MODELS)
+    text = format_table(rows)
+    assert "skipped: est." in text and "GPU only" in text
+
+
+def test_parse_lengths():
+    assert parse_lengths("1k, 4k,1M,300") == [1024, 4096, 1 << 20, 300]
+    with pytest.raises(ValueError):
+        parse_lengths("0")
+
+
+def test_cli_tiny(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "analysis.bench", "--tiny", "--device", "cpu", "--json", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "SGConv/S4" in p.stdout
+    assert json.loads(out.read_text())["rows"][0]["settings"]["H"] == 8
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tiny_on_cuda():
+    rows = run_benchmark([256, 1024], device="cuda", quick=True, **TINY)
+    assert all(r[m]["status"] == "ok" for r in rows if r["section"] in ("kernel",) for m in MODELS)
+    assert all(r["fwd+bwd"]["status"] == "ok" for r in rows if r["section"] == "layer")
+    assert "alloc MB (abs)" in format_table(rows)

@@ -1,0 +1,386 @@
+"""Real-browser test of the app: `streamlit run app/main.py` driven by headless Chromium through Playwright.
+
+Loads two checkpoints from the pretrained folder (the repository's own when it holds at least two, else the
+tiny fixture checkpoints), compares kernels, switches layer, visits every page, and checks that no page shows
+a Python exception and that the plots hold the kernels' data. Screenshots of every page go to test-artifacts/.
+Prints the cold-start time (server start to the first kernel plot) and the layer-switch time.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"real-browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+if sync_playwright is None:
+    pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
+                allow_module_level=True)
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage"]
+EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pretrained_folder(fixture_dir: Path) -> tuple[Path, list[str]]:
+    """The repository's pretrained folder when it holds at least two checkpoints, else the fixture folder."""
+    own = REPO / "pretrained"
+    files = sorted(p.name for p in own.glob("*") if p.suffix in EXTENSIONS) if own.is_dir() else []
+    if len(files) >= 2:
+        sgc = [f for f in files if "sgconv" in f]
+        ssm = [f for f in files if "s4d" in f or "-s4." in f]
+        pick = ([sgc[0]] if sgc else []) + ([ssm[0]] if ssm else [])
+        pick = pick if len(pick) == 2 else files[:2]
+        return own, pick
+    return fixture_dir, ["delay-sgconv.safetensors", "digits-s4d.safetensors"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, launched before the server so that the cold start does not include the browser's."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, app_models_dir, tmp_path_factory):
+    """A running `streamlit run app/main.py`; yields (url, folder, two file names, start time, healthy time)."""
+    folder, files = _pretrained_folder(app_models_dir)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(folder),
+               KERNELSCOPE_UPLOADS=str(tmp_path_factory.mktemp("uploads")), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless=true",
+           "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]
+    t_start = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"streamlit did not become healthy in 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield url, folder, files, t_start, time.perf_counter()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (a new Streamlit session) per test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+TIMINGS: dict[str, float] = {}
+
+
+def report_timings(prefix: str = ""):
+    print("\n" + "\n".join(f"e2e timing: {k}: {v:.3f}" for k, v in TIMINGS.items() if k.startswith(prefix)))
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+_IDLE = ('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
+         ' return a && a.getAttribute("data-test-script-state") === "notRunning"'
+         ' && a.getAttribute("data-test-connection-state") === "CONNECTED"; }')
+
+
+def settle(pg, started: float = 1.0) -> None:
+    """Wait for the script run an action triggered (if any) to finish and the app to be connected."""
+    try:
+        pg.wait_for_function('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
+                             ' return a && a.getAttribute("data-test-script-state") !== "notRunning"; }',
+                             timeout=started * 1000)
+    except Exception:  # noqa: BLE001 - the run may already be over (or nothing was triggered)
+        pass
+    pg.wait_for_function(_IDLE, timeout=90_000)
+    pg.wait_for_timeout(150)  # let the last deltas render
+
+
+def no_exception(pg, where: str) -> None:
+    n = pg.locator('[data-testid="stException"]').count()
+    assert n == 0, f"{where}: {n} exception box(es): {pg.locator('[data-testid=stException]').first.inner_text()}"
+
+
+def goto(pg, title: str) -> None:
+    pg.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+    settle(pg)
+
+
+def shot(pg, name: str) -> Path:
+    """Screenshot of the whole page: Streamlit scrolls inside its own container, so the viewport is made as tall
+    as the page's content (at least 900 px) for the shot, then set back."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    size = pg.viewport_size
+    height = pg.evaluate("() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
+                         " return b ? Math.ceil(b.getBoundingClientRect().height) + 120 : 0; }")
+    height = max(900, min(int(height), 6000))
+    if height != size["height"]:
+        pg.set_viewport_size({"width": size["width"], "height": height})
+        pg.wait_for_timeout(400)  # let plotly and the tables re-layout
+    try:
+        pg.screenshot(path=str(path))
+    finally:
+        pg.set_viewport_size(size)
+    return path
+
+
+def plot_data(pg, index: int = 0) -> list[dict]:
+    """name, x, y of every trace of the index-th plotly chart on the page (from the decoded _fullData)."""
+    return pg.evaluate("""(i) => {
+        const plots = document.querySelectorAll('.js-plotly-plot');
+        if (plots.length <= i || !plots[i]._fullData) return null;
+        return plots[i]._fullData.map(t => ({name: t.name, type: t.type,
+            x: t.x ? Array.from(t.x) : null, y: t.y ? Array.from(t.y) : null}));
+    }""", index)
+
+
+def plot_title(pg, index: int = 0) -> str:
+    text = pg.evaluate("""(i) => { const p = document.querySelectorAll('.js-plotly-plot')[i];
+        return p && p.layout && p.layout.title ? (p.layout.title.text || '') : ''; }""", index) or ""
+    return re.sub(r"<[^>]+>", "", text)  # Streamlit's theme wraps titles in <b>
+
+
+def wait_plots(pg, n: int = 1, timeout: float = 60.0) -> None:
+    """Wait until n titled plotly charts are drawn (the app's untitled blank first chart does not count)."""
+    pg.wait_for_function("(n) => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.layout"
+                         " && p.layout.title && p.layout.title.text && p.querySelector('.main-svg')).length >= n",
+                         arg=n, timeout=timeout * 1000, polling="raf")
+
+
+def choose(pg, label: str, option: str) -> None:
+    """Pick an option of the selectbox with this label."""
+    box = pg.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    pg.get_by_role("option", name=option, exact=True).first.click()
+
+
+#: In the page: from the next user event (click, or Enter in a box) to the frame where every titled plot passes
+#: `done`; the time lands in window.__ksLatency (ms). The event's own timestamp is the start, so the time the
+#: test driver takes to deliver a click is left out: this is what a user waits.
+_ARM = """(arg) => {
+    window.__ksLatency = null;
+    let t0 = null;
+    const start = (e) => { if (t0 === null) t0 = e.timeStamp; };
+    document.addEventListener('click', start, {capture: true, once: true});
+    document.addEventListener('keydown', start, {capture: true, once: true});
+    const done = (p) => arg.kind === 'title' ? (p.layout.title.text || '').includes(arg.want)
+                                             : p._fullData.some(t => t.name === arg.want);
+    const check = () => {
+        const ps = [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.layout && p.layout.title
+                                                                         && p.layout.title.text && p._fullData);
+        if (t0 !== null && ps.length && ps.every(done)) { window.__ksLatency = performance.now() - t0; return; }
+        requestAnimationFrame(check);
+    };
+    requestAnimationFrame(check);
+}"""
+
+
+def _latency(pg, act, kind: str, want: str) -> tuple[float, float]:
+    """(seconds a user waits, seconds including the driver's click) for `act()` to show `want` in every plot."""
+    pg.evaluate(_ARM, {"kind": kind, "want": want})
+    t0 = time.perf_counter()
+    act()
+    pg.wait_for_function("() => window.__ksLatency !== null", timeout=60_000, polling="raf")
+    wall = time.perf_counter() - t0
+    user = pg.evaluate("() => window.__ksLatency") / 1000
+    settle(pg, 0.05)
+    return user, wall
+
+
+def timed_layer_switch(pg, option: str) -> tuple[float, float]:
+    """Choose `option` in the 'Layer' dropdown: (user, wall) seconds until every plot's title shows it."""
+    pg.locator('[data-testid="stSelectbox"]').filter(has_text="Layer").first.click()
+    opt = pg.get_by_role("option", name=option, exact=True).first
+    opt.wait_for()
+    return _latency(pg, opt.click, "title", option)
+
+
+def timed_channel_switch(pg, h: int) -> tuple[float, float]:
+    """Enter feature h (Enter in the number box): (user, wall) seconds until every plot draws the trace 'h=<h>'."""
+    box = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Feature h").first.locator("input")
+    box.fill(str(h))
+    return _latency(pg, lambda: box.press("Enter"), "trace", f"h={h}")
+
+
+# ---------------------------------------------------------------------------------------------------- cold start
+def test_cold_start_link_to_kernels(server, page):
+    """A fresh server and a link that opens the Kernels page with two pretrained models: time to the first plot,
+    then the latency of switching layer and channel. Runs first (module order), while the server is cold."""
+    url, folder, files, t_start, t_healthy = server
+    pg = page
+    stems = [f.rsplit(".", 1)[0] for f in files]
+    pg.goto(f"{url}/kernels?model={stems[0]}&model={stems[1]}")
+    wait_plots(pg, 2)
+    t_plot = time.perf_counter()
+    TIMINGS["cold start: server start to first kernel plot (s)"] = t_plot - t_start
+    TIMINGS["  of which server start to /_stcore/health ok (s)"] = t_healthy - t_start
+    TIMINGS["  of which page load to first kernel plot (s)"] = t_plot - t_healthy
+    settle(pg)
+    no_exception(pg, "kernels from a link")
+    titles = [plot_title(pg, i) for i in range(2)]
+    assert all("layers.0" in t for t in titles) and [t.split(" ·")[0] for t in titles] == stems, titles
+    shot(pg, "00-kernels-cold-link")
+
+    layer = np.array([timed_layer_switch(pg, o) for o in ("layers.1", "layers.0") * 3])
+    chan = np.array([timed_channel_switch(pg, h) for h in (3, 7, 1, 0, 5, 0)])
+    no_exception(pg, "kernels after switching")
+    for what, t in (("layer", layer), ("channel", chan)):
+        TIMINGS[f"{what} switch, user event to plot, median of 6 (s)"] = float(np.median(t[:, 0]))
+        TIMINGS[f"{what} switch, user event to plot, max of 6 (s)"] = float(np.max(t[:, 0]))
+        TIMINGS[f"{what} switch, incl. the driver's click, median of 6 (s)"] = float(np.median(t[:, 1]))
+    report_timings()
+    # generous sanity bounds only (shared 2-core CI machines); the targets (5 s, 0.3 s) are reported above
+    assert TIMINGS["cold start: server start to first kernel plot (s)"] < 60
+    assert TIMINGS["layer switch, user event to plot, median of 6 (s)"] < 5
+
+
+# ---------------------------------------------------------------------------------------------------- the walk
+def test_walkthrough(server, page, app_models_dir):
+    url, folder, files, t_start, _ = server
+    pg = page
+    timings = TIMINGS
+
+    pg.goto(url)
+    settle(pg)
+    pg.get_by_text("Start here").first.wait_for()
+    no_exception(pg, "landing")
+    pg.locator('[data-testid="stDataFrame"] canvas').first.wait_for()
+    shot(pg, "01-models-empty")
+
+    # pages that need a model say so instead of failing
+    goto(pg, "Kernels")
+    pg.get_by_text("load a model on the Models page").first.wait_for()
+    no_exception(pg, "kernels without models")
+    goto(pg, "Models")
+
+    # load two checkpoints from the pretrained folder
+    ms = pg.locator('[data-testid="stMultiSelect"]').filter(has_text="Checkpoints to load").first
+    for f in files:
+        ms.locator("input").first.click()
+        pg.get_by_role("option", name=f, exact=True).first.click()
+        settle(pg, 0.5)
+    pg.keyboard.press("Escape")
+    pg.get_by_role("button", name="Load selected").click()
+    settle(pg)
+    no_exception(pg, "models after loading")
+    for f in files:
+        stem = f.rsplit(".", 1)[0]
+        pg.get_by_text(f"Loaded {stem}").first.wait_for()
+    shot(pg, "02-models-loaded")
+
+    # kernels: the first kernel plot
+    t_nav = time.perf_counter()
+    goto(pg, "Kernels")
+    wait_plots(pg, 2)
+    t_plot = time.perf_counter()
+    timings["walk: Kernels page to plot (s)"] = t_plot - t_nav
+    no_exception(pg, "kernels")
+    data0 = plot_data(pg, 0)
+    assert data0 and len(data0[0]["y"]) > 8, data0
+    assert np.all(np.isfinite(np.asarray(data0[0]["y"], dtype=float)))
+    assert "layers.0" in plot_title(pg, 0)
+    shot(pg, "03-kernels-side-by-side")
+
+    # switch layer
+    timings["walk: layer switch, user event to plot (s)"] = timed_layer_switch(pg, "layers.1")[0]
+    no_exception(pg, "kernels layer 1")
+    data1 = plot_data(pg, 0)
+    assert not np.allclose(np.asarray(data1[0]["y"], dtype=float)[:8], np.asarray(data0[0]["y"], dtype=float)[:8])
+    shot(pg, "04-kernels-layer1")
+
+    # overlay on shared axes, several channels, log-log
+    pg.get_by_text("Overlay on shared axes").first.click()
+    settle(pg)
+    pg.get_by_text("log-log (|k|)").first.click()
+    settle(pg)
+    no_exception(pg, "kernels overlay")
+    wait_plots(pg, 1)
+    names = [t["name"] for t in plot_data(pg, 0)]
+    stems = [f.rsplit(".", 1)[0] for f in files]
+    assert all(any(n.startswith(s) for n in names) for s in stems), names
+    shot(pg, "05-kernels-overlay-loglog")
+
+    pg.get_by_text("all (heatmap)").first.click()
+    settle(pg)
+    wait_plots(pg, 2)
+    no_exception(pg, "kernels heatmap")
+    shot(pg, "06-kernels-heatmap")
+
+    for title, n_plots, name in (("Decay", 1, "07-decay"), ("Frequency", 2, "08-frequency"),
+                                 ("Parameters", 3, "09-parameters")):
+        t0 = time.perf_counter()
+        goto(pg, title)
+        wait_plots(pg, n_plots)
+        timings[f"walk: {title} page (s)"] = time.perf_counter() - t0
+        no_exception(pg, title)
+        shot(pg, name)
+
+    goto(pg, "Attribution")
+    no_exception(pg, "attribution")
+    t0 = time.perf_counter()
+    pg.get_by_role("button", name="Run integrated gradients").click()
+    settle(pg)
+    wait_plots(pg, 2)
+    timings["walk: attribution run (s)"] = time.perf_counter() - t0
+    no_exception(pg, "attribution after run")
+    pg.get_by_text("Convergence δ").first.wait_for()
+    shot(pg, "10-attribution")
+
+    # the Ablation page joins the navigation once app/pages/ablation.py exists (visit only; no sweep is started)
+    if pg.locator('[data-testid="stSidebarNav"] a').filter(has_text="Ablation").count():
+        goto(pg, "Ablation")
+        pg.get_by_role("heading", name="Ablation").first.wait_for()
+        no_exception(pg, "ablation")
+        shot(pg, "11-ablation")
+
+    report_timings("walk:")

@@ -1,0 +1,117 @@
+"""analysis.extract: kernels as float64 arrays equal to the kernel modules' own output, cached once per length."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.extract import clear_cache, extract_kernels, kernel_table, modal_kernel, ssm_modes
+from sgconv_core import Checkpoint, CheckpointError, ModelConfig, SequenceModel
+from sgconv_core.kernels import FreeKernel, S4DKernel, S4Kernel, SGConvKernel
+
+
+def _model(kind, **ka):
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_input=1, d_output=3, d_model=8, n_layers=2, kernel=kind, kernel_args=ka, l_max=256)
+    return SequenceModel(cfg).eval()
+
+
+def _ck(model):
+    return Checkpoint(path="test.safetensors", kernels=model.kernels, model=model, config=model.cfg.to_dict())
+
+
+def _f64(kernel, L):
+    with torch.no_grad():
+        return copy.deepcopy(kernel).double()(L).numpy()
+
+
+def test_sgconv_and_free_equal_the_module_output_exactly():
+    for kind, ka in (("sgconv", {"kernel_dim": 16}), ("conv", {})):
+        m = _model(kind, **ka)
+        K = extract_kernels(_ck(m), 300)
+        assert list(K) == ["layers.0", "layers.1"]
+        for k, arr in zip(m.kernels, K.values()):
+            with torch.no_grad():
+                ref = k(300).double().numpy()
+            assert arr.dtype == np.float64 and arr.shape == (1, 8, 300)
+            np.testing.assert_array_equal(arr, ref)
+
+
+@pytest.mark.parametrize("ka", [{"d_state": 16}, {"d_state": 16, "disc": "bilinear"}, {"d_state": 8, "init": "real"},
+                                {"d_state": 16, "n_ssm": 2, "bidirectional": True}])
+def test_s4d_equals_float64_copy(ka):
+    ka = dict(ka)
+    bidir = ka.pop("bidirectional", False)
+    torch.manual_seed(1)
+    k = S4DKernel(8, l_max=256, bidirectional=bidir, **ka)
+    K = extract_kernels([k], 1000)["layers.0"]
+    ref = _f64(k, 1000)
+    assert K.shape == ref.shape == (2 if bidir else 1, 8, 1000)
+    assert np.abs(K - ref).max() <= 1e-12 * np.abs(ref).max()
+
+
+def test_s4_equals_float64_copy_inside_and_beyond_l_kernel():
+    torch.manual_seed(2)
+    k = S4Kernel(4, d_state=16, l_max=128)
+    for L in (100, 128, 700):  # Cauchy route (float64) inside l_kernel, modal route beyond
+        K = extract_kernels([k], L)["layers.0"]
+        ref = _f64(k, L)
+        assert np.abs(K - ref).max() <= 1e-8 * np.abs(ref).max()
+    assert int(k.l_kernel) == 128  # nothing stored was modified
+
+
+def test_dss_goes_through_the_module():
+    torch.manual_seed(3)
+    k = S4DKernel(4, d_state=8, disc="dss")
+    assert ssm_modes(k) is None
+    K = extract_kernels([k], 64)["layers.0"]
+    np.testing.assert_allclose(K, _f64(k, 64), rtol=0, atol=1e-12)
+
+
+def test_cache_hits_and_invalidates_on_edit():
+    clear_cache()
+    m = _model("sgconv", kernel_dim=16)
+    ck = _ck(m)
+    a = extract_kernels(ck, 256)
+    b = extract_kernels(ck, 256)
+    assert a["layers.0"] is b["layers.0"]  # computed once
+    assert not a["layers.0"].flags.writeable
+    assert extract_kernels(ck, 128)["layers.0"].shape[-1] == 128  # another L, another entry
+    with torch.no_grad():
+        m.kernels[0].kernel_list[0].mul_(2.0)  # in-place edit bumps the version counter
+    c = extract_kernels(ck, 256)
+    assert c["layers.0"] is not a["layers.0"]
+    assert not np.array_equal(c["layers.0"], a["layers.0"])
+    np.testing.assert_array_equal(c["layers.1"], a["layers.1"])
+
+
+def test_bad_length_raises_checkpoint_error():
+    m = _model("s4d", d_state=8)
+    with pytest.raises(CheckpointError):
+        extract_kernels(_ck(m), 0)
+    with pytest.raises(CheckpointError):
+        extract_kernels(_ck(_model("sgconv", kernel_dim=16)), -5)
+
+
+def test_kernel_table_and_modes():
+    m = _model("s4d", d_state=16, n_ssm=2)
+    rows = kernel_table(_ck(m))
+    assert [r["name"] for r in rows] == ["layers.0", "layers.1"]
+    r = rows[0]
+    assert (r["kind"], r["H"], r["C_k"], r["d_state"], r["n_ssm"], r["disc"]) == ("s4d", 8, 1, 16, 2, "zoh")
+    assert r["n_params"] == m.kernels[0].n_params
+    res, lam = ssm_modes(m.kernels[0])
+    assert res.shape == (1, 8, 16) and lam.shape == (8, 16) and res.dtype == np.complex128
+    assert ssm_modes(SGConvKernel(4, 64, kernel_dim=8)) is None
+    assert ssm_modes(FreeKernel(4, 64)) is None
+    sg = kernel_table([SGConvKernel(4, 64, kernel_dim=8, mode="cat_randn_learnable")])[0]
+    assert (sg["kind"], sg["kernel_dim"], sg["n_scales"], sg["mode"]) == ("sgconv", 8, 4, "cat_randn_learnable")
+
+
+def test_modal_kernel_known_answer():
+    lam = np.array([[0.9, 0.5 + 0.5j, 0.5 - 0.5j, 0.0]])
+    r = np.array([[[1.0, 2.0 + 1j, 2.0 - 1j, 3.0]]])
+    L = 37
+    ref = np.array([(r[0, 0] * lam[0] ** l).sum().real if l else r.sum().real for l in range(L)])
+    for block in (None, 1, 5, 64):
+        np.testing.assert_allclose(modal_kernel(r, lam, L, block)[0, 0], ref, rtol=1e-13, atol=1e-15)

@@ -1,0 +1,57 @@
+"""Every model in pretrained/ loads and reproduces the test metric its card claims.
+
+Each model is re-scored on the first 200 examples of its task's test split (rebuilt from the card) and
+compared with the card's value on the whole test split. Tolerance: accuracy within 3 binomial standard
+errors of a 200-example estimate, 3 * sqrt(p (1 - p) / 200), plus 1/200 for rounding (about +-0.05 at
+p = 0.8, +-0.02 at p = 0.98); NMSE within a relative 25 %. Skipped when pretrained/ holds no model.
+"""
+import glob
+import math
+import os
+
+import pytest
+
+import sgconv_core
+from sgconv_core.evaluate import evaluate_split
+from sgconv_core.zoo_table import markdown, read_card
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDER = os.path.join(ROOT, "pretrained")
+FILES = sorted(glob.glob(os.path.join(FOLDER, "*.safetensors")))
+N_SLICE = 200
+CARD_FIELDS = {"task", "task_params", "metric", "test_value", "baseline", "steps", "wall_time_s", "device",
+               "seed", "kernel_params", "total_params", "model_config", "torch", "date", "command"}
+
+pytestmark = pytest.mark.skipif(not FILES, reason="pretrained/ holds no .safetensors models (train the zoo first)")
+
+
+def tolerance(metric: str, value: float, n: int) -> float:
+    if metric == "accuracy":
+        return 3 * math.sqrt(max(value * (1 - value), 0.0) / n) + 1 / n
+    return 0.25 * value
+
+
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
+def test_pretrained_model_reproduces_its_card(path):
+    ck = sgconv_core.load(path)
+    card = ck.card
+    assert CARD_FIELDS <= set(card), CARD_FIELDS - set(card)
+    name = os.path.splitext(os.path.basename(path))[0]
+    assert name == f"{card['task']}-{card['family']}" and ck.family == card["family"]
+    assert card["kernel_params"] == ck.n_kernel_params and card["total_params"] == ck.n_params
+    got = evaluate_split(ck, "test", limit=N_SLICE)
+    n, want = got["n"], card["test_value"]
+    assert n == min(N_SLICE, card["n_test"])
+    tol = tolerance(card["metric"], want, n)
+    assert abs(got["value"] - want) <= tol, f"{name}: {got['value']:.4f} on {n} test examples vs card {want:.4f} (tol {tol:.4f})"
+
+
+def test_zoo_table_lists_every_model():
+    table = markdown(FOLDER)
+    for path in FILES:
+        assert os.path.splitext(os.path.basename(path))[0] in table
+        assert read_card(path)["command"].startswith("python -m sgconv_core.train")
+
+
+def test_zoo_fits_the_size_budget():
+    assert sum(os.path.getsize(f) for f in FILES) < 30 * 2**20

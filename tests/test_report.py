@@ -1,0 +1,259 @@
+"""analysis.report / figures / __main__: vectorised numbers equal the 1-D definitions; CLI files; bad files."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import sgconv_core
+from analysis import figures as FG
+from analysis.__main__ import main
+from analysis.decay import batch_decay, decay_summary, exp_fit, power_law_fit
+from analysis.frequency import bandwidth, frequency_response, frequency_summary, peak_gain, spectral_centroid
+from analysis.report import analyze, compare_results, report_figures, write_report
+from sgconv_core import Checkpoint, ModelConfig, SequenceModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _model(kind, L=256, H=8, n_layers=2, bidir=False, **ka):
+    torch.manual_seed(0)
+    ka = ka or ({"kernel_dim": 16} if kind == "sgconv" else {"d_state": 16})
+    cfg = ModelConfig(d_input=1, d_output=4, d_model=H, n_layers=n_layers, kernel=kind, kernel_args=ka, l_max=L,
+                      bidirectional=bidir)
+    return SequenceModel(cfg).eval()
+
+
+def _ck(model, name="m.safetensors"):
+    return Checkpoint(path=name, kernels=model.kernels, model=model, config=model.cfg.to_dict(),
+                      card={"task": "test"}, warnings=["assumed something"])
+
+
+def _kernels(seed=0, n=12, L=700):
+    """Decaying, oscillating, noisy kernels, plus a spike, an all-zero row, a constant and a pure power law."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(L, dtype=np.float64)
+    K = (t + 1.0) ** -rng.uniform(0.3, 2.0, (n, 1)) * np.cos(rng.uniform(0, 1, (n, 1)) * t) \
+        * (1 + 0.3 * rng.standard_normal((n, L)))
+    K[0] = np.exp(-t / 50.0) * rng.standard_normal(L)
+    K[1] = 0.0
+    K[1, (3 * L) // 7] = 1.0
+    K[2] = 0.0
+    K[3] = 1.0
+    K[4] = 3.0 * (t + 1) ** -1.5
+    return K
+
+
+@pytest.mark.parametrize("L", [8, 9, 64, 700, 4096])
+def test_batch_decay_equals_the_1d_definitions(L):
+    K = _kernels(L=L)
+    b = batch_decay(K)
+    for i, k in enumerate(K):
+        ref = decay_summary(k)
+        for key, v in ref.items():
+            if isinstance(v, float) and math.isnan(v):
+                assert math.isnan(b[key][i]), (i, key)
+            else:
+                assert b[key][i] == pytest.approx(v, rel=1e-9, abs=1e-9), (i, key)
+        if np.any(k):
+            assert b["t_log_amplitude"][i] == pytest.approx(power_law_fit(k)["log_amplitude"], rel=1e-9, abs=1e-9,
+                                                                nan_ok=True)
+            assert b["r_log_amplitude"][i] == pytest.approx(exp_fit(k)["log_amplitude"], rel=1e-9, abs=1e-9,
+                                                                nan_ok=True)
+    assert not b["valid"][2] and b["valid"][0]
+
+
+def test_batch_frequency_equals_the_1d_definitions():
+    K = _kernels(L=500)
+    b = frequency_summary(K, keep_rows=[0, 4])
+    for i, k in enumerate(K):
+        if not np.any(k):
+            assert math.isnan(b["peak_gain"][i]) and math.isnan(b["bandwidth"][i])
+            continue
+        fr = frequency_response(k)
+        g, gdb, f = peak_gain(fr["H"], fr["freq"])
+        assert b["peak_gain"][i] == pytest.approx(g, rel=1e-12)
+        assert b["peak_gain_db"][i] == pytest.approx(gdb, rel=1e-12, abs=1e-12)
+        assert b["peak_freq"][i] == f
+        assert b["bandwidth"][i] == pytest.approx(bandwidth(fr["freq"], fr["mag_db"]), rel=1e-9, abs=1e-12)
+        assert b["centroid"][i] == pytest.approx(spectral_centroid(fr["freq"], fr["H"]), rel=1e-12)
+    np.testing.assert_allclose(b["H_rows"][1], frequency_response(K[4])["H"], rtol=1e-12)
+
+
+def test_analyze_sgconv_numbers():
+    m = _model("sgconv", bidir=True)
+    res = analyze(_ck(m), 256, channels=3)
+    assert res["meta"]["L"] == 256
+    assert len(res["layers"]) == 2 and len(res["channels"]) == 2 * 2 * 8  # layers x C_k x H
+    row = res["channels"][0]
+    K = m.kernels[0]
+    with torch.no_grad():
+        k = K(256)[0, 0].double().numpy()
+    ref = decay_summary(k)
+    assert row["t"] == pytest.approx(ref["t"], rel=1e-9) and row["range90"] == ref["range90"]
+    assert {r["direction"] for r in res["channels"]} == {"forward", "backward"}
+    lay = res["layers"][0]
+    assert lay["n_params"] == lay["n_params_formula"] == K.n_params
+    assert res["params"]["per_layer"][0]["match"]
+    assert "half_life" not in lay
+    assert res["arrays"]["layers"]["layers.0"]["shown"] == [(0, 0), (0, 4), (0, 7)]
+    assert res["checkpoint"]["warnings"] == ["assumed something"]
+
+
+def test_analyze_s4d_ssm_numbers():
+    m = _model("s4d", L=512)
+    fr = []
+    res = analyze(_ck(m), 512, progress=lambda f, msg: fr.append(f))
+    assert fr and fr[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(fr, fr[1:]))
+    lay = res["layers"][0]
+    assert lay["analytic_vs_fft_rel"] < 1e-10  # exact transfer function = FFT of the float64 kernel
+    assert lay["n_modes"] == 16 and lay["unstable_modes"] == 0
+    assert 0 < lay["half_life"] < math.inf and lay["half_life"] >= lay["median_half_life"]
+    assert all(r["half_life"] <= lay["half_life"] for r in res["channels"] if r["layer"] == "layers.0")
+    a = res["arrays"]["layers"]["layers.0"]
+    np.testing.assert_allclose(a["analytic_mag_db"], a["mag_db"], atol=1e-8)
+    assert a["poles"].shape == (8, 16)
+
+
+def test_report_figures_are_plotly():
+    res = analyze(_ck(_model("s4d", n_layers=1)), 256)
+    figs = report_figures(res)
+    titles = [t for t, _ in figs]
+    assert titles == ["layers.0: kernels", "layers.0: channel x lag", "layers.0: decay", "layers.0: energy",
+                      "layers.0: frequency response", "layers.0: phase", "layers.0: poles", "parameter scaling"]
+    assert all(isinstance(f, go.Figure) for _, f in figs)
+    names = [tr.name for tr in figs[4][1].data]
+    assert any("analytic, length L" in n for n in names) and any("L → ∞" in n for n in names)
+    a = res["arrays"]["layers"]["layers.0"]
+    assert a["analytic_inf_mag_db"].shape == a["analytic_mag_db"].shape and np.isfinite(a["analytic_inf_mag_db"]).all()
+    assert all(np.isfinite(r["peak_gain_db_inf"]) for r in res["channels"])
+
+
+def test_figure_functions_directly():
+    K = {"a": _kernels(L=300)[None]}
+    f = FG.kernel_figure(K, 0, channels=[0, (0, 4)], log_x=True, log_y=True, overlay_envelope=True,
+                         ideal=np.eye(1, 300, 100)[0])
+    assert [t.name for t in f.data][:2] == ["h=0", "h=4"] and f.data[-1].name == "ideal"
+    big = np.random.default_rng(0).standard_normal((3, 50_000))
+    h = FG.heatmap_figure(big, "x", max_cols=500)
+    assert np.asarray(h.data[0].z).shape == (3, 500)  # blocks of 100 taps
+    idx, v = FG.decimate(big[0], 1000)
+    assert len(idx) <= 1000 and big[0].max() in v and big[0].min() in v
+    assert isinstance(FG.fit_curve_figure([{"d": 1, "n_params": 5, "rel_error": 0.5}]), go.Figure)
+    assert isinstance(FG.similarity_figure(np.eye(2), ["x", "y"]), go.Figure)
+    att = {"attr": np.r_[np.ones(10), np.zeros(5)], "position": 9, "distance_profile": (np.r_[0, 1, 3], np.r_[1, 1, 1]),
+           "delta": 0.0, "method": "IG", "note": "n"}
+    assert len(FG.attribution_figure(att, x=np.ones((15, 2))).data) == 3
+    k = _kernels(L=300)[0]
+    assert len(FG.energy_figure({"label": "k", "curve": np.cumsum(k**2) / np.sum(k**2),
+                                 "ranges": {50: 10, 90: 40, 99: 120}}).data) == 2
+    fr = frequency_response(k)
+    assert len(FG.phase_figure([{"label": "k", "freq": fr["freq"], "phase": fr["phase"]}]).data) == 1
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.fixture
+def saved(tmp_path):
+    paths = {}
+    for kind in ("sgconv", "s4d"):
+        p = tmp_path / f"{kind}.safetensors"
+        sgconv_core.save(_model(kind), p, card={"task": "unit test"})
+        paths[kind] = p
+    return paths
+
+
+def test_report_cli_writes_csv_json_html(saved, tmp_path, capsys):
+    for kind in ("sgconv", "s4d"):
+        out = tmp_path / f"out_{kind}"
+        assert main(["report", str(saved[kind]), "--length", "300", "--out", str(out), "--channels", "2", "-q"]) == 0
+        for f in ("report.json", "report.html", "channels.csv", "layers.csv", "kernels.csv", "params_layers.csv",
+                  "params_scaling.csv"):
+            assert (out / f).stat().st_size > 0, f
+        data = json.loads((out / "report.json").read_text())
+        assert data["meta"]["L"] == 300 and "kaleido" in data["meta"]["static_export"]
+        assert data["checkpoint"]["card"] == {"task": "unit test"}
+        assert len(data["channels"]) == 2 * 8
+        if kind == "s4d":
+            assert data["layers"][0]["half_life"] > 0 and "analytic_vs_fft_rel" in data["layers"][0]
+        html = (out / "report.html").read_text()
+        assert html.count("plotly.js v") == 1 and html.count("window.PlotlyConfig") == 1  # plotly.js inlined once
+        assert html.count("Plotly.newPlot") >= 5
+        header = (out / "channels.csv").read_text().splitlines()[0]
+        assert header.startswith("layer,layer_index,c,h,direction,t,t_r2,r,r_r2,range50,range90,range99")
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stem", ["digits-sgconv", "digits-s4d"])
+def test_report_cli_on_a_pretrained_checkpoint(stem, tmp_path):
+    path = os.path.join(ROOT, "pretrained", f"{stem}.safetensors")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not there")
+    out = tmp_path / stem
+    assert main(["report", path, "--out", str(out), "-q", "--no-png"]) == 0
+    for f in ("report.json", "report.html", "channels.csv", "layers.csv", "kernels.csv", "params_layers.csv",
+              "params_scaling.csv"):
+        assert (out / f).stat().st_size > 0, f
+    data = json.loads((out / "report.json").read_text())
+    assert data["layers"] and all(r["t_median"] is not None and r["range99_median"] >= r["range50_median"]
+                                  for r in data["layers"])
+    assert all(r["match"] for r in data["params"]["per_layer"])
+
+
+def test_compare_cli(saved, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(saved["sgconv"]), str(saved["s4d"]), "-L", "256", "-o", str(out), "-q"]) == 0
+    data = json.loads((out / "compare.json").read_text())
+    assert data["labels"] == ["sgconv.safetensors", "s4d.safetensors"] and data["L"] == 256
+    assert {r["what"] for r in data["similarity"]} == {"mean_kernel", "rms_profile"}
+    assert len(data["similarity"]) == 2 * 2  # 2 layers x 2 measures x 1 pair
+    assert (out / "compare.html").stat().st_size > 0 and (out / "compare_layers.csv").exists()
+
+
+def test_compare_results_needs_one_length():
+    a = analyze(_ck(_model("sgconv", n_layers=1)), 128)
+    b = analyze(_ck(_model("s4d", n_layers=1)), 256)
+    with pytest.raises(ValueError, match="different lengths"):
+        compare_results([a, b])
+
+
+def test_bad_checkpoint_exit_code_2(tmp_path, capsys):
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x00\x01 this is not a checkpoint" * 10)
+    assert main(["report", str(bad), "-q", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "corrupt.safetensors" in err and "\n" not in err
+    assert main(["report", str(tmp_path / "missing.safetensors"), "-q"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_checkpoint_subprocess_has_no_traceback(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-m", "analysis", "report", str(bad), "-q"], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=60)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "broken.pt" in p.stderr
+
+
+def test_chunked_analysis_equals_one_pass(monkeypatch):
+    import analysis.report as R
+
+    ck = _ck(_model("s4d", n_layers=1))
+    one = analyze(ck, 256, channels=[5, 1, 6])
+    monkeypatch.setattr(R, "CHUNK_ELEMENTS", 3 * 256)  # 3 rows per block
+    many = analyze(ck, 256, channels=[5, 1, 6])
+    assert [r["h"] for r in many["channels"]] == list(range(8))
+    for a, b in zip(one["channels"], many["channels"]):
+        assert a == pytest.approx(b, nan_ok=True)
+    np.testing.assert_array_equal(one["arrays"]["layers"]["layers.0"]["mag_db"],
+                                  many["arrays"]["layers"]["layers.0"]["mag_db"])
+    with pytest.raises(ValueError, match="GiB"):
+        analyze(ck, 256, max_bytes=1000)
