@@ -30,7 +30,7 @@ def tiny(**kw) -> TrainConfig:
 def run():
     """One tiny training run shared by several tests: (config, result, per-step progress calls)."""
     calls = []
-    cfg = tiny()
+    cfg = tiny(d_model=32, lr=0.03)  # big enough to learn visibly in 40 steps (H=16 at lr 0.01 barely moves)
     return cfg, train(cfg, progress=calls.append), calls
 
 
