@@ -31,10 +31,8 @@ PAGES = [
     st.Page("pages/frequency.py", title="Frequency", icon=":material/graphic_eq:"),
     st.Page("pages/parameters.py", title="Parameters", icon=":material/functions:"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/target:"),
+    st.Page("pages/ablation.py", title="Ablation", icon=":material/content_cut:"),
 ]
-# The Ablation page (another module's work) joins the navigation once its script exists.
-if (Path(__file__).parent / "pages" / "ablation.py").is_file():
-    PAGES.append(st.Page("pages/ablation.py", title="Ablation", icon=":material/content_cut:"))
 
 page = st.navigation(PAGES)
 prefetch = ui.prefetch_plotly()

@@ -210,16 +210,19 @@ def v4_dplr_ref(sd, q, L, H, dt_transform="exp"):
 
 
 def convert_v3_to_v4(sd):
-    """What checkpoints/convert_v3_to_v4.py does: renames, unsqueeze log_dt, negate *A_imag."""
+    """What checkpoints/convert_v3_to_v4.py does: renames, unsqueeze log_dt, negate *A_imag.
+
+    Like the official script it renames only inv_w_real / log_w_real / w_imag: a v3 diag 'inv_A_real' keeps its name
+    (and its B stays (n_ssm, N', 2))."""
     out = {}
     for k, v in sd.items():
-        if k.endswith("log_dt"):
+        if "log_dt" in k:
             k, v = k.replace("log_dt", "inv_dt"), v.unsqueeze(-1)
-        k = k.replace("inv_w_real", "A_real").replace("log_w_real", "A_real").replace("inv_A_real", "A_real")
+        k = k.replace("inv_w_real", "A_real").replace("log_w_real", "A_real")
         k = k.replace("w_imag", "A_imag")
         if k.endswith("A_imag"):
             v = -v
-        k = k.replace("kernel.kernel.L", "kernel.l_kernel").replace("kernel.kernel", "kernel")
+        k = k.replace("kernel.kernel.L", "kernel.kernel.l_kernel").replace("kernel.kernel", "kernel")
         k = k.replace("layer.kernel", "layer.layer.kernel").replace("layer.D", "layer.layer.D")
         out[k] = v
     return out
@@ -491,7 +494,9 @@ def test_s4d_v3_bilinear_default_and_converted_v4_agree():
     A = -np.exp(sd[q + "inv_A_real"].double().numpy()) + 1j * sd[q + "A_imag"].double().numpy()
     for L in (10, 200):
         record("s4d-v3", rel(kern(ck3, 0, L), diag_ref(dt, A, npc(sd[q + "B"]), npc(sd[q + "C"]), L, "bilinear")))
-    ck4 = from_object(convert_v3_to_v4(sd), "v4d.pt", {"dt_transform": "exp", "disc": "bilinear"})
+    conv = convert_v3_to_v4(sd)
+    assert "layers.0.layer.layer.kernel.inv_A_real" in conv  # the official converter leaves the diag name alone
+    ck4 = from_object(conv, "v4d.pt", {"dt_transform": "exp", "disc": "bilinear"})
     record("s4d-v3-vs-v4", rel(kern(ck4, 0, 200), kern(ck3, 0, 200)))
     # v4 defaults on the converted file give a different kernel (the converter does not set exp/bilinear)
     ck4d = from_object(convert_v3_to_v4(sd), "v4d.pt", {})
@@ -637,6 +642,179 @@ def test_load_files_through_sgconv_core_load(tmp_path):
     record("sgconv", rel(kern(ck, 0, 70), sgconv_ref(g, "", 70)))
     with pytest.raises(CheckpointError, match="unknown setting"):
         sgconv_core.load(st, bogus=1)
+
+
+# ---------------------------------------------------------------------------------------- official-code details
+def gelu(x):
+    return torch.nn.functional.gelu(torch.tensor(x)).numpy()
+
+
+def glu_layer_ref(u, K, D, W, b):
+    """Official layer forward, float64: causal conv with the taps of K (C=1), + D u, GELU, linear (2H, H), GLU."""
+    B, H, L = u.shape
+    y = np.stack([[np.convolve(u[i, h], K[h])[:L] for h in range(H)] for i in range(B)])
+    y = gelu(y + u * D[None, :, None])
+    z = np.einsum("oi,bil->bol", W, y) + b[None, :, None]
+    return z[:, :H] / (1 + np.exp(-z[:, H:]))
+
+
+def test_v4_pipeline_state_dict_defaults_to_softplus():
+    """convert_pl_to_pt.py saves ckpt['state_dict'] (layers under 'model.'): the v4 Hydra config, i.e. softplus."""
+    H = 4
+    sd = {"encoder.0.weight": torch.randn(H, 3), "encoder.0.bias": torch.randn(H),
+          "decoder.0.output_transform.weight": torch.randn(5, H), "decoder.0.output_transform.bias": torch.randn(5)}
+    layer = s4d_v4_sd(H=H, p="layer.layer.")
+    sd.update({f"model.layers.0.{k}": v for k, v in layer.items()})
+    ck = from_object(sd, "model.pt", {})
+    assert ck.kernels[0].dt_transform == "softplus" and ck.kernels[0].disc == "zoh"
+    assert any("'dt_transform'" in w and "'softplus'" in w for w in ck.warnings)
+    record("s4d", rel(kern(ck, 0, 64), v4_ref(sd, "model.layers.0.layer.layer.kernel.", 64, "softplus", "zoh", H)))
+    # the same S4Block saved on its own (class defaults): exp
+    ck = from_object(layer, "block.pt", {})
+    assert ck.kernels[0].dt_transform == "exp"
+    # the DPLR kernel follows the same rule
+    s4 = {f"model.layers.0.{k}": v for k, v in s4_v4_sd(p="layer.layer.").items()}
+    ck = from_object(s4, "model.pt", {})
+    record("s4-dplr", rel(kern(ck, 0, 40), v4_dplr_ref(s4, "model.layers.0.layer.layer.kernel.", 40, 3, "softplus")))
+
+
+def test_v4_bandlimit_applies_to_dplr_and_diag():
+    """SSMKernelDPLR inherits SSMKernelDiag._get_params: C (= C~ for DPLR) is zeroed where dt|Im A|/(2 pi) >= bl/2."""
+    bl = 0.1
+    sd = s4_v4_sd()
+    q = "layer.kernel."
+    obj = lightning(sd, {"_name_": "s4", "mode": "nplr", "dt_transform": "exp", "bandlimit": bl},
+                    prefix="model.layers.0.layer.")
+    ck = from_object(obj, "bl.ckpt", {})
+    assert ck.kernels[0].bandlimit == bl
+    dt = np.exp(sd[q + "inv_dt"].double().numpy())  # (H, 1)
+    A = tile(-np.exp(sd[q + "A_real"].double().numpy()) - 1j * sd[q + "A_imag"].double().numpy(), 3, 0)
+    mask = dt * np.abs(A.imag) / (2 * math.pi) < bl / 2
+    assert 0 < mask.sum() < mask.size  # some modes are cut, some kept
+    Ct = npc(sd[q + "C"]) * mask[None]
+    ref = lambda L: dplr_ref(dt[:, 0], A, tile(npc(sd[q + "P"]), 3, 1), tile(npc(sd[q + "B"])[0], 3, 0), Ct, 32, L)
+    for L in (20, 32, 70):  # Cauchy route and modal route
+        record("s4-dplr", rel(kern(ck, 0, L), ref(L)))
+    assert rel(kern(from_object(sd, "nobl.pt", {"dt_transform": "exp"}), 0, 32), ref(32)) > 1e-3
+    # explicit setting, on a plain state dict
+    ck = from_object(sd, "bl.pt", {"dt_transform": "exp", "bandlimit": bl})
+    record("s4-dplr", rel(kern(ck, 0, 32), ref(32)))
+    # S4D
+    sd = s4d_v4_sd()
+    ck = from_object(sd, "d.pt", {"dt_transform": "exp", "disc": "zoh", "bandlimit": 0.05})
+    dt = np.exp(sd[q + "inv_dt"].double().numpy())
+    A = -np.exp(sd[q + "A_real"].double().numpy()) - 1j * sd[q + "A_imag"].double().numpy()
+    mask = dt * np.abs(A.imag) / (2 * math.pi) < 0.025
+    assert 0 < mask.sum() < mask.size
+    ref = diag_ref(dt, A, npc(sd[q + "B"])[0], npc(sd[q + "C"]) * mask[None], 50, "zoh")
+    record("s4d", rel(kern(ck, 0, 50), ref))
+
+
+def test_dt_fast_uses_sinh_of_inv_dt():
+    """v4 (and v3 NPLR) dt_fast: dt = dt_transform(sinh(inv_dt)). Float64 tensors so the sinh is exact."""
+    sd = {k: v.double() for k, v in s4d_v4_sd().items()}
+    q = "layer.kernel."
+    obj = lightning(sd, {"_name_": "s4", "mode": "diag", "dt_transform": "softplus", "dt_fast": True},
+                    prefix="model.layers.0.layer.")
+    ck = from_object(obj, "fast.ckpt", {})
+    assert ck.config["layers"][0]["settings"]["dt_fast"] is True
+    dt = softplus(np.sinh(sd[q + "inv_dt"].numpy()))
+    A = -np.exp(sd[q + "A_real"].numpy()) - 1j * sd[q + "A_imag"].numpy()
+    ref = diag_ref(dt, A, npc(sd[q + "B"])[0], npc(sd[q + "C"]), 60, "zoh")
+    record("s4d", rel(kern(ck, 0, 60), ref))
+    ck = from_object(sd, "fast.pt", {"dt_transform": "softplus", "disc": "zoh", "dt_fast": True})
+    record("s4d", rel(kern(ck, 0, 60), ref))
+    with pytest.raises(CheckpointError, match="dt_fast"):
+        from_object(minimal_sd(), "m.pt", {"dt_fast": True})
+    with pytest.raises(CheckpointError, match="dt_fast"):
+        from_object(v3_diag_sd(), "v3d.pt", {"dt_fast": True})  # v3 SSKernel never passes it to the diag kernel
+
+
+def test_v3_nplr_relu_real_type_has_no_offset():
+    """v3 SSKernelNPLR._w with real_type='relu': Re w = -relu(inv_w_real), without the -1e-4 of v3 diag / v4."""
+    sd = v3_nplr_sd()
+    q = "layers.0.layer.kernel.kernel."
+    W = legs_nplr(8)[0]
+    sd[q + "inv_w_real"] = torch.tensor(-W.real).float().expand(3, 4).clone()  # relu stores -Re w itself
+    obj = lightning(sd, {"_name_": "s4", "mode": "nplr", "real_type": "relu"})
+    ck = from_object(obj, "relu.ckpt", {})
+    assert ck.config["layers"][0]["settings"]["real_transform"] == "relu"
+    dt = np.exp(sd[q + "log_dt"].double().numpy())
+    x = sd[q + "inv_w_real"].double().numpy()
+    w_imag = sd[q + "w_imag"].double().numpy()
+    args = (npc(sd[q + "P"]), npc(sd[q + "B"])[0], npc(sd[q + "C"]), 32)
+    ref = lambda L, off=0.0: dplr_ref(dt, -np.maximum(x, 0) - off + 1j * w_imag, *args, L)
+    for L in (20, 80):
+        record("s4-v3", rel(kern(ck, 0, L), ref(L)))
+    assert rel(ref(80, 1e-4), ref(80)) > 1e-6  # the offset would be visible at this tolerance
+
+
+def test_v2_nplr_without_L_buffer_reads_omega():
+    """v2.0 NPLR: no 'L' buffer (a Python int), C~ attuned at construction, cached 'omega'/'z' (L//2+1, 2)."""
+    H, N, Lk = 3, 8, 32
+    W, Pv, Bv = legs_nplr(N)
+    M = N // 2
+    g = gen(8)
+    q = "layers.0.layer.kernel.kernel."
+    sd = {"layers.0.layer.D": torch.randn(1, H, generator=g),
+          q + "log_dt": torch.log(torch.rand(H, generator=g) * 0.09 + 0.01),
+          q + "log_w_real": torch.tensor(np.log(-W.real + 1e-3)).float().expand(H, M).clone(),
+          q + "w_imag": torch.tensor(W.imag).float().expand(H, M).clone(),
+          q + "B": torch.view_as_real(torch.tensor(Bv).to(torch.complex64).expand(1, H, M).clone()),
+          q + "P": torch.view_as_real(torch.tensor(Pv).to(torch.complex64).expand(1, H, M).clone()),
+          q + "C": torch.randn(1, H, M, 2, generator=g),
+          q + "omega": torch.randn(Lk // 2 + 1, 2, generator=g), q + "z": torch.randn(Lk // 2 + 1, 2, generator=g)}
+    ck = from_object(sd, "v2.pt", {})
+    assert ck.family == "s4" and int(ck.kernels[0].l_kernel) == Lk
+    assert any("omega" in w for w in ck.warnings)
+    dt = np.exp(sd[q + "log_dt"].double().numpy())
+    A = -np.exp(sd[q + "log_w_real"].double().numpy()) + 1j * sd[q + "w_imag"].double().numpy()
+    for L in (16, 50):
+        record("s4-v2", rel(kern(ck, 0, L), dplr_ref(dt, A, npc(sd[q + "P"]), npc(sd[q + "B"])[0],
+                                                     npc(sd[q + "C"]), Lk, L)))
+
+
+def test_v3_untied_dt_shape():
+    """Later v3 code stores log_dt (H, 1), or (H, N') with dt_tie=False."""
+    sd = v3_diag_sd()
+    q = "layers.0.layer.kernel.kernel."
+    sd[q + "log_dt"] = torch.log(torch.rand(4, 4, generator=gen(9)) * 0.09 + 0.01)
+    ck = from_object(sd, "v3u.pt", {})
+    assert not ck.kernels[0].dt_tie
+    dt = np.exp(sd[q + "log_dt"].double().numpy())
+    A = -np.exp(sd[q + "inv_A_real"].double().numpy()) + 1j * sd[q + "A_imag"].double().numpy()
+    record("s4d-v3", rel(kern(ck, 0, 90), diag_ref(dt, A, npc(sd[q + "B"]), npc(sd[q + "C"]), 90, "bilinear")))
+
+
+def test_v3_layer_clips_kernel_at_l_max_and_refuses_gates():
+    """v3 S4.forward: L_kernel = min(L, l_max) (like v4 FFTConv); GConv / minimal S4D use the full length."""
+    sd = v3_diag_sd()
+    p, q = "layers.0.layer.", "layers.0.layer.kernel.kernel."
+    ck = from_object(sd, "v3d.pt", {"l_max": 24})
+    assert ck.model.clip_to_l_max and ck.model.kernel_length(60) == 24
+    dt = np.exp(sd[q + "log_dt"].double().numpy())[:, None]
+    A = -np.exp(sd[q + "inv_A_real"].double().numpy()) + 1j * sd[q + "A_imag"].double().numpy()
+    K = diag_ref(dt, A, npc(sd[q + "B"]), npc(sd[q + "C"]), 24, "bilinear")[0]
+    u = np.random.default_rng(2).standard_normal((2, 4, 60))
+    ref = glu_layer_ref(u, K, sd[p + "D"].double().numpy()[0], sd[p + "output_linear.0.weight"].double().numpy(),
+                        sd[p + "output_linear.0.bias"].double().numpy())
+    with torch.no_grad():
+        record("s4d-v3-layer", rel(ck.model.double()(torch.tensor(u)).numpy(), ref))
+    assert not from_object(minimal_sd(), "m.pt", {}).model.clip_to_l_max
+    assert not from_object(gconv_sd(), "g.pt", {"mode": "cat_randn", "init_scale": 0}).model.clip_to_l_max
+    gated = dict(sd, **{p + "input_gate.0.weight": torch.randn(4, 4), p + "output_gate.weight": torch.randn(4, 4)})
+    ck = from_object(gated, "gss.pt", {"l_max": 24})
+    assert ck.model is None and any("gate" in w for w in ck.warnings)
+
+
+@pytest.mark.parametrize("mode,extra", [("cat_randn_expand", None), ("sum_randn_trunc", None), ("cat_randn", "eigvecs")])
+def test_sgconv_refuses_kernel_reshaping_modes(mode, extra):
+    """The full-code gconv.py's 'expand'/'trunc' re-interpolate the kernel; 'hankel' stores an 'eigvecs' buffer."""
+    sd = gconv_sd()
+    if extra:
+        sd[extra] = torch.randn(8, 64)
+    with pytest.raises(CheckpointError, match="not supported"):
+        from_object(sd, "g.pt", {"mode": mode})
 
 
 def test_report_errors():

@@ -8,12 +8,18 @@ are our kernel classes, with the stored parameters converted to our (v4) convent
 - v3 ``w_imag`` / ``A_imag`` and minimal-S4D ``A_imag`` hold +Im A -> negated (v4 stores -Im A);
 - v3 diag ``B`` (n_ssm, N', 2) -> (1, n_ssm, N', 2); v3 ``L`` -> ``l_kernel``;
 - minimal S4D: no B, C (H, N', 2) -> (1, H, N', 2), D (H,) -> (1, H), Conv1d output weight (2H, H, 1) -> (2H, H);
-- SGConv gconv.py's (H, 1) ``kernel_norm`` is broadcast to (C_k, H, 1).
+- SGConv gconv.py's (H, 1) ``kernel_norm`` is broadcast to (C_k, H, 1);
+- ``dt_fast=True`` (v4 kernels, v3 NPLR): the stored ``inv_dt``/``log_dt`` is mapped through sinh, as the official
+  forward does; v3 NPLR ``real_type='relu'`` (Re w = -relu(x), without the 1e-4 that v3 diag and v4 add) becomes
+  relu(x) with real_transform 'none';
+- v2.0 NPLR files have no ``L`` buffer: the attuned length is read from the cached ``omega`` buffer (L//2+1 nodes);
+- the official convert_v3_to_v4.py leaves a v3 diag ``inv_A_real`` un-renamed: it is read as ``A_real``.
 
 Settings the weights do not hold come from, in order: the `settings` argument (official names), the
 stored Hydra config (``hyper_parameters['model']['layer']``), then the detected version's defaults
-(v3: exp + bilinear for S4D; v4 Lightning checkpoint: softplus + zoh; other v4 files: exp + zoh). Every
-assumed default is reported in ``Checkpoint.warnings``.
+(v3: exp + bilinear for S4D; v4 from the Lightning pipeline -- a .ckpt, or a state dict whose layers sit under
+``model.`` as train.py / convert_pl_to_pt.py write them -- softplus + zoh, the v4 Hydra config; other v4 files: exp +
+zoh, the class defaults). Every assumed default is reported in ``Checkpoint.warnings``.
 """
 from __future__ import annotations
 
@@ -146,8 +152,6 @@ def _validate_settings(settings: dict, source: str) -> dict:
     for k in ("is_real", "bidirectional", "dt_fast"):
         if k in settings and not isinstance(settings[k], bool):
             raise CheckpointError(f"{source}: setting {k}={settings[k]!r} must be True or False")
-    if settings.get("dt_fast"):
-        raise CheckpointError(f"{source}: setting dt_fast=True is not supported")
     if "l_max" in settings and settings["l_max"] is not None:
         lm = settings["l_max"]
         if isinstance(lm, bool) or not isinstance(lm, int) or lm < 1:
@@ -322,6 +326,13 @@ def _build_sgconv(ctx: _Ctx, p: str) -> tuple[Kernel, dict]:
         flags = parse_mode(mode)
     except (ValueError, TypeError) as e:
         raise ctx.err(f"SGConv mode/init_scale not understood ({e})") from None
+    # The full-code gconv.py (ctlllll/SGConv src/models/sequence/gconv.py) has extra mode flags that change the
+    # kernel: 'expand' / 'trunc' re-interpolate it to l_max / L after the norm, 'hankel' replaces the scales by one
+    # sub-kernel projected on a stored ``eigvecs`` buffer. Refuse them rather than compute a different kernel.
+    bad_flags = [f for f in ("expand", "trunc", "hankel") if f in mode]
+    if bad_flags or ctx.has(p + "eigvecs"):
+        what = f"mode {mode!r} (flag {bad_flags[0]!r})" if bad_flags else f"key '{p}eigvecs' (the 'hankel' mode)"
+        raise ctx.err(f"SGConv {what} is not supported: it re-shapes the kernel in a way we do not rebuild")
     learnable = ctx.has(p + "decay")
     if learnable and not flags["learnable"]:
         mode = mode + "_learnable"
@@ -387,6 +398,21 @@ def _ssm_settings(ctx: _Ctx, family: str, defaults: dict, names: tuple[str, ...]
     return out
 
 
+def _dt_fast(ctx: _Ctx, family: str) -> bool:
+    """dt_fast (settings > stored config > False): the official forward uses sinh(inv_dt) in place of inv_dt.
+
+    It exists in v4 (SSMKernelDiag / DPLR) and in the v3 NPLR kernel only (v3 SSKernel never passes it to the
+    diag kernel; v2 and the minimal S4D have no such option).
+    """
+    applies = family in ("s4-v4", "s4d-v4", "s4-v3")
+    if "dt_fast" in ctx.settings:
+        if ctx.settings["dt_fast"] and not applies:
+            raise ctx.err(f"setting dt_fast=True does not apply to {_FAMILY_TITLES.get(family, family)}")
+        return bool(ctx.settings["dt_fast"]) and applies
+    v = ctx.hp.get("dt_fast")
+    return applies and isinstance(v, bool) and v
+
+
 def _check_ssm_shapes(ctx, p, kp, inv_dt, A_real, A_imag, B, C, real: bool):
     """Cross-check the v4-convention tensors; returns (H, n_ssm, M, C_k)."""
     n_ssm, M = A_real.shape
@@ -410,8 +436,14 @@ def _check_ssm_shapes(ctx, p, kp, inv_dt, A_real, A_imag, B, C, real: bool):
 def _build_ssm(ctx: _Ctx, p: str, family: str) -> tuple[Kernel, dict]:
     if family in ("s4-v4", "s4d-v4"):
         q = p + "kernel."
-        defaults = _V4_LIGHTNING if ctx.container == "lightning" else _V4_PLAIN
+        # The v4 Hydra config (configs/model/layer/s4.yaml) sets dt_transform=softplus; the classes default to exp.
+        # A Lightning .ckpt, or its state dict as convert_pl_to_pt.py saves it (layers under 'model.'), comes from
+        # the training pipeline, hence from that config.
+        from_pipeline = ctx.container == "lightning" or p.startswith("model.")
+        defaults = _V4_LIGHTNING if from_pipeline else _V4_PLAIN
         kp = {n: q + n for n in ("inv_dt", "A_real", "A_imag", "B", "C", "P", "l_kernel")}
+        if not ctx.has(kp["A_real"]) and ctx.has(q + "inv_A_real"):
+            kp["A_real"] = q + "inv_A_real"  # a v3 diag layer after convert_v3_to_v4.py, which does not rename it
         inv_dt = ctx.get(kp["inv_dt"], 2)
         A_real = ctx.get(kp["A_real"], 2)
         has_imag = ctx.has(kp["A_imag"])
@@ -448,10 +480,12 @@ def _build_ssm(ctx: _Ctx, p: str, family: str) -> tuple[Kernel, dict]:
             kp = {"inv_dt": q + "log_dt", "A_real": q + re_name, "A_imag": q + "w_imag", "B": q + "B", "C": q + "C",
                   "P": q + "P", "l_kernel": q + "L"}
         log_dt = ctx.get(kp["inv_dt"], (1, 2))
-        if log_dt.dim() == 2 and log_dt.shape[1] != 1:
-            raise ctx.shape_err(kp["inv_dt"], log_dt, f"({log_dt.shape[0]},)")
-        inv_dt = log_dt.reshape(-1, 1)
         A_real = ctx.get(kp["A_real"], 2)
+        # (H,) in v3.0 releases; later v3 code keeps (H, 1), or (H, N') with dt_tie=False
+        inv_dt = log_dt.reshape(-1, 1) if log_dt.dim() == 1 else log_dt
+        if inv_dt.shape[1] not in (1, A_real.shape[1]):
+            raise ctx.shape_err(kp["inv_dt"], log_dt, f"({log_dt.shape[0]},), ({log_dt.shape[0]}, 1) or "
+                                f"({log_dt.shape[0]}, {A_real.shape[1]})")
         A_imag = -ctx.get(kp["A_imag"], 2)  # v3 stores +Im A; v4 stores -Im A
         C = ctx.get(kp["C"], 4)
         B = ctx.get(kp["B"], (3, 4))
@@ -463,7 +497,7 @@ def _build_ssm(ctx: _Ctx, p: str, family: str) -> tuple[Kernel, dict]:
         kp = {"inv_dt": q + "log_dt", "A_real": q + "log_A_real", "A_imag": q + "A_imag", "C": q + "C"}
         defaults = {"dt_transform": "exp", "real_transform": "exp", "imag_transform": "none", "disc": "zoh",
                     "bandlimit": None}
-        for n in SSM_SETTINGS + ("is_real",):
+        for n in SSM_SETTINGS + ("is_real", "dt_fast"):
             if n in ctx.settings and ctx.settings[n] != defaults.get(n, False):
                 raise ctx.err(f"setting {n}={ctx.settings[n]!r} does not apply: the minimal S4D layer "
                               f"(models/s4/s4d.py) always uses {defaults.get(n, False)!r}")
@@ -481,65 +515,95 @@ def _build_ssm(ctx: _Ctx, p: str, family: str) -> tuple[Kernel, dict]:
 
     H, n_ssm, M, C_k = _check_ssm_shapes(ctx, p, kp, inv_dt, A_real, A_imag, B, C, real)
     dtype = C.dtype
+    dt_fast = _dt_fast(ctx, family)
+    if dt_fast:  # official: dt = dt_transform(sinh(inv_dt))
+        inv_dt = torch.sinh(inv_dt)
     if family == "s4d-minimal":
         sset = dict(defaults)
         channels, bidir = 1, False
     else:
-        names = ("dt_transform", "real_transform", "imag_transform") + (("disc", "bandlimit") if family in ("s4d-v4", "s4d-v3") else ())
+        # bandlimit: S4D (v3, v4) and S4 DPLR (v4 inherits SSMKernelDiag._get_params; v3 SSKernelNPLR has its own)
+        names = ("dt_transform", "real_transform", "imag_transform") + (("disc",) if family in ("s4d-v4", "s4d-v3") else ()) \
+            + (("bandlimit",) if family != "s4-v2" else ())
         if real:
             names = tuple(n for n in names if n != "imag_transform")
         if family in ("s4-v3", "s4-v2", "s4d-v3"):
             names = tuple(n for n in names if n != "dt_transform")
+        if family == "s4-v2":  # v2 NPLR: w = -exp(log_w_real) + i w_imag, no real_type option
+            if ctx.settings.get("real_transform", "exp") != "exp":
+                raise ctx.err(f"real_transform={ctx.settings['real_transform']!r} does not apply: v2 "
+                              f"'{kp['A_real']}' is always exp")
+            if ctx.settings.get("bandlimit") is not None:
+                raise ctx.err("bandlimit does not apply to a v2 NPLR kernel")
+            names = tuple(n for n in names if n != "real_transform")
         sset = _ssm_settings(ctx, family, defaults, names)
         if family in ("s4-v3", "s4-v2", "s4d-v3"):
             sset["dt_transform"] = "exp"
+        if family == "s4-v2":
+            sset["real_transform"] = "exp"
+            sset["bandlimit"] = None
         if real:
             sset["imag_transform"] = "none"
+        if family == "s4-v3" and sset["real_transform"] == "relu":
+            # v3 SSKernelNPLR._w: Re w = -relu(inv_w_real) (v3 diag and v4 subtract a further 1e-4): store
+            # relu(x) under the identity transform, which gives exactly -relu(x)
+            A_real = torch.relu(A_real)
         channels, bidir = _channels(ctx, p, C_k, kp["C"])
     tensors = {"inv_dt": inv_dt, "A_real": A_real, "C": C}
     if not real:
         tensors["A_imag"] = A_imag
     if B is not None:
         tensors["B"] = B
+    v3_relu = family == "s4-v3" and sset["real_transform"] == "relu"  # A_real already holds relu(x)
+    if sset.get("bandlimit") is not None:
+        try:
+            sset["bandlimit"] = float(sset["bandlimit"])
+        except (TypeError, ValueError):
+            raise ctx.err(f"bandlimit={sset['bandlimit']!r} is not a number") from None
     common = dict(d_model=H, channels=channels, bidirectional=bidir, l_max=None, n_ssm=n_ssm,
                   dt_tie=inv_dt.shape[1] == 1,
-                  dt_transform=sset["dt_transform"], real_transform=sset["real_transform"],
-                  imag_transform=sset["imag_transform"])
+                  dt_transform=sset["dt_transform"], real_transform="none" if v3_relu else sset["real_transform"],
+                  imag_transform=sset["imag_transform"], bandlimit=sset.get("bandlimit"))
     l_max = _l_max(ctx)
     if family in ("s4-v4", "s4-v3", "s4-v2"):
         P = ctx.get(kp["P"], 4)
         if P.shape[1:] != (n_ssm, M, 2):
             raise ctx.shape_err(kp["P"], P, f"(R, {n_ssm}, {M}, 2)")
-        lk = ctx.get(kp["l_kernel"], None, floating=False)
-        if lk.numel() != 1 or lk.is_floating_point() or lk.is_complex():
-            raise ctx.shape_err(kp["l_kernel"], lk, "an integer scalar")
-        lk = int(lk.reshape(()).item())
+        if family == "s4-v2" and not ctx.has(kp["l_kernel"]) and ctx.has(q + "omega"):
+            # v2.0 kept L as a Python int (C~ attuned to it at construction) and cached the L//2+1 FFT nodes
+            # as the buffer 'omega' (view_as_real, (L//2+1, 2))
+            om = ctx.get(q + "omega", 2)
+            if om.shape[-1] != 2 or om.shape[0] < 2:
+                raise ctx.shape_err(q + "omega", om, "(L//2+1, 2)")
+            lk = 2 * (om.shape[0] - 1)
+            ctx.warn(f"{ctx.source}: layer '{p.rstrip('.')}' (v2.0) has no '{kp['l_kernel']}'; its C~ length "
+                     f"L = {lk} was read from '{q}omega' ({om.shape[0]} FFT nodes; an odd L would be {lk + 1}).")
+        else:
+            lk = ctx.get(kp["l_kernel"], None, floating=False)
+            if lk.numel() != 1 or lk.is_floating_point() or lk.is_complex():
+                raise ctx.shape_err(kp["l_kernel"], lk, "an integer scalar")
+            lk = int(lk.reshape(()).item())
         if lk < 0 or lk > (1 << 24):
             raise ctx.err(f"key '{kp['l_kernel']}' = {lk} is not a usable kernel length")
         if "disc" in ctx.settings and ctx.settings["disc"] != "bilinear":
             ctx.warn(f"disc={ctx.settings['disc']!r} ignored: S4 (DPLR) kernels are always bilinear.")
-        if ctx.settings.get("bandlimit") is not None:
-            raise ctx.err("bandlimit applies to S4D kernels only, not to S4 (DPLR)")
         tensors["P"] = P
         tensors["l_kernel"] = torch.tensor(lk, dtype=torch.int64)
         with torch.random.fork_rng():
             k = S4Kernel(d_state=2 * M, rank=P.shape[0], **common)
         k = _load_into(k, tensors, dtype)
         k.l_max = l_max if l_max else (lk or None)
-        sset = {n: sset[n] for n in ("dt_transform", "real_transform", "imag_transform")}
+        sset = {n: sset[n] for n in ("dt_transform", "real_transform", "imag_transform", "bandlimit") if n in sset}
         sset["disc"] = "bilinear"
     else:
-        if sset.get("bandlimit") is not None:
-            try:
-                sset["bandlimit"] = float(sset["bandlimit"])
-            except (TypeError, ValueError):
-                raise ctx.err(f"bandlimit={sset['bandlimit']!r} is not a number") from None
         with torch.random.fork_rng():
             k = S4DKernel(d_state=M if real else 2 * M, init="real" if real else "lin", disc=sset.get("disc", "zoh"),
-                          bandlimit=sset.get("bandlimit"), has_B=B is not None, **common)
+                          has_B=B is not None, **common)
         k = _load_into(k, tensors, dtype)
         k.l_max = l_max
         sset["is_real"] = real
+    if family in ("s4-v4", "s4d-v4", "s4-v3"):
+        sset["dt_fast"] = dt_fast
     return k, sset
 
 
@@ -572,7 +636,12 @@ def _layer_module(ctx: _Ctx, kernel: Kernel, p: str, family: str):
         act = ctx.hp.get("activation", "gelu")
         fa = ctx.hp.get("final_act", "glu")
     else:  # v3 S4, GConv and minimal S4D own D and output_linear at p
-        block, lin_prefix, clip = p, p + "output_linear.", False
+        # The v3 S4 layer (src/models/sequence/ss/s4.py) asks its kernel for min(L, l_max) taps, as v4 FFTConv
+        # does; v2's S4, GConv and the minimal S4D always use the full input length.
+        block, lin_prefix, clip = p, p + "output_linear.", family in ("s4-v3", "s4d-v3")
+        for extra in ("input_linear.", "input_gate.", "output_gate."):
+            if any(k.startswith(p + extra) for k in ctx.sd):
+                return None, f"the layer has '{extra[:-1]}' (bottleneck/gate), which we do not rebuild", None
         act = ctx.hp.get("activation", "gelu")
         fa = ctx.hp.get("postact", "glu" if family != "sgconv" else None)
         if family == "sgconv" and any(k.startswith(p + "norm.") for k in ctx.sd):
@@ -615,9 +684,10 @@ def _layer_module(ctx: _Ctx, kernel: Kernel, p: str, family: str):
         layer.output_linear.weight.copy_(W)
         layer.output_linear.bias.copy_(b)
     used = {p + "D", wkey, bkey}
-    if family in ("s4-v4", "s4d-v4", "conv-v4") and kernel.l_max is None:
+    if family in ("s4-v4", "s4d-v4", "conv-v4", "s4-v3", "s4d-v3") and kernel.l_max is None:
         ctx.warn(f"{ctx.source}: l_max is unknown, so the rebuilt layer uses the full kernel for every input length; "
-                 "the official FFTConv clips the kernel at l_max for longer inputs. Pass l_max=... to match.")
+                 "the official layer (v4 FFTConv, v3 S4) clips the kernel at l_max for longer inputs. "
+                 "Pass l_max=... to match.")
     if family == "conv-v4":
         ctx.warn(f"{ctx.source}: for inputs shorter than l_max the official FFTConv wraps the free kernel's taps beyond "
                  "L circularly; the rebuilt layer crops them.")
