@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binned_statistic
 
 __all__ = [
     "MIN_FIT_LENGTH",
@@ -72,8 +71,13 @@ def _as_kernel(k, min_len: int = 1, name: str = "kernel") -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def _runs(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-empty bins of a sorted sample x as contiguous runs, with scipy.stats.binned_statistic's bin
-    assignment (right edge included in the last bin): (start index of each run, its count)."""
-    binnumber = binned_statistic(x, x, "count", bins=edges).binnumber
+    assignment (right edge included in the last bin): (start index of each run, its count).
+
+    The assignment is binned_statistic's own rule (np.digitize, then values equal to the last edge moved into
+    the last bin), written out because importing scipy.stats costs about a second at the app's cold start;
+    tests/test_decay.py checks it against scipy."""
+    binnumber = np.searchsorted(edges, x, side="right")
+    binnumber[x == edges[-1]] -= 1
     cnt = np.bincount(binnumber, minlength=len(edges) + 1)[1:len(edges)]
     nonempty = np.flatnonzero(cnt)
     return np.concatenate([[0], np.cumsum(cnt)[:-1]])[nonempty], cnt[nonempty]

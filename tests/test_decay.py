@@ -175,3 +175,22 @@ def test_pole_decay():
         pole_decay([])
     with pytest.raises(ValueError):
         pole_decay([np.nan])
+
+
+@pytest.mark.parametrize("L", [2, 3, 17, 100, 1024, 4099, 65536])
+@pytest.mark.parametrize("n_bins", [1, 7, 32, 200])
+def test_bin_assignment_equals_scipy_binned_statistic(L, n_bins):
+    from scipy.stats import binned_statistic
+
+    from analysis.decay import _runs
+
+    for x, edges in [(np.arange(1, L, dtype=float), np.geomspace(1.0, max(L - 1.0, 1.0 + 1e-9), n_bins + 1)),
+                     (np.arange(L, dtype=float), np.linspace(-0.5, L - 0.5, n_bins + 1))]:
+        if x.size == 0:
+            continue
+        b = binned_statistic(x, x, "count", bins=edges).binnumber
+        cnt = np.bincount(b, minlength=len(edges) + 1)[1:len(edges)]
+        nz = np.flatnonzero(cnt)
+        starts, counts = _runs(x, edges)
+        np.testing.assert_array_equal(counts, cnt[nz])
+        np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(cnt)[:-1]])[nz])

@@ -50,15 +50,24 @@ def _free_port() -> int:
 
 
 def _pretrained_folder(fixture_dir: Path) -> tuple[Path, list[str]]:
-    """The repository's pretrained folder when it holds at least two checkpoints, else the fixture folder."""
+    """The repository's pretrained folder when it holds an SGConv and an SSM model of one task with two or more
+    layers (the walk switches layer), preferring digits; else the fixture folder."""
+    from sgconv_core.zoo_table import read_card
+
     own = REPO / "pretrained"
-    files = sorted(p.name for p in own.glob("*") if p.suffix in EXTENSIONS) if own.is_dir() else []
-    if len(files) >= 2:
-        sgc = [f for f in files if "sgconv" in f]
-        ssm = [f for f in files if "s4d" in f or "-s4." in f]
-        pick = ([sgc[0]] if sgc else []) + ([ssm[0]] if ssm else [])
-        pick = pick if len(pick) == 2 else files[:2]
-        return own, pick
+    files = sorted(p.name for p in own.glob("*.safetensors")) if own.is_dir() else []
+    cards = {}
+    for f in files:
+        try:
+            cards[f] = read_card(str(own / f))
+        except ValueError:
+            continue
+    deep = [f for f, c in cards.items() if c.get("model_config", {}).get("n_layers", 0) >= 2]
+    for task in ["digits"] + sorted({cards[f].get("task") for f in deep} - {"digits"}):
+        sgc = [f for f in deep if cards[f].get("task") == task and cards[f].get("family") == "sgconv"]
+        ssm = [f for f in deep if cards[f].get("task") == task and cards[f].get("family") in ("s4d", "s4")]
+        if sgc and ssm:
+            return own, [sgc[0], sorted(ssm, key=lambda f: cards[f]["family"] != "s4d")[0]]
     return fixture_dir, ["delay-sgconv.safetensors", "digits-s4d.safetensors"]
 
 

@@ -55,3 +55,13 @@ def test_zoo_table_lists_every_model():
 
 def test_zoo_fits_the_size_budget():
     assert sum(os.path.getsize(f) for f in FILES) < 30 * 2**20
+
+
+def test_readme_table_is_current():
+    """pretrained/README.md holds exactly the table the cards give (regenerate: python -m sgconv_core.zoo_table --write)."""
+    from sgconv_core.zoo_table import BEGIN, END
+
+    with open(os.path.join(FOLDER, "README.md")) as f:
+        text = f.read()
+    table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert table == markdown(FOLDER, commands=True).strip(), "stale table: run python -m sgconv_core.zoo_table --write"
