@@ -65,3 +65,16 @@ def test_readme_table_is_current():
         text = f.read()
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == markdown(FOLDER, commands=True).strip(), "stale table: run python -m sgconv_core.zoo_table --write"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
+def test_pretrained_model_reproduces_its_card_on_the_whole_test_split(path):
+    """The card's value was measured on the whole test split: re-scoring it gives the same number (accuracy
+    to one example, NMSE to 1e-3 relative: batching and BLAS may differ from the training run)."""
+    ck = sgconv_core.load(path)
+    got = evaluate_split(ck, "test")
+    want = ck.card["test_value"]
+    assert got["n"] == ck.card["n_test"]
+    tol = 1.0 / got["n"] + 1e-9 if ck.card["metric"] == "accuracy" else 1e-3 * want
+    assert abs(got["value"] - want) <= tol, (got["value"], want)
