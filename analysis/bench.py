@@ -317,8 +317,9 @@ def estimate_bytes(model: str, mode: str, L: int, H: int = 256, d_state: int = 6
 
     Calibrated on CPU against the measured RSS peaks (within ~10% at H=256, N=64, L=1k-16k).
     SGConv: pieces + cat + normalised copy of the (C_k, H, L) float32 output.
-    S4 (Cauchy, no pykeops): the (1+R, C_k+R, H, N, L/2+1) complex64 Cauchy terms + (H, N, L/2+1) denominators;
-    backward keeps ~4x that. S4D: chunked Vandermonde (<= 2 x 2^24 complex64) + complex output copies; backward
+    S4 (Cauchy, no pykeops): the (1+R, C_k+R, H, N, L/2+1) complex64 Cauchy terms + (H, N, L/2+1) denominators,
+    summed in chunks of 2^24 elements without autograd (then the (1+R, C_k+R, H, L/2+1) sums dominate);
+    backward keeps ~4x the whole quotient. S4D: chunked Vandermonde (<= 2 x 2^24 complex64) + complex output copies; backward
     keeps every chunk's exp (H, N/2, L) complex64.
     """
     out = C_k * H * L * 4.0
@@ -327,7 +328,9 @@ def estimate_bytes(model: str, mode: str, L: int, H: int = 256, d_state: int = 6
     if model == "s4":
         F = L // 2 + 1
         big = ((1 + rank) * (C_k + rank) + 1) * H * d_state * F * 8.0
-        return (1.05 if mode == "fwd" else 4.2) * big + 4 * out
+        if mode == "fwd":  # no autograd: the Cauchy quotient is summed in chunks of <= 2^24 elements
+            return min(big, 2.0 * (1 << 24) * 8.0) + ((1 + rank) * (C_k + rank) * H * F * 8.0) * 3 + 4 * out
+        return 4.2 * big + 4 * out
     if model == "s4d":
         Mh = d_state // 2
         step = max(1, (1 << 24) // max(1, H * Mh))

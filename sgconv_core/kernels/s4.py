@@ -25,6 +25,10 @@ from .s4d import S4DKernel
 from .ssm import init_inv_dt, inv_transform, tile, vandermonde
 
 
+#: Most elements of the Cauchy quotient materialised at once when no gradient is needed (complex64: 8 B each).
+_CAUCHY_CHUNK = 1 << 24
+
+
 class S4Kernel(S4DKernel):
     """DPLR SSM kernel (C_k, H, L). Args as `S4DKernel` plus rank R; init 'legs' (HiPPO-LegS)."""
 
@@ -117,7 +121,15 @@ class S4Kernel(S4DKernel):
         Cs = torch.cat([C, Q], 0)  # (C_k+R, H, N')
         v = Bs.unsqueeze(1) * Cs.unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
         v2, w2 = torch.cat([v, v.conj()], -1), torch.cat([w, w.conj()], -1)
-        r = (v2.unsqueeze(-1) / (z - w2.unsqueeze(-1))).sum(-2)  # (1+R, C_k+R, H, Lk/2+1)
+        # r_ab(z) = sum_n v_n / (z - w_n): (1+R, C_k+R, H, Lk/2+1). The (..., 2N', frequencies) quotient is the
+        # big intermediate; without autograd it is summed over frequency chunks of at most _CAUCHY_CHUNK values
+        # (the same terms per frequency; only the summation order may differ, ~1e-16 relative in float64), which
+        # keeps a long l_kernel within memory (H=256, N=64 at 16k: 5.2 GB -> 0.5 GB).
+        n_f = z.shape[-1]
+        per_f = v2.numel()
+        step = n_f if torch.is_grad_enabled() and v2.requires_grad else max(1, _CAUCHY_CHUNK // max(per_f, 1))
+        r = torch.cat([(v2.unsqueeze(-1) / (z[i:i + step] - w2.unsqueeze(-1))).sum(-2)
+                       for i in range(0, n_f, step)], -1)
         R = self.rank
         r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
         if R == 1:
