@@ -49,7 +49,8 @@ def prefetch_plotly():
                             "yaxis": {"visible": False}, "plot_bgcolor": "rgba(0,0,0,0)",
                             "paper_bgcolor": "rgba(0,0,0,0)"})
     slot = st.empty()
-    slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False})
+    slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False},
+                     theme=None)
     import time
 
     time.sleep(0.05)  # let the server send it before this thread holds the GIL importing torch
@@ -116,7 +117,9 @@ def pick_models(loaded: dict, key: str, max_n: int = state.MAX_COMPARE, label: s
 
 def show_figure(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
     """A plotly figure with the toolbar (PNG download) and its data as a CSV download button."""
-    st.plotly_chart(fig, key=f"{key}-chart", config=plotly_config(name))
+    # theme=None: our figures carry their own styling (analysis.figures); Streamlit's theme layer costs ~70 ms of
+    # browser time per interaction with two charts (0.23 -> 0.16 s for a bare two-chart page on this machine).
+    st.plotly_chart(fig, key=f"{key}-chart", config=plotly_config(name), theme=None)
     if data is not None and len(data):
         st.download_button("Download data (CSV)", data.to_csv(index=False).encode(), file_name=f"{slug(name)}.csv",
                            mime="text/csv", key=f"{key}-csv", icon=":material/download:")

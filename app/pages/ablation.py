@@ -192,9 +192,9 @@ def live_view() -> None:
     active = [r for r in rows if r["loss_curve"]]
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(afig.curves_figure(active, "loss", "training loss (live)"), key="abl-live-loss")
+        st.plotly_chart(afig.curves_figure(active, "loss", "training loss (live)"), key="abl-live-loss", theme=None)
     with right:
-        st.plotly_chart(afig.curves_figure(active, "val", "validation metric (live)"), key="abl-live-val")
+        st.plotly_chart(afig.curves_figure(active, "val", "validation metric (live)"), key="abl-live-val", theme=None)
     ui.table(table, max_rows=14)
     if status not in ("running", "cancelling") and ss.get("abl-shown-final") != id(j):
         ss["abl-shown-final"] = id(j)
