@@ -121,8 +121,32 @@ def show_figure(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
     # browser time per interaction with two charts (0.23 -> 0.16 s for a bare two-chart page on this machine).
     st.plotly_chart(fig, key=f"{key}-chart", config=plotly_config(name), theme=None)
     if data is not None and len(data):
-        st.download_button("Download data (CSV)", data.to_csv(index=False).encode(), file_name=f"{slug(name)}.csv",
-                           mime="text/csv", key=f"{key}-csv", icon=":material/download:")
+        csv_download("Download data (CSV)", data, f"{slug(name)}.csv", key=f"{key}-csv")
+
+
+def csv_download(label: str, table: pd.DataFrame, file_name: str, key: str) -> None:
+    """A download button for a table as CSV. The CSV is written only when the button is clicked (a callable
+    ``data``), not on every rerun: a channel x lag heatmap is 65k rows."""
+    st.download_button(label, lambda: table.to_csv(index=False).encode(), file_name=file_name, mime="text/csv",
+                       key=key, icon=":material/download:")
+
+
+def per_layer_table(names: list[str], loaded: dict, lengths: dict, columns: dict[str, str], optional: str,
+                    file_name: str, key: str, column_config: dict | None = None) -> pd.DataFrame:
+    """One row per (model, layer) from `state.analysis`: model, layer, L, channels, then ``columns`` (shown name
+    -> key of the analysis' layer row). The ``optional`` column (an SSM-only value) is dropped when no model has
+    it. Shown with a CSV download; returns the table."""
+    rows = []
+    for n in names:
+        for r in state.analysis(loaded[n], lengths[n])["layers"]:
+            rows.append({"model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"],
+                         **{c: r.get(k) for c, k in columns.items()}})
+    table = pd.DataFrame(rows)
+    if optional in table and table[optional].isna().all():
+        table = table.drop(columns=[optional])
+    st.dataframe(table, hide_index=True, column_config=column_config)
+    csv_download("Download table (CSV)", table, file_name, key=key)
+    return table
 
 
 def fmt(v, digits: int = 3) -> str:

@@ -236,8 +236,7 @@ else:
     table = table.sort_values(["mode", "decay", sn, "seed"])
     st.caption(f"Stored runs of this grid ({len(rows)}/{len(runs)}) in `{store.path}`")
     ui.table(table, max_rows=14)
-    st.download_button("Download results (CSV)", table.to_csv(index=False).encode(), file_name="ablation.csv",
-                       mime="text/csv", key="abl-csv", icon=":material/download:")
+    ui.csv_download("Download results (CSV)", table, "ablation.csv", key="abl-csv")
 
     # load checkpoints into the app
     have = [r for r in rows if r.get("checkpoint") and os.path.isfile(r["checkpoint"])]

@@ -67,28 +67,20 @@ st.caption("Medians over the channels of each layer: t = power-law exponent (and
            "r = exponential rate per tap, range50/90/99 = taps holding 50/90/99 % of the kernel's energy; "
            "layer profile t = exponent of the layer's RMS kernel; half-life = median over features of the "
            "slowest SSM mode's half-life (S4 / S4D).")
-rows = []
 with st.spinner("Summarising every layer..."):
-    for n in names:
-        for r in state.analysis(loaded[n], lengths[n])["layers"]:
-            rows.append({
-                "model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"], "dead": r["n_zero"],
-                "t": r["t_median"], "t IQR": r["t_iqr"], "r (1/tap)": r["r_median"],
-                "range50": r["range50_median"], "range90": r["range90_median"], "range99": r["range99_median"],
-                "layer profile t": r["profile_t"],
-                "half-life (taps)": r.get("median_half_life"),
-            })
-table = pd.DataFrame(rows)
-if "half-life (taps)" in table and table["half-life (taps)"].isna().all():
-    table = table.drop(columns=["half-life (taps)"])  # no S4 / S4D model among them
-st.dataframe(table, hide_index=True, column_config={
-    "t": st.column_config.NumberColumn(format="%.3f"), "t IQR": st.column_config.NumberColumn(format="%.3f"),
-    "layer profile t": st.column_config.NumberColumn(format="%.3f"),
-    "half-life (taps)": st.column_config.NumberColumn(format="%.4g"), "r (1/tap)": st.column_config.NumberColumn(format="%.3g"),
-    "range50": st.column_config.NumberColumn(format="%.0f"), "range90": st.column_config.NumberColumn(format="%.0f"),
-    "range99": st.column_config.NumberColumn(format="%.0f")})
-st.download_button("Download table (CSV)", table.to_csv(index=False).encode(), file_name="decay-per-layer.csv",
-                   mime="text/csv", key="d-table-csv", icon=":material/download:")
+    ui.per_layer_table(
+        names, loaded, lengths,
+        {"dead": "n_zero", "t": "t_median", "t IQR": "t_iqr", "r (1/tap)": "r_median", "range50": "range50_median",
+         "range90": "range90_median", "range99": "range99_median", "layer profile t": "profile_t",
+         "half-life (taps)": "median_half_life"},
+        optional="half-life (taps)", file_name="decay-per-layer.csv", key="d-table-csv", column_config={
+            "t": st.column_config.NumberColumn(format="%.3f"), "t IQR": st.column_config.NumberColumn(format="%.3f"),
+            "layer profile t": st.column_config.NumberColumn(format="%.3f"),
+            "half-life (taps)": st.column_config.NumberColumn(format="%.4g"),
+            "r (1/tap)": st.column_config.NumberColumn(format="%.3g"),
+            "range50": st.column_config.NumberColumn(format="%.0f"),
+            "range90": st.column_config.NumberColumn(format="%.0f"),
+            "range99": st.column_config.NumberColumn(format="%.0f")})
 
 # ---------------------------------------------------------------------------------------------------- poles
 st.subheader("SSM poles", anchor=False)

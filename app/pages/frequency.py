@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
@@ -83,18 +82,9 @@ st.caption("Medians over the channels of each layer: peak gain max|H| (dB), the 
            "bandwidth around it and the spectral centroid (cycles/sample). For S4 / S4D, the largest difference "
            "between the exact length-L transfer function and the FFT of the extracted kernel, relative to the peak "
            "(a check of the kernel computation: it should be ~1e-12).")
-rows = []
+cols = {"peak gain dB": "peak_gain_db_median", "peak freq": "peak_freq_median", "bandwidth": "bandwidth_median",
+        "centroid": "centroid_median", "exact vs FFT (rel.)": "analytic_vs_fft_rel"}
 with st.spinner("Measuring every layer..."):
-    for n in names:
-        for r in state.analysis(loaded[n], lengths[n])["layers"]:
-            rows.append({"model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"],
-                         "peak gain dB": r["peak_gain_db_median"], "peak freq": r["peak_freq_median"],
-                         "bandwidth": r["bandwidth_median"], "centroid": r["centroid_median"],
-                         "exact vs FFT (rel.)": r.get("analytic_vs_fft_rel")})
-table = pd.DataFrame(rows)
-if "exact vs FFT (rel.)" in table and table["exact vs FFT (rel.)"].isna().all():
-    table = table.drop(columns=["exact vs FFT (rel.)"])  # no S4 / S4D model among them
-st.dataframe(table, hide_index=True, column_config={
-    c: st.column_config.NumberColumn(format="%.3g") for c in table.columns if c not in ("model", "layer", "L", "channels")})
-st.download_button("Download table (CSV)", table.to_csv(index=False).encode(), file_name="frequency-per-layer.csv",
-                   mime="text/csv", key="f-table-csv", icon=":material/download:")
+    ui.per_layer_table(names, loaded, lengths, cols, optional="exact vs FFT (rel.)",
+                       file_name="frequency-per-layer.csv", key="f-table-csv",
+                       column_config={c: st.column_config.NumberColumn(format="%.3g") for c in cols})
