@@ -34,6 +34,8 @@ __all__ = [
     "median_iqr",
     "summarize_layer",
     "pole_decay",
+    "reference_envelope",
+    "sgconv_decay_params",
 ]
 
 MIN_FIT_LENGTH = 8  # shortest kernel the envelope / fits accept
@@ -392,3 +394,32 @@ def pole_decay(poles) -> dict:
         "slowest_index": tuple(int(j) for j in np.unravel_index(i, lam.shape)),
         "half_life": half_life,
     }
+
+
+def reference_envelope(values_at, centers, d: float, m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The SGConv reference envelope A * max(t/d, 1)^(-log2 m) over lags ``centers``.
+
+    SGConv's first scale spans lags [0, d) at one level and scale i >= 1 spans [d 2^(i-1), d 2^i) damped by one
+    more factor m, so the envelope is flat up to d and then falls as (t/d)^(-log2 m). The amplitude A is a
+    scaling: the curve passes through the geometric mean of the kernel's envelope ``values_at`` (same centers).
+    Returns (centers, curve), float64."""
+    c = np.asarray(centers, dtype=np.float64)
+    v = np.asarray(values_at, dtype=np.float64)
+    p = np.log2(m) if m > 0 else 0.0
+    shape = np.maximum(c / float(d), 1.0) ** (-p)
+    keep = (v > 0) & np.isfinite(v)
+    if not keep.any():
+        return c, np.full(c.shape, np.nan)
+    log_a = float(np.mean(np.log(v[keep]) - np.log(shape[keep])))
+    return c, np.exp(log_a) * shape
+
+def sgconv_decay_params(kernel, h: int) -> tuple[int, float]:
+    """(kernel_dim d, multiplier m) of the decay an SGConv kernel module builds in for feature h.
+
+    Fixed decay: m is feature h's entry of the multiplier buffer (1, H, 1) (one shared value if it holds one).
+    Learnable decay: the envelope is (pos+1)^-t_h, i.e. m = 2^t_h."""
+    d = int(kernel.config["kernel_dim"])
+    if getattr(kernel, "decay", None) is not None:
+        return d, 2.0 ** float(kernel.decay.detach()[h])
+    mult = kernel.multiplier.detach().reshape(-1)
+    return d, float(mult[h] if mult.numel() == kernel.H else mult[0])

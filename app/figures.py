@@ -72,24 +72,6 @@ def overlay(figs: dict[str, go.Figure], title: str, xaxis_title: str, yaxis_titl
     return out
 
 
-def reference_envelope(values_at, centers, d: float, m: float) -> tuple[np.ndarray, np.ndarray]:
-    """The SGConv reference envelope A * max(t/d, 1)^(-log2 m) over lags ``centers``.
-
-    SGConv's first scale spans lags [0, d) at one level and scale i >= 1 spans [d 2^(i-1), d 2^i) damped by one
-    more factor m, so the envelope is flat up to d and then falls as (t/d)^(-log2 m) (NOTES-models 1.2). The
-    amplitude A is a display scaling: the curve passes through the geometric mean of the kernel's envelope
-    ``values_at`` (same centers). Returns (centers, curve)."""
-    c = np.asarray(centers, dtype=np.float64)
-    v = np.asarray(values_at, dtype=np.float64)
-    p = np.log2(m) if m > 0 else 0.0
-    shape = np.maximum(c / float(d), 1.0) ** (-p)
-    keep = (v > 0) & np.isfinite(v)
-    if not keep.any():
-        return c, np.full(c.shape, np.nan)
-    log_a = float(np.mean(np.log(v[keep]) - np.log(shape[keep])))
-    return c, np.exp(log_a) * shape
-
-
 def style_references(fig: go.Figure, n_channels: int) -> go.Figure:
     """Draw the SGConv reference envelopes (traces named 'reference ...') as plain dashed lines that stand out
     from the kernel: dark grey when one channel is plotted, else in their channel's colour."""

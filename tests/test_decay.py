@@ -194,3 +194,19 @@ def test_bin_assignment_equals_scipy_binned_statistic(L, n_bins):
         starts, counts = _runs(x, edges)
         np.testing.assert_array_equal(counts, cnt[nz])
         np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(cnt)[:-1]])[nz])
+
+
+def test_sgconv_reference_matches_a_built_kernel_with_known_decay():
+    """The reference envelope's parameters come from the kernel module, and its slope is -log2 m past d."""
+    import torch
+
+    from analysis.decay import reference_envelope, sgconv_decay_params
+    from sgconv_core.kernels import SGConvKernel
+
+    torch.manual_seed(0)
+    k = SGConvKernel(4, l_max=1024, kernel_dim=16, decay_min=2.0, decay_max=4.0)
+    d, m = sgconv_decay_params(k, 3)
+    assert d == 16 and m == pytest.approx(float(k.multiplier.reshape(-1)[3]))
+    c, curve = reference_envelope(np.ones(5), np.array([1.0, 8.0, 16.0, 64.0, 256.0]), d, m)
+    assert curve[0] == curve[1] == curve[2]  # flat over the first scale
+    assert np.log(curve[4] / curve[3]) / np.log(4.0) == pytest.approx(-np.log2(m))

@@ -72,25 +72,16 @@ else:
 # ---------------------------------------------------------------------------------------------------- figures
 def reference_for(kernel, K, chans, L):
     """{label: (centers, curve)} of the SGConv reference envelope for each plotted channel."""
-    from analysis.decay import MIN_FIT_LENGTH, envelope
+    from analysis.decay import MIN_FIT_LENGTH, envelope, reference_envelope, sgconv_decay_params
 
     if L < MIN_FIT_LENGTH:
         return None
-    cfg = kernel.config if kernel.kind == "sgconv" else {}
     out = {}
     for c, h in chans:
-        if kernel.kind == "sgconv":
-            d = cfg["kernel_dim"]
-            if getattr(kernel, "decay", None) is not None:  # learnable: (t+1)^-decay_h, i.e. m = 2^decay_h
-                m = 2.0 ** float(kernel.decay.detach()[h])
-            else:  # the fixed per-feature multiplier buffer (1, H, 1)
-                mult = kernel.multiplier.detach().reshape(-1)
-                m = float(mult[h] if mult.numel() == kernel.H else mult[0])
-        else:
-            d, m = float(ref_d), float(ref_m)
+        d, m = sgconv_decay_params(kernel, h) if kernel.kind == "sgconv" else (float(ref_d), float(ref_m))
         centers, values = envelope(K[c, h], 64, "rms")
         label = f"reference h={h}" if K.shape[0] == 1 else f"reference c={c}, h={h}"
-        out[label] = fig_.reference_envelope(values, centers, d, m)
+        out[label] = reference_envelope(values, centers, d, m)
     return out
 
 
