@@ -86,14 +86,12 @@ def reference_for(kernel, K, chans, L):
 
 
 def ideal_for(ck, L):
+    """The delay task's ideal kernel (L,) for a model trained on it, from the shared task cache; else None."""
     card = ck.card or {}
     if card.get("task") != "delay":
         return None
     try:
-        from sgconv_core.tasks import get_task
-
-        task = get_task("delay", seed=int(card.get("task_seed", 0)), **dict(card.get("task_params") or {}))
-        return task.ideal_kernel(L)
+        return state.task_for("delay", card.get("task_seed", 0), card.get("task_params")).ideal_kernel(L)
     except (ValueError, TypeError):
         return None
 
