@@ -10,6 +10,9 @@ SGConv is O(log L), S4 / S4D are independent of L, the free kernel is linear in 
 """
 from __future__ import annotations
 
+from sgconv_core.families import family
+from sgconv_core.kernels.sgconv import n_scales_for
+
 __all__ = ["param_count", "sgconv_scales", "scaling_table", "default_families", "families_from_checkpoint",
            "DEFAULT_LENGTHS"]
 
@@ -19,18 +22,7 @@ DEFAULT_LENGTHS = tuple(2 ** p for p in range(10, 21))
 
 def sgconv_scales(L: int, d: int, init_scale: int = 0) -> int:
     """S = 1 + ceil(log2(L/d)) - init_scale, in exact integer arithmetic (smallest c with d*2^c >= L)."""
-    L, d = int(L), int(d)
-    if L < 1 or d < 1:
-        raise ValueError(f"L and kernel_dim must be positive, got L={L}, d={d}")
-    if L <= d:  # ceil(log2(L/d)) = -max{k >= 0 : L * 2^k <= d}
-        c = 0
-        while L * 2 ** (1 - c) <= d:
-            c -= 1
-    else:  # ceil(log2(L/d)) = min{c >= 1 : d * 2^c >= L}
-        c = 0
-        while d * 2 ** c < L:
-            c += 1
-    return 1 + c - int(init_scale)
+    return n_scales_for(L, d, init_scale)
 
 
 def param_count(kind: str, L: int, H: int, C_k: int = 1, d: int = 64, N: int = 64, n_ssm: int | None = None,
@@ -40,27 +32,17 @@ def param_count(kind: str, L: int, H: int, C_k: int = 1, d: int = 64, N: int = 6
 
     H: features; C_k: kernel channels (channels x 2 if bidirectional); d: SGConv kernel_dim;
     N: SSM state size d_state (N/2 complex modes); n_ssm: SSM copies (None = H); rank: DPLR rank R.
+    The formula is the family's own (``Kernel.count_params``, through `sgconv_core.families`).
     Raises ValueError where the family is undefined (e.g. SGConv with fewer than one scale).
     """
-    L, H, C_k, N = int(L), int(H), int(C_k), int(N)
-    if L < 1 or H < 1 or C_k < 1:
-        raise ValueError(f"L, H and C_k must be positive, got L={L}, H={H}, C_k={C_k}")
-    if kind == "sgconv":
-        S = sgconv_scales(L, d, init_scale)
-        if S < 1:
-            raise ValueError(f"SGConv with L={L}, kernel_dim={d}, init_scale={init_scale} has {S} scales; need >= 1")
-        return S * C_k * H * int(d) + (H if learnable_decay else 0)
-    if kind in ("s4", "s4d"):
-        n = H if n_ssm is None else int(n_ssm)
-        if n < 1 or H % n:
-            raise ValueError(f"n_ssm={n} must be a positive divisor of H={H}")
-        dt = H if dt_tie else H * (N // 2)
-        if kind == "s4":
-            return dt + C_k * H * N + n * N * (2 + int(rank))
-        return dt + C_k * H * N + (2 if has_B else 1) * n * N
-    if kind == "conv":
-        return C_k * H * L
-    raise ValueError(f"unknown kernel kind {kind!r}; choose from 'sgconv', 's4', 's4d', 'conv'")
+    fam = family(kind)
+    if fam.name == "sgconv":
+        settings = {"kernel_dim": d, "init_scale": init_scale, "learnable_decay": learnable_decay}
+    elif fam.ssm:
+        settings = {"d_state": N, "n_ssm": n_ssm, "dt_tie": dt_tie, "has_B": has_B, "rank": rank}
+    else:
+        settings = {}
+    return fam.count_params(L, H, C_k, **settings)
 
 
 def default_families(H: int = 256, C_k: int = 1, d: int = 32, N: int = 64) -> list[dict]:
@@ -75,17 +57,13 @@ def default_families(H: int = 256, C_k: int = 1, d: int = 32, N: int = 64) -> li
     ]
 
 
+#: ``count_settings()`` keys -> `param_count` keyword names.
+_COUNT_ARG = {"kernel_dim": "d", "d_state": "N"}
+
+
 def _family_args(kernel) -> dict:
-    cfg = kernel.config
     out = {"kind": kernel.kind, "H": kernel.H, "C_k": kernel.C_k}
-    if kernel.kind == "sgconv":
-        out.update(d=cfg["kernel_dim"], init_scale=cfg.get("init_scale", 0),
-                   learnable_decay=getattr(kernel, "decay", None) is not None)
-    elif kernel.kind in ("s4", "s4d"):
-        out.update(N=cfg["d_state"], n_ssm=cfg.get("n_ssm"), dt_tie=cfg.get("dt_tie", True),
-                   has_B=cfg.get("has_B", True))
-        if kernel.kind == "s4":
-            out["rank"] = cfg.get("rank", 1)
+    out.update({_COUNT_ARG.get(k, k): v for k, v in kernel.count_settings().items()})
     return out
 
 
@@ -93,7 +71,7 @@ def families_from_checkpoint(ck) -> list[dict]:
     """Scaling families for a checkpoint: its own first layer's family and settings ("this model"), then
     the other families at the same H and C_k (SGConv d and SSM N taken from the model where it has them,
     else 32 and 64)."""
-    k = ck.kernels[0] if hasattr(ck, "kernels") else ck
+    k = ck.kernels[0] if hasattr(ck, "kernels") else ck  # the first layer stands for the model
     own = _family_args(k)
     own["label"] = f"this model ({k.kind})"
     d = own.get("d", 32)

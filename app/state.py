@@ -230,29 +230,24 @@ def load_path(path: str | os.PathLike, settings: dict | None = None, source: str
 
 def read_header(path: str | os.PathLike) -> dict:
     """The string metadata of a .safetensors file (its header only; nothing is executed); {} otherwise."""
+    from sgconv_core import CheckpointError
+    from sgconv_core.checkpoints.ours import read_metadata
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return {}
-            n = int.from_bytes(head, "little")
-            if not 2 <= n <= 100_000_000:
-                return {}
-            header = json.loads(f.read(n))
-        meta = header.get("__metadata__") if isinstance(header, dict) else None
-        return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-    except (OSError, ValueError, UnicodeDecodeError):
+        return read_metadata(path)
+    except CheckpointError:
         return {}
 
 
 def read_card(path: str | os.PathLike) -> dict:
     """The model card stored in a kernelscope .safetensors file's metadata ({} when there is none)."""
-    meta = read_header(path)
+    from sgconv_core import CheckpointError
+    from sgconv_core.checkpoints.ours import read_card as read_card_strict
+
     try:
-        card = json.loads(meta.get("card") or "{}")
-    except ValueError:
+        return read_card_strict(path)
+    except CheckpointError:
         return {}
-    return card if isinstance(card, dict) else {}
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .lengths import MAX_TASK_LENGTH
+
 __all__ = ["TASKS", "TaskSpec", "Task", "get_task", "listops_detokenize", "LISTOPS_VOCAB"]
 
 TASKS: tuple[str, ...] = ("digits", "delay", "listops")
@@ -43,7 +45,6 @@ TASKS: tuple[str, ...] = ("digits", "delay", "listops")
 _SPLITS = ("train", "val", "test")
 _SAMPLE_STREAM = 3  # seed stream for sample(); streams 0, 1, 2 belong to train, val, test
 _TAGS = {"digits": 101, "delay": 102, "listops": 103}  # keep each task's random streams apart
-_MAX_L = 2**20
 _MAX_DIGITS_SIDE = 128  # 1,797 x 128^2 float32 is ~118 MB
 _MAX_DELAY_ELEMENTS = 2**28  # per split: n * L (x and y are 1 GiB each at this size)
 
@@ -315,7 +316,7 @@ class DelayTask(Task):
 
 def _make_delay(seed: int, L: int = 1024, lag: int | None = None, band: float = 0.25,
                 n_train: int = 4000, n_val: int = 500, n_test: int = 500) -> Task:
-    L = _check_int("L", L, 16, _MAX_L)
+    L = _check_int("L", L, 16, MAX_TASK_LENGTH)
     lag = L // 4 if lag is None else _check_int("lag", lag, 0, L - 1)
     band = _check_float("band", band, 0.0, 1.0, lo_open=True)
     sizes = {k: _check_int(k, v, 1) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test))}
@@ -440,7 +441,7 @@ class ListOpsTask(Task):
 
 def _make_listops(seed: int, L: int = 512, max_depth: int = 4, max_args: int = 5, min_length: int = 32,
                   value_p: float = 0.25, n_train: int = 20_000, n_val: int = 1000, n_test: int = 1000) -> Task:
-    L = _check_int("L", L, 16, _MAX_L)
+    L = _check_int("L", L, 16, MAX_TASK_LENGTH)
     max_depth = _check_int("max_depth", max_depth, 2, 50)
     max_args = _check_int("max_args", max_args, 2, 100)
     min_length = _check_int("min_length", min_length, 1, L)

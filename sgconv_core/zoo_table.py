@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from .checkpoints.ours import read_card
+
 #: The zoo's targets on the test split: (metric, comparison, threshold or '2x baseline', families it applies to).
 #: SGConv has no delay target: with a small kernel_dim its resolution at lag tau is ~tau/d taps, so it is
 #: expected to do worse there (a finding to report, not a target).
@@ -23,17 +25,6 @@ TARGETS = {
     "delay": ("nmse", "<=", 0.05, ("s4", "s4d")),
     "listops": ("accuracy", ">=", "2x baseline", ("sgconv", "s4", "s4d")),
 }
-
-
-def read_card(path: str) -> dict:
-    """The model card stored in one of our checkpoints' metadata (reads the header only, no tensors)."""
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "kernelscope":
-        raise ValueError(f"{path}: not a kernelscope checkpoint")
-    return json.loads(meta.get("card") or "{}")
 
 
 def target_met(card: dict) -> bool | None:

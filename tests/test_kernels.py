@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sgconv_core.kernels import FreeKernel, S4DKernel, S4Kernel, SGConvKernel
-from sgconv_core.kernels.base import MAX_LENGTH
+from sgconv_core.lengths import MAX_KERNEL_LENGTH as MAX_LENGTH
 from sgconv_core import CheckpointError
 
 from references import up_linear, up_nearest

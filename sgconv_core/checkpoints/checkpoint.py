@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..families import FAMILIES
 from ..kernels import Kernel
+from ..lengths import default_length
 
 
 @dataclass
@@ -28,11 +30,38 @@ class Checkpoint:
     warnings: list[str] = field(default_factory=list)
     layout: str = "kernelscope"
 
+    # -- model-level facts (ask these, not ``kernels[0]``) -------------------------------------------------
+    @property
+    def families(self) -> list[str]:
+        """The kernel families of the layers, each once, in layer order (see `sgconv_core.families`)."""
+        return list(dict.fromkeys(k.kind for k in self.kernels))
+
     @property
     def family(self) -> str:
         """'sgconv' | 's4' | 's4d' | 'conv', or 'mixed' if the layers differ."""
-        kinds = {k.kind for k in self.kernels}
-        return kinds.pop() if len(kinds) == 1 else "mixed"
+        fams = self.families
+        return fams[0] if len(fams) == 1 else "mixed"
+
+    @property
+    def d_model(self) -> int:
+        """H: features per layer (the widest layer's, should they differ)."""
+        return max(k.H for k in self.kernels)
+
+    @property
+    def kernel_channels(self) -> int:
+        """C_k: kernel channels per feature (channels, doubled when bidirectional), the most of any layer."""
+        return max(k.C_k for k in self.kernels)
+
+    @property
+    def l_max(self) -> int | None:
+        """The length the model was built / trained for (taps), or None where the file does not say."""
+        known = [k.l_max for k in self.kernels if k.l_max]
+        return max(known) if known else None
+
+    @property
+    def default_length(self) -> int:
+        """The length to show its kernels at: ``l_max``, else the length policy's default."""
+        return default_length(self.l_max)
 
     @property
     def n_kernel_params(self) -> int:
@@ -56,7 +85,8 @@ class Checkpoint:
             "runnable": self.model is not None,
         }
         cfg = k0.config
-        for key in ("d_state", "kernel_dim", "n_scales", "mode", "disc", "n_ssm"):
+        keys = [key for f in self.families if f in FAMILIES for key in FAMILIES[f].summary_keys]
+        for key in dict.fromkeys(keys):
             if key in cfg:
                 out[key] = cfg[key]
         return out

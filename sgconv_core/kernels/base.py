@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-
-#: Longest kernel anyone may ask for (taps); beyond this we refuse instead of exhausting memory.
-MAX_LENGTH = 1 << 24
+from ..lengths import MAX_KERNEL_LENGTH, MAX_KERNEL_VALUES
 
 
-def check_length(L: int, H: int, C_k: int, *, max_elements: int = 1 << 31) -> int:
+def check_length(L: int, H: int, C_k: int, *, max_elements: int = MAX_KERNEL_VALUES) -> int:
     """Validate a requested kernel length L (taps) for a (C_k, H, L) kernel; returns int(L).
+
+    The caps (`MAX_KERNEL_LENGTH` taps, ``max_elements`` values) are the length policy's (`sgconv_core.lengths`).
 
     Raises CheckpointError (a ValueError) for a non-integer, non-positive or over-budget length.
     """
@@ -26,8 +26,8 @@ def check_length(L: int, H: int, C_k: int, *, max_elements: int = 1 << 31) -> in
         raise CheckpointError(f"kernel length must be an integer, got {L!r}") from None
     if L < 1:
         raise CheckpointError(f"kernel length must be at least 1, got {L}")
-    if L > MAX_LENGTH:
-        raise CheckpointError(f"kernel length {L:,} is beyond the supported maximum {MAX_LENGTH:,}")
+    if L > MAX_KERNEL_LENGTH:
+        raise CheckpointError(f"kernel length {L:,} is beyond the supported maximum {MAX_KERNEL_LENGTH:,}")
     if L * H * C_k > max_elements:
         raise CheckpointError(
             f"a kernel of shape ({C_k}, {H}, {L}) has {L * H * C_k:,} values, over the memory budget "

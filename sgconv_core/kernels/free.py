@@ -31,6 +31,15 @@ class FreeKernel(Kernel):
         k = self.kernel[..., :L]
         return F.pad(k, (0, L - k.shape[-1])) if k.shape[-1] < L else k
 
+    @staticmethod
+    def count_params(L: int, H: int, C_k: int = 1) -> int:
+        """Kernel parameters at length L: C_k * H * L (one weight per tap)."""
+        return int(C_k) * int(H) * int(L)
+
+    def count_settings(self) -> dict:
+        """The `count_params` keywords that describe this kernel (none)."""
+        return {}
+
     @property
     def config(self) -> dict:
         return {"d_model": self.H, "l_max": self.l_max, "channels": self.channels, "bidirectional": self.bidirectional}

@@ -149,6 +149,15 @@ class S4Kernel(S4DKernel):
         K = vandermonde(r, torch.log(lam), L).real
         return K.to(self.C.dtype)
 
+    @staticmethod
+    def _state_params(n_ssm: int, N: int, has_B: bool, rank: int) -> int:
+        """Parameters of A, B and P: n_ssm * N * (2 + R) (DPLR, rank R)."""
+        return n_ssm * N * (2 + rank)
+
+    def count_settings(self) -> dict:
+        """The `count_params` keywords that describe this kernel."""
+        return {**super().count_settings(), "rank": self.rank}
+
     @property
     def config(self) -> dict:
         cfg = super().config

@@ -156,6 +156,30 @@ class S4DKernel(Kernel):
         r = x.conj() / (x * x.conj() + 1e-7)
         return torch.einsum("chn,hnl->chl", Cp * num * r, torch.exp(P)).real
 
+    @classmethod
+    def count_params(cls, L: int, H: int, C_k: int = 1, *, d_state: int = 64, n_ssm: int | None = None,
+                     dt_tie: bool = True, has_B: bool = True, rank: int = 1) -> int:
+        """Kernel parameters (independent of L): dt + C_k*H*N + 2*n_ssm*N (S4D; - n_ssm*N without B).
+
+        N = d_state (N/2 complex modes); dt is H values when tied, H*N/2 untied; n_ssm None means H.
+        ``rank`` is ignored here (the DPLR subclass uses it).
+        """
+        H, C_k, N = int(H), int(C_k), int(d_state)
+        n = H if n_ssm is None else int(n_ssm)
+        if n < 1 or H % n:
+            raise ValueError(f"n_ssm={n} must be a positive divisor of H={H}")
+        dt = H if dt_tie else H * (N // 2)
+        return dt + C_k * H * N + cls._state_params(n, N, has_B, int(rank))
+
+    @staticmethod
+    def _state_params(n_ssm: int, N: int, has_B: bool, rank: int) -> int:
+        """Parameters of A and B: A (N/2 complex = N reals) and B (N reals) per SSM copy."""
+        return (2 if has_B else 1) * n_ssm * N
+
+    def count_settings(self) -> dict:
+        """The `count_params` keywords that describe this kernel."""
+        return {"d_state": self.N, "n_ssm": self.n_ssm, "dt_tie": self.dt_tie, "has_B": self.has_B}
+
     @property
     def config(self) -> dict:
         return {

@@ -25,8 +25,21 @@ from .base import Kernel, check_length
 
 
 def n_scales_for(l_max: int, kernel_dim: int, init_scale: int = 0) -> int:
-    """Number of scales S = 1 + ceil(log2(l_max / kernel_dim)) - init_scale (the official default)."""
-    return 1 + math.ceil(math.log2(l_max / kernel_dim)) - init_scale
+    """Number of scales S = 1 + ceil(log2(l_max / kernel_dim)) - init_scale (the official default).
+
+    Exact integer arithmetic: ceil(log2(L/d)) is the smallest integer c with d * 2^c >= L.
+    """
+    L, d = int(l_max), int(kernel_dim)
+    if L < 1 or d < 1:
+        raise ValueError(f"L and kernel_dim must be positive, got L={L}, d={d}")
+    c = 0
+    if L <= d:  # c <= 0: the smallest c with d * 2^c >= L, i.e. the most halvings of d that stay >= L
+        while L * 2 ** (1 - c) <= d:
+            c -= 1
+    else:
+        while d * 2 ** c < L:
+            c += 1
+    return 1 + c - int(init_scale)
 
 
 def parse_mode(mode: str) -> dict:
@@ -161,6 +174,20 @@ class SGConvKernel(Kernel):
         if k.shape[-1] < L:
             k = F.pad(k, (0, L - k.shape[-1]))
         return k / self.current_norm()
+
+    @staticmethod
+    def count_params(L: int, H: int, C_k: int = 1, *, kernel_dim: int = 64, init_scale: int = 0,
+                     learnable_decay: bool = False) -> int:
+        """Kernel parameters at length L: S * C_k * H * d (+ H with a learnable decay), S = `n_scales_for`."""
+        S = n_scales_for(L, kernel_dim, init_scale)
+        if S < 1:
+            raise ValueError(f"SGConv with L={L}, kernel_dim={kernel_dim}, init_scale={init_scale} has {S} scales; "
+                             "need >= 1")
+        return S * int(C_k) * int(H) * int(kernel_dim) + (int(H) if learnable_decay else 0)
+
+    def count_settings(self) -> dict:
+        """The `count_params` keywords that describe this kernel."""
+        return {"kernel_dim": self.kernel_dim, "init_scale": self.init_scale, "learnable_decay": self.decay is not None}
 
     @property
     def config(self) -> dict:
