@@ -63,8 +63,8 @@ FAMILIES: dict[str, Family] = {
     f.name: f for f in (
         Family("sgconv", "SGConv", SGConvKernel, "kernel_dim", "t",
                ("kernel_dim", "n_scales", "mode")),
-        Family("s4", "S4", S4Kernel, "d_state", "r", ("d_state", "disc", "n_ssm"), ssm=True),
         Family("s4d", "S4D", S4DKernel, "d_state", "r", ("d_state", "disc", "n_ssm"), ssm=True),
+        Family("s4", "S4", S4Kernel, "d_state", "r", ("d_state", "disc", "n_ssm"), ssm=True),
         Family("conv", "free kernel", FreeKernel, None, None, ()),
     )
 }

@@ -89,10 +89,12 @@ class SequenceModel(nn.Module):
 
     def kernel_parameters(self) -> list[nn.Parameter]:
         """Parameters that shape the kernels (trained at a small lr without weight decay); SSM ``C`` excluded."""
+        from .families import family
+
         out = []
         for k in self.kernels:
             for name, p in k.named_parameters():
-                if not (k.kind in ("s4", "s4d") and name == "C"):
+                if not (family(k.kind).ssm and name == "C"):
                     out.append(p)
         return out
 

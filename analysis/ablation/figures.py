@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import plotly.graph_objects as go
 
-from .spec import DECAY_NAME, PAPER_DECAY, PAPER_KERNEL_DIM, SIZE_NAME, SweepSpec
+from .spec import DECAY_NAME, PAPER_DECAY, PAPER_FAMILY, PAPER_KERNEL_DIM, SIZE_NAME, SweepSpec
 
 PAPER_LABEL = "paper (SGConv ablation, LRA-Text-level task)"
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -65,9 +65,9 @@ def decay_figure(spec: SweepSpec, rows: list[dict], metric: str, show_paper: boo
         fig.add_trace(go.Scatter(x=xs, y=ys, name=f"ours: {s.family} {mode} ({len(s.seeds)} seed(s))",
                                  mode="lines+markers", line=dict(color=_COLORS[i % len(_COLORS)]),
                                  error_y=dict(type="data", array=sds, visible=len(s.seeds) > 1)))
-    if show_paper and s.family == "sgconv":
+    if show_paper and s.family == PAPER_FAMILY:
         _add_paper(fig, PAPER_DECAY, metric)
-    xname = ("decay speed t (envelope ~ pos^-t; fixed: m = 2^t)" if s.family == "sgconv"
+    xname = ("decay speed t (envelope ~ pos^-t; fixed: m = 2^t)" if DECAY_NAME[s.family] == "t"
              else "real-part factor r (Re A x r)" if s.ssm_knob == "real" else "dt factor r")
     size = f"{SIZE_NAME[s.family]} = {s.base_size}"
     fig.update_layout(title=f"{s.task}: {ylab.split(' (')[0]} vs decay ({s.family}, {size}, {s.steps} steps)",
@@ -89,7 +89,7 @@ def size_figure(spec: SweepSpec, rows: list[dict], metric: str, show_paper: bool
                              error_y=dict(type="data", array=sds, visible=len(s.seeds) > 1),
                              hovertemplate=f"{SIZE_NAME[s.family]} %{{x}}: %{{y:.4g}}<br>"
                                            "%{customdata} kernel parameters<extra></extra>"))
-    if show_paper and s.family == "sgconv":
+    if show_paper and s.family == PAPER_FAMILY:
         _add_paper(fig, PAPER_KERNEL_DIM, metric)
     dn = DECAY_NAME[s.family]
     fig.update_layout(title=f"{s.task}: {ylab.split(' (')[0]} vs {SIZE_NAME[s.family]} ({s.family}, "

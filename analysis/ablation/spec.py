@@ -27,36 +27,63 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from sgconv_core.families import FAMILIES as _FAMILIES
+from sgconv_core.families import family
+from sgconv_core.lengths import MAX_ABLATION_LENGTH
 from sgconv_core.train import TrainConfig
 
-FAMILIES = ("sgconv", "s4d", "s4")
 DECAY_MODES = ("fixed", "learnable")
 SSM_KNOBS = ("real", "dt")
 
 #: The paper's ablation (SGConv repository's plotting notebook; task not named there, the level matches LRA
 #: Text). Accuracy in %.
 PAPER_SOURCE = "Li et al. 2022 (SGConv), ablation; task not named, level of LRA Text"
+PAPER_FAMILY = "sgconv"  # the family the paper's curves are of
 PAPER_DECAY = {0.0: 67.67, 0.5: 83.31, 0.75: 86.88, 1.0: 88.92, 1.5: 88.76, 2.0: 88.90}
 PAPER_KERNEL_DIM = {1: 88.71, 2: 89.08, 4: 88.77, 8: 88.92, 16: 88.76, 32: 88.30, 64: 88.52}
 
-DEFAULT_DECAYS = {"sgconv": (0.0, 0.5, 0.75, 1.0, 1.5, 2.0), "s4d": (0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
-                  "s4": (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)}
-DEFAULT_SIZES = {"sgconv": (1, 2, 4, 8, 16, 32, 64), "s4d": (2, 4, 8, 16, 32, 64, 128),
-                 "s4": (2, 4, 8, 16, 32, 64, 128)}
-BASE_DECAY = {"sgconv": 1.0, "s4d": 1.0, "s4": 1.0}   # t = 1 (m = 2, the official default); r = 1 (no change)
-BASE_SIZE = {"sgconv": 32, "s4d": 64, "s4": 64}
-SIZE_NAME = {"sgconv": "kernel_dim", "s4d": "d_state", "s4": "d_state"}
-DECAY_NAME = {"sgconv": "t", "s4d": "r", "s4": "r"}
+
+@dataclass(frozen=True)
+class Axis:
+    """The default grid of one ablation axis, its base point and its limits (see the module doc)."""
+
+    values: tuple
+    base: float
+    lo: float
+    hi: float
+    title: str
+
+
+#: The decay axis per decay knob (`sgconv_core.families.Family.decay_knob`): t = SGConv decay speed (m = 2^t;
+#: t = 1 is the official default m = 2); r = S4/S4D real-part factor (r = 1: no change).
+DECAY_AXES = {
+    "t": Axis((0.0, 0.5, 0.75, 1.0, 1.5, 2.0), 1.0, 0.0, 10.0, "SGConv decay speed t"),   # m <= 2**10 per scale
+    "r": Axis((0.0, 0.1, 0.3, 1.0, 3.0, 10.0), 1.0, 0.0, 1000.0, "S4/S4D real-part factor r"),
+}
+#: The size axis per size knob (`Family.size_key`): SGConv kernel_dim, SSM state size N (even).
+SIZE_AXES = {
+    "kernel_dim": Axis((1, 2, 4, 8, 16, 32, 64), 32, 1, 4096, "kernel_dim"),
+    "d_state": Axis((2, 4, 8, 16, 32, 64, 128), 64, 2, 1024, "d_state"),
+}
+
+#: Families a sweep can train: those with a decay knob and a size knob, in the app's order.
+FAMILIES = tuple(f.name for f in _FAMILIES.values() if f.decay_knob in DECAY_AXES and f.size_key in SIZE_AXES)
+DEFAULT_DECAYS = {f: DECAY_AXES[family(f).decay_knob].values for f in FAMILIES}
+DEFAULT_SIZES = {f: SIZE_AXES[family(f).size_key].values for f in FAMILIES}
+BASE_DECAY = {f: DECAY_AXES[family(f).decay_knob].base for f in FAMILIES}
+BASE_SIZE = {f: SIZE_AXES[family(f).size_key].base for f in FAMILIES}
+SIZE_NAME = {f: family(f).size_key for f in FAMILIES}
+DECAY_NAME = {f: family(f).decay_knob for f in FAMILIES}
 
 # Limits that keep a sweep from asking for something absurd (checked before anything runs).
-MAX_L = 1 << 16
+MAX_L = MAX_ABLATION_LENGTH
 MAX_STEPS = 100_000
 MAX_RUNS = 500
 MAX_SEEDS = 32
-MAX_T = 10.0          # SGConv: m = 2**10 = 1024 per scale
-MAX_R = 1000.0        # S4/S4D: real-part factor
-MAX_KERNEL_DIM = 4096
-MAX_D_STATE = 1024
+MAX_T = DECAY_AXES["t"].hi
+MAX_R = DECAY_AXES["r"].hi
+MAX_KERNEL_DIM = SIZE_AXES["kernel_dim"].hi
+MAX_D_STATE = SIZE_AXES["d_state"].hi
 MAX_D_MODEL = 1024
 MAX_LAYERS = 16
 MAX_BATCH = 4096
@@ -122,7 +149,7 @@ class RunSpec:
     # -- what it trains ------------------------------------------------------------------------------------
     def kernel_args(self) -> dict:
         args = dict(self.extra_kernel_args)
-        if self.family == "sgconv":
+        if family(self.family).decay_knob == "t":
             args["kernel_dim"] = self.size
             if self.decay_mode == "fixed":
                 m = 2.0 ** self.decay
@@ -139,7 +166,7 @@ class RunSpec:
 
     def hook(self) -> dict:
         """Changes applied to the freshly built model (S4/S4D): the real-part factor and frozen timescales."""
-        if self.family == "sgconv":
+        if family(self.family).decay_knob != "r":
             return {}
         out = {}
         if self.ssm_knob == "real" and self.decay != 1.0:
@@ -222,7 +249,7 @@ class SweepSpec:
         if base_size is None:
             base_size = BASE_SIZE.get(fam, 32)
             L = self.length()
-            if fam == "sgconv" and isinstance(L, int):
+            if family(fam).size_key == "kernel_dim" and isinstance(L, int):  # a kernel_dim cannot exceed L
                 base_size = min(base_size, L)
         return replace(self, decays=tuple(decays), sizes=tuple(sizes), decay_modes=tuple(self.decay_modes),
                        seeds=tuple(self.seeds), base_decay=base_decay, base_size=base_size)
@@ -279,24 +306,25 @@ class SweepSpec:
                 raise ValueError(f"decay_modes: unknown mode {m!r}; choose from {list(DECAY_MODES)}")
         if s.ssm_knob not in SSM_KNOBS:
             raise ValueError(f"ssm_knob: unknown knob {s.ssm_knob!r}; choose from {list(SSM_KNOBS)}")
-        dname = "decays (SGConv decay speed t)" if s.family == "sgconv" else "decays (S4/S4D real-part factor r)"
-        hi = MAX_T if s.family == "sgconv" else MAX_R
+        fam = family(s.family)
+        decay_axis, size_axis = DECAY_AXES[fam.decay_knob], SIZE_AXES[fam.size_key]
+        dname = f"decays ({decay_axis.title})"
         for i, t in enumerate((*s.decays, s.base_decay)):
             where = f"decays[{i}]" if i < len(s.decays) else "base_decay"
             t = _num(t, where)
-            if t < 0:
+            if t < decay_axis.lo:
                 raise ValueError(f"{where} = {t}: {dname} must be >= 0 (0 means no decay)")
-            if t > hi:
-                raise ValueError(f"{where} = {t}: {dname} must be at most {hi}")
-            if s.family != "sgconv" and s.ssm_knob == "dt" and t == 0:
+            if t > decay_axis.hi:
+                raise ValueError(f"{where} = {t}: {dname} must be at most {decay_axis.hi}")
+            if fam.decay_knob == "r" and s.ssm_knob == "dt" and t == 0:
                 raise ValueError(f"{where} = 0: with ssm_knob='dt' the dt factor must be > 0")
-        sname = SIZE_NAME[s.family]
+        sname = fam.size_key
         for i, n in enumerate((*s.sizes, s.base_size)):
             where = f"sizes[{i}] ({sname})" if i < len(s.sizes) else f"base_size ({sname})"
-            if s.family == "sgconv":
-                n = _int(n, where, 1, min(MAX_KERNEL_DIM, L))
+            if sname == "kernel_dim":
+                n = _int(n, where, size_axis.lo, min(size_axis.hi, L))
             else:
-                n = _int(n, where, 2, MAX_D_STATE)
+                n = _int(n, where, size_axis.lo, size_axis.hi)
                 if n % 2:
                     raise ValueError(f"{where} = {n}: the state size must be even")
         if not isinstance(s.extra_kernel_args, dict):
@@ -352,19 +380,20 @@ class SweepSpec:
 
 
 # ---------------------------------------------------------------------------------------------------- presets
-def preset(name: str, family: str = "sgconv", task: str = "digits") -> SweepSpec:
+def preset(name: str, family_name: str = "sgconv", task: str = "digits") -> SweepSpec:
     """'quick': fits in ~3 minutes on a 2-core CPU (digits 16x16, small model, 300 steps, one seed);
     'default': the paper-like grid (digits 32x32, 2x64, 300 steps) meant for a GPU."""
     if name == "quick":
         tp = {"digits": {"L": 256}, "delay": {"L": 256, "lag": 64, "n_train": 1000, "n_val": 200, "n_test": 200},
               "listops": {"L": 128, "max_depth": 3, "max_args": 4, "min_length": 16, "n_train": 2000,
                           "n_val": 250, "n_test": 250}}[task]
-        return SweepSpec(task=task, task_params=tp, family=family, steps=300, d_model=32, n_layers=2,
-                         batch_size=32, eval_every=100, base_size=16 if family == "sgconv" else 32,
-                         sizes=(1, 2, 4, 8, 16, 32, 64) if family == "sgconv" else (2, 4, 8, 16, 32, 64),
-                         name=f"quick {task} {family}")
+        small = family(family_name).size_key == "kernel_dim"  # SGConv: kernel_dim 16; SSMs: N = 32
+        return SweepSpec(task=task, task_params=tp, family=family_name, steps=300, d_model=32, n_layers=2,
+                         batch_size=32, eval_every=100, base_size=16 if small else 32,
+                         sizes=(1, 2, 4, 8, 16, 32, 64) if small else (2, 4, 8, 16, 32, 64),
+                         name=f"quick {task} {family_name}")
     if name == "default":
-        return SweepSpec(task=task, family=family, name=f"default {task} {family}")
+        return SweepSpec(task=task, family=family_name, name=f"default {task} {family_name}")
     raise ValueError(f"unknown preset {name!r}; choose 'quick' or 'default'")
 
 
