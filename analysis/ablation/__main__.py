@@ -6,6 +6,7 @@ it, keeping every finished run (run the same command again to resume). Exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -78,20 +79,98 @@ def spec_from_args(a, parser):
     return spec
 
 
+class ConsoleProgress:
+    """The sweep's progress callback for a terminal: one line per finished run (stdout), a live step line
+    with overall steps and ETA (stderr, at most once a second unless ``quiet``)."""
+
+    def __init__(self, n_todo: int, work_total: int, quiet: bool = False):
+        self.n_todo, self.work_total, self.quiet = n_todo, work_total, quiet
+        self.finished, self.last, self.t0 = 0, 0.0, time.time()
+        self.step_of: dict = {}
+
+    def __call__(self, ev: dict) -> None:
+        if ev.get("event") == "run_done":
+            self._run_done(ev)
+        elif ev.get("event") == "step":
+            self._step(ev)
+
+    def _run_done(self, ev: dict) -> None:
+        self.finished += 1
+        m = ev["test_metric"]
+        mv = f"{m:.4f}" if isinstance(m, float) and m == m else "n/a"
+        line = (f"[{self.finished}/{self.n_todo}] {ev['status']:6s} {ev['label']}: test {ev['metric']} {mv} "
+                f"({ev['wall_time_s']:.1f}s) -> {ev['checkpoint']}")
+        if ev.get("error"):
+            line += f" ({ev['error']})"
+        print("\r" + line + " " * 10, flush=True)
+
+    def _step(self, ev: dict) -> None:
+        for k in ev.get("losses", {}):
+            self.step_of[k] = ev["step"]
+        now = time.time()
+        if self.quiet or now - self.last <= 1.0:
+            return
+        self.last = now
+        work = sum(self.step_of.values())
+        el = now - self.t0
+        eta = el / work * (self.work_total - work) if work else None
+        ls = " ".join(f"{v:.3f}" for v in list(ev.get("losses", {}).values())[:4])
+        sys.stderr.write(f"\r  step {ev['step']}/{ev['steps']} loss {ls} | overall {work}/{self.work_total} "
+                         f"steps, {_fmt_s(el)} elapsed, ETA {_fmt_s(eta)}   ")
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(stop: threading.Event):
+    """First Ctrl-C sets ``stop`` (the sweep ends after the current step, finished runs are kept); a second
+    one aborts at once. Only in the main thread (signal handlers cannot be set elsewhere)."""
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ncancelling (finished runs are kept; Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def print_results(res, as_json: bool) -> None:
+    """The sweep's summary line, one line per run, and (``as_json``) the rows as JSON."""
+    print(f"\n{res.status}: trained {len(res.trained)}, skipped {len(res.skipped)} (already done), failed "
+          f"{len(res.failed)} in {res.wall_time_s:.1f}s on {res.device}")
+    for r in sorted(res.rows, key=lambda r: (r["decay_mode"], r["decay"], r["size"], r["seed"])):
+        tm = r["test_metric"]
+        print(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
+              f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]")
+    if as_json:
+        print(json.dumps([{k: r[k] for k in ("key", "family", "decay", "decay_mode", "size", "seed", "metric",
+                                             "test_metric", "val_metric", "kernel_params", "checkpoint",
+                                             "wall_time_s", "device")} for r in res.rows]))
+
+
+def _checked(a, parser):
+    """(spec, store) from the arguments; ValueError naming the bad one."""
+    from .store import Store
+
+    spec = spec_from_args(a, parser).check()
+    if a.max_batch is not None and a.max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {a.max_batch}")
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"threads must be >= 1, got {a.threads}")
+    return spec, Store(a.db)
+
+
 def main(argv=None) -> int:
     from .runner import run_sweep
-    from .store import Store
 
     parser = build_parser()
     a = parser.parse_args(argv)
-    spec = spec_from_args(a, parser)
     try:
-        spec = spec.check()
-        if a.max_batch is not None and a.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {a.max_batch}")
-        if a.threads is not None and a.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {a.threads}")
-        store = Store(a.db)
+        spec, store = _checked(a, parser)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -103,67 +182,18 @@ def main(argv=None) -> int:
         for r in runs:
             print(f"  {'done' if r.key() in done else 'todo'}  {r.key()}  {r.label()}")
         return 0
-
     stop = threading.Event()
-    n_total, n_todo = len(runs), len(runs) - len(done)
-    state = {"finished": 0, "last": 0.0, "t0": time.time()}
-    work_total = sum(r.steps for r in runs if r.key() not in done)
-    step_of: dict = {}
-
-    def progress(ev: dict) -> None:
-        e = ev.get("event")
-        if e == "run_done":
-            state["finished"] += 1
-            m = ev["test_metric"]
-            mv = f"{m:.4f}" if isinstance(m, float) and m == m else "n/a"
-            line = (f"[{state['finished']}/{n_todo}] {ev['status']:6s} {ev['label']}: test {ev['metric']} {mv} "
-                    f"({ev['wall_time_s']:.1f}s) -> {ev['checkpoint']}")
-            if ev.get("error"):
-                line += f" ({ev['error']})"
-            print("\r" + line + " " * 10, flush=True)
-        elif e == "step":
-            for k in ev.get("losses", {}):
-                step_of[k] = ev["step"]
-            now = time.time()
-            if not a.quiet and now - state["last"] > 1.0:
-                state["last"] = now
-                work = sum(step_of.values())
-                el = now - state["t0"]
-                eta = el / work * (work_total - work) if work else None
-                losses = ev.get("losses", {})
-                ls = " ".join(f"{v:.3f}" for v in list(losses.values())[:4])
-                sys.stderr.write(f"\r  step {ev['step']}/{ev['steps']} loss {ls} | overall {work}/{work_total} "
-                                 f"steps, {_fmt_s(el)} elapsed, ETA {_fmt_s(eta)}   ")
-                sys.stderr.flush()
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\ncancelling (finished runs are kept; Ctrl-C again to abort now)", file=sys.stderr, flush=True)
-
-    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    progress = ConsoleProgress(len(runs) - len(done), sum(r.steps for r in runs if r.key() not in done), a.quiet)
     batched = {"auto": "auto", "yes": True, "no": False}[a.batched]
     try:
-        res = run_sweep(spec, db=store, checkpoint_dir=a.checkpoint_dir, executor=a.executor, batched=batched,
-                        max_batch=a.max_batch, device=a.device, threads=a.threads, progress=progress,
-                        should_stop=stop.is_set)
+        with ctrl_c_cancels(stop):
+            res = run_sweep(spec, db=store, checkpoint_dir=a.checkpoint_dir, executor=a.executor, batched=batched,
+                            max_batch=a.max_batch, device=a.device, threads=a.threads, progress=progress,
+                            should_stop=stop.is_set)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-    print(f"\n{res.status}: trained {len(res.trained)}, skipped {len(res.skipped)} (already done), failed "
-          f"{len(res.failed)} in {res.wall_time_s:.1f}s on {res.device}")
-    for r in sorted(res.rows, key=lambda r: (r["decay_mode"], r["decay"], r["size"], r["seed"])):
-        tm = r["test_metric"]
-        print(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
-              f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]")
-    if a.json:
-        print(json.dumps([{k: r[k] for k in ("key", "family", "decay", "decay_mode", "size", "seed", "metric",
-                                             "test_metric", "val_metric", "kernel_params", "checkpoint",
-                                             "wall_time_s", "device")} for r in res.rows]))
+    print_results(res, a.json)
     return 0 if res.status == "done" else 130
 
 

@@ -239,7 +239,7 @@ class SweepSpec:
     name: str = ""
 
     # -- defaults ------------------------------------------------------------------------------------------
-    def resolved(self) -> "SweepSpec":
+    def resolved(self) -> SweepSpec:
         """A copy with the family defaults filled in (decays, sizes, base point) and sequences as tuples."""
         fam = self.family
         decays = DEFAULT_DECAYS.get(fam, ()) if self.decays is None else self.decays
@@ -261,7 +261,7 @@ class SweepSpec:
         return L
 
     # -- validation ----------------------------------------------------------------------------------------
-    def check(self) -> "SweepSpec":
+    def check(self) -> SweepSpec:
         """Raise ValueError naming the bad field; returns the resolved spec. Nothing is built or trained."""
         from sgconv_core.tasks import TASKS, get_task
 
@@ -368,7 +368,7 @@ class SweepSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SweepSpec":
+    def from_dict(cls, d: dict) -> SweepSpec:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

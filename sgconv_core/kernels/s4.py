@@ -24,7 +24,6 @@ from .hippo import legs_nplr
 from .s4d import S4DKernel
 from .ssm import init_inv_dt, inv_transform, tile, vandermonde
 
-
 #: Most elements of the Cauchy quotient materialised at once when no gradient is needed (complex64: 8 B each).
 _CAUCHY_CHUNK = 1 << 24
 
