@@ -55,6 +55,7 @@ import torch  # noqa: E402
 
 _IMPORT_TORCH_S = time.perf_counter() - _T_IMPORT
 
+from sgconv_core.device import resolve_device  # noqa: E402
 from sgconv_core.kernels import S4DKernel, S4Kernel, SGConvKernel  # noqa: E402
 from sgconv_core.layers import ConvLayer  # noqa: E402
 
@@ -154,18 +155,6 @@ def _fmt_num(x, digits: int = 3) -> str:
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}"
     return f"{x:.{digits}g}"
-
-
-def resolve_device(device: str) -> str:
-    """'auto' | 'cpu' | 'cuda' -> the device to run on ('auto': cuda when torch sees one); ValueError otherwise."""
-    device = (device or "auto").lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    return device
 
 
 def _cpu_model() -> str:
@@ -450,7 +439,7 @@ def run_benchmark(lengths=None, device: str = "auto", quick: bool = False, *, se
     t_start = time.perf_counter()
     if threads:
         torch.set_num_threads(int(threads))
-    device = resolve_device(device)
+    device = resolve_device(device, allow_index=False).type  # 'cpu' | 'cuda' (the current CUDA device)
     s = settings or Settings.make(quick, device, **overrides)
     lengths = sorted(set(lengths or (QUICK_LENGTHS if quick else FULL_LENGTHS)))
     say = progress or (lambda msg: None)
@@ -699,7 +688,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # H=8, L=256,1024, 1 repeat (tests)
     a = p.parse_args(argv)
     try:
-        device = resolve_device(a.device)
+        device = resolve_device(a.device, allow_index=False).type
     except ValueError as e:
         p.error(str(e))
     ov = {"H": a.hidden, "d_state": a.d_state, "kernel_dim": a.kernel_dim, "mem_budget_gb": a.mem_gb,

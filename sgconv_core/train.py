@@ -12,6 +12,10 @@ learning rate without weight decay, everything else at ``lr`` with weight decay 
 norms and the kernel get none); linear warmup then cosine decay to 0 over ``steps``. The model is evaluated
 on the val split every ``eval_every`` steps; the best one on val is kept and finally scored on the test split.
 On CPU, a run is a pure function of its config (with a fixed ``threads``) unless the time budget stops it.
+
+One loop trains everything: :func:`fit` steps a list of :class:`Run` (a model, its optimiser and all its
+bookkeeping) side by side; `train` is ``fit`` with one run. The ablation sweeps (``analysis.ablation.batched``)
+call ``fit`` with many runs and swap :class:`SeparateModels` for a vmapped batch of models.
 """
 from __future__ import annotations
 
@@ -24,12 +28,13 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Callable
 
 import torch
 
+from .device import device_name, resolve_device
 from .kernels import KERNELS
 from .model import ModelConfig, SequenceModel
 
@@ -93,10 +98,7 @@ class TrainConfig:
             raise ValueError(f"time budget must be positive, got {self.time_budget_s}")
         if self.threads is not None and self.threads <= 0:
             raise ValueError(f"threads must be positive, got {self.threads}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"unknown device {self.device!r}; use 'auto', 'cpu' or 'cuda[:i]'")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} asked for but CUDA is not available")
+        resolve_device(self.device)  # ValueError for an unknown or missing device
 
 
 @dataclass
@@ -117,29 +119,6 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------------------------------------
 # pieces
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def device_name(device: torch.device) -> str:
-    """'NVIDIA H100 80GB HBM3' or the CPU model, e.g. 'AMD EPYC (2 cores)'."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "cpu"
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 def build(cfg: TrainConfig):
@@ -222,9 +201,9 @@ def to_command(cfg: TrainConfig) -> str:
     d = TrainConfig()
     parts = ["python", "-m", "sgconv_core.train", "--task", cfg.task, "--family", cfg.family]
     for k, v in sorted(cfg.task_params.items()):
-        parts += ["--task-param", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+        parts += ["--task-param", _key_value(k, v)]
     for k, v in sorted(cfg.kernel_args.items()):
-        parts += ["--kernel-arg", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+        parts += ["--kernel-arg", _key_value(k, v)]
     for f in fields(TrainConfig):
         if f.name in ("task", "family", "task_params", "kernel_args", "notes"):
             continue
@@ -240,6 +219,13 @@ def to_command(cfg: TrainConfig) -> str:
             if v is not None:
                 parts += [flag if f.name != "time_budget_s" else "--time-budget", str(v)]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _key_value(k: str, v) -> str:
+    """KEY=VALUE as `parse_value` reads it back: a string as is if it stays a string (init=inv), else JSON
+    (so the string '1' is written "1", not 1, and comes back as the string)."""
+    plain = isinstance(v, str) and parse_value(v) == v
+    return f"{k}={v if plain else json.dumps(v)}"
 
 
 def make_card(cfg: TrainConfig, task, model, *, test_metric, val_metric, best_step, steps_done, wall, device,
@@ -265,7 +251,181 @@ def make_card(cfg: TrainConfig, task, model, *, test_metric, val_metric, best_st
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the runs
+
+
+@dataclass
+class Run:
+    """One model in training and everything the loop tracks for it (`fit` steps a list of these)."""
+
+    cfg: TrainConfig
+    model: SequenceModel
+    opt: torch.optim.Optimizer
+    gen: torch.Generator                 # batch order, seeded by cfg.seed
+    warmup: int                          # lr warmup steps
+    key: str = ""                        # names the run in progress events
+    order: torch.Tensor | None = None    # this epoch's permutation of the training set
+    pos: int = 0                         # next position in `order`
+    step: int = 0                        # optimiser steps taken
+    best: float | None = None            # best val metric so far, at best_step, with the weights then
+    best_step: int = 0
+    best_state: dict | None = None
+    history: list = field(default_factory=list)     # one dict per evaluation: step, loss, val_metric, ...
+    losses: list = field(default_factory=list)      # [step, loss] for every step
+    since_eval: list = field(default_factory=list)  # losses since the last evaluation
+    error: str | None = None             # why the run stopped (a non-finite loss); it takes no more steps
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, model: SequenceModel, key: str = "") -> Run:
+        warmup = cfg.warmup if cfg.warmup is not None else int(0.05 * cfg.steps)
+        return cls(cfg=cfg, model=model, opt=make_optimizer(model, cfg), gen=torch.Generator().manual_seed(cfg.seed),
+                   warmup=warmup, key=key)
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    @property
+    def val_metric(self) -> float:
+        return float("nan") if self.best is None else self.best
+
+    def next_batch(self, n: int) -> torch.Tensor:
+        """Indices of the next training batch (a fresh permutation of range(n) each epoch)."""
+        bs = self.cfg.batch_size
+        if self.order is None or self.pos + bs > len(self.order):
+            self.order, self.pos = torch.randperm(n, generator=self.gen), 0
+        self.pos += bs
+        return self.order[self.pos - bs:self.pos]
+
+    def set_lr(self, step: int) -> None:
+        f = lr_factor(step, self.cfg.steps, self.warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * f
+
+    def take_step(self, step: int, loss: float) -> None:
+        """Apply the gradients of this step's loss, or stop the run if the loss is not finite."""
+        if not math.isfinite(loss):
+            self.error = f"loss is {loss} at step {step}; lower lr or kernel_lr"
+            return
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.step = step + 1
+        self.since_eval.append(loss)
+        self.losses.append([self.step, loss])
+
+    def eval_due(self, step: int) -> bool:
+        """Evaluate after `step` steps? Every eval_every steps, and after the last one."""
+        return step % self.cfg.eval_every == 0 or step == self.cfg.steps
+
+    def record_eval(self, step: int, val: float, metric: str, t0: float) -> None:
+        """Log an evaluation (with the mean loss since the last one); keep the weights if val is the best yet."""
+        loss = sum(self.since_eval) / max(1, len(self.since_eval))
+        self.since_eval.clear()
+        if better(val, self.best, metric):
+            self.best, self.best_step = val, step
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.history.append({"step": step, "loss": loss, "val_metric": val, "best_val": self.best,
+                             "elapsed_s": time.time() - t0})
+
+    def finish(self, task) -> float:
+        """Load the best weights, score them on the test split, move the model to the CPU; the test metric."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        x_test, y_test = task.split("test")
+        test = score(self.model, task, x_test, y_test, self.cfg.eval_batch_size)
+        self.model.cpu()
+        return test
+
+    def card(self, task, test_metric: float, wall: float, device: torch.device, stopped: str | None) -> dict:
+        return make_card(self.cfg, task, self.model, test_metric=test_metric, val_metric=self.best,
+                         best_step=self.best_step, steps_done=self.step, wall=wall, device=device, stopped=stopped)
+
+
+class SeparateModels:
+    """How `fit` runs its models: each on its own batch. (The ablation's BatchedModel runs them as one.)"""
+
+    def forward(self, runs: list[Run], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [r.model(x) for r, x in zip(runs, xs, strict=True)]
+
+    def predict(self, runs: list[Run], x: torch.Tensor) -> list[torch.Tensor]:
+        return [predict(r.model, x, r.cfg.eval_batch_size) for r in runs]
+
+
+def save_checkpoint(model: SequenceModel, path: str, card: dict) -> None:
+    from .checkpoints import save
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save(model, path, card)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the loop
+
+
+def fit(runs: list[Run], task, models=None, progress: Callable[[dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None, time_budget_s: float | None = None,
+        t0: float | None = None) -> str | None:
+    """Train `runs` (same task, same number of steps) side by side; return None, 'cancelled' or 'time_budget'.
+
+    Each step every active run draws its own batch, the summed losses are back-propagated once (the runs share
+    no parameters, so each gets exactly its own gradient) and each optimiser steps. A run whose loss is not
+    finite stops (run.error). Runs are evaluated on val every cfg.eval_every steps and after the last step.
+    ``models`` (default SeparateModels()) maps batches to outputs. progress gets
+    {"event": "step", "keys", "step", "steps", "losses": {key: loss}, "elapsed_s", "eta_s"} and
+    {"event": "eval", "keys", "step", "steps", "val_metrics", "metric", "elapsed_s"}.
+    """
+    models = models or SeparateModels()
+    t0 = time.time() if t0 is None else t0
+    steps, metric = runs[0].cfg.steps, task.spec.metric
+    if any(r.cfg.steps != steps for r in runs):
+        raise ValueError("runs trained together must have the same number of steps")
+    device = next(runs[0].model.parameters()).device
+    x_train, y_train = (t.to(device) for t in task.split("train"))
+    x_val, y_val = task.split("val")
+
+    def evaluate(which: list[Run], step: int) -> None:
+        vals = [task.metric(pred, y_val) for pred in models.predict(which, x_val)]
+        for r, val in zip(which, vals, strict=True):
+            r.record_eval(step, val, metric, t0)
+        if progress:
+            progress({"event": "eval", "keys": [r.key for r in which], "step": step, "steps": steps,
+                      "val_metrics": vals, "metric": metric, "elapsed_s": time.time() - t0})
+
+    active, stopped = list(runs), None
+    for step in range(steps):
+        if should_stop is not None and should_stop():
+            stopped = "cancelled"
+            break
+        if time_budget_s is not None and time.time() - t0 > time_budget_s:
+            stopped = "time_budget"
+            break
+        idx = [r.next_batch(len(x_train)).to(device) for r in active]
+        for r in active:
+            r.set_lr(step)
+            r.opt.zero_grad(set_to_none=True)
+        outs = models.forward(active, [x_train[i] for i in idx])
+        losses = [task.loss(out, y_train[i]) for out, i in zip(outs, idx, strict=True)]
+        (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
+        values = torch.stack([loss.detach() for loss in losses]).tolist()
+        for r, value in zip(active, values, strict=True):
+            r.take_step(step, value)
+        stepped, active = active, [r for r in active if r.error is None]
+        if progress:
+            elapsed = time.time() - t0
+            progress({"event": "step", "keys": [r.key for r in active], "step": step + 1, "steps": steps,
+                      "losses": {r.key: v for r, v in zip(stepped, values, strict=True)}, "elapsed_s": elapsed,
+                      "eta_s": elapsed / (step + 1) * (steps - step - 1)})
+        due = [r for r in active if r.eval_due(step + 1)]
+        if due:
+            evaluate(due, step + 1)
+        if not active:
+            break
+    late = [r for r in active if r.step > 0 and (not r.history or r.history[-1]["step"] != r.step)]
+    if late:  # stopped early, between evaluations
+        evaluate(late, late[0].step)
+    return stopped
 
 
 def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
@@ -277,87 +437,38 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         torch.set_num_threads(cfg.threads)
     task, model = build(cfg)
     model.to(device).train()
-    metric = task.spec.metric
-    x_train, y_train = task.split("train")
-    x_val, y_val = task.split("val")
-    opt = make_optimizer(model, cfg)
-    warmup = cfg.warmup if cfg.warmup is not None else int(0.05 * cfg.steps)
-    gen = torch.Generator().manual_seed(cfg.seed)  # batch order
-    order, pos = torch.randperm(len(x_train), generator=gen), 0
-
-    history, best, best_state, best_step = [], None, None, 0
-    losses_since_eval, stopped, step = [], None, 0
-
-    def evaluate_now(step: int) -> None:
-        nonlocal best, best_state, best_step
-        val = score(model, task, x_val, y_val, cfg.eval_batch_size)
-        loss = sum(losses_since_eval) / max(1, len(losses_since_eval))
-        losses_since_eval.clear()
-        if better(val, best, metric):
-            best, best_step = val, step
-            best_state = copy.deepcopy(model.state_dict())
-        elapsed = time.time() - t0
-        entry = {"step": step, "loss": loss, "val_metric": val, "best_val": best, "elapsed_s": elapsed}
-        history.append(entry)
-        if progress:
-            progress({**entry, "steps": cfg.steps, "lr": opt.param_groups[0]["lr"], "metric": metric,
-                      "eta_s": elapsed / max(1, step) * (cfg.steps - step)})
-
-    for step in range(cfg.steps):
-        if should_stop is not None and should_stop():
-            stopped = "cancelled"
-            break
-        if cfg.time_budget_s is not None and time.time() - t0 > cfg.time_budget_s:
-            stopped = "time_budget"
-            break
-        # batch (a fresh permutation each epoch)
-        if pos + cfg.batch_size > len(order):
-            order, pos = torch.randperm(len(x_train), generator=gen), 0
-        idx = order[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        x, y = x_train[idx].to(device), y_train[idx].to(device)
-        # step
-        f = lr_factor(step, cfg.steps, warmup)
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * f
-        loss = task.loss(model(x), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or kernel_lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        losses_since_eval.append(loss.item())
-        if progress:
-            elapsed = time.time() - t0
-            progress({"step": step + 1, "steps": cfg.steps, "loss": losses_since_eval[-1],
-                      "lr": opt.param_groups[0]["lr"], "elapsed_s": elapsed,
-                      "eta_s": elapsed / (step + 1) * (cfg.steps - step - 1)})
-        if (step + 1) % cfg.eval_every == 0:
-            evaluate_now(step + 1)
-    else:
-        step = cfg.steps
-    steps_done = step
-    if steps_done > 0 and (not history or history[-1]["step"] != steps_done):
-        evaluate_now(steps_done)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    x_test, y_test = task.split("test")
-    test_metric = score(model, task, x_test, y_test, cfg.eval_batch_size)
+    run = Run.start(cfg, model)
+    stopped = fit([run], task, progress=_one_run_progress(progress, run), should_stop=should_stop,
+                  time_budget_s=cfg.time_budget_s, t0=t0)
+    if run.error:
+        raise FloatingPointError(run.error)
+    test_metric = run.finish(task)
     wall = time.time() - t0
-    model.cpu()
-    card = make_card(cfg, task, model, test_metric=test_metric, val_metric=best, best_step=best_step,
-                     steps_done=steps_done, wall=wall, device=device, stopped=stopped)
+    card = run.card(task, test_metric, wall, device, stopped)
     if cfg.out:
-        from .checkpoints import save
+        save_checkpoint(model, cfg.out, card)
+    return TrainResult(model=model, history=run.history, test_metric=test_metric, val_metric=run.val_metric,
+                       best_step=run.best_step, wall_time_s=wall, device=card["device"], steps_done=run.step,
+                       stopped=stopped, card=card)
 
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-        save(model, cfg.out, card)
-    return TrainResult(model=model, history=history, test_metric=test_metric,
-                       val_metric=float("nan") if best is None else best, best_step=best_step, wall_time_s=wall,
-                       device=card["device"], steps_done=steps_done, stopped=stopped, card=card)
+
+def _one_run_progress(progress: Callable[[dict], None] | None, run: Run) -> Callable[[dict], None] | None:
+    """`fit`'s events as `train` reports them: per step {step, steps, loss, lr, elapsed_s, eta_s}; per
+    evaluation the history entry {step, loss, val_metric, best_val, elapsed_s} plus steps, lr, metric, eta_s."""
+    if progress is None:
+        return None
+
+    def report(ev: dict) -> None:
+        steps = ev["steps"]
+        if ev["event"] == "eval":
+            entry = run.history[-1]
+            eta = entry["elapsed_s"] / max(1, entry["step"]) * (steps - entry["step"])
+            progress({**entry, "steps": steps, "lr": run.lr, "metric": ev["metric"], "eta_s": eta})
+        elif run.error is None:
+            progress({"step": ev["step"], "steps": steps, "loss": ev["losses"][run.key], "lr": run.lr,
+                      "elapsed_s": ev["elapsed_s"], "eta_s": ev["eta_s"]})
+
+    return report
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -382,7 +493,8 @@ def key_values(items: list[str], parser: argparse.ArgumentParser, flag: str) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m sgconv_core.train` command line (`config_from_args` turns its parse into a TrainConfig)."""
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m sgconv_core.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -416,14 +528,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the checkpoint here (.safetensors)")
     p.add_argument("--notes", default="", help="free text stored in the model card")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
+    return p
 
+
+def config_from_args(a: argparse.Namespace, p: argparse.ArgumentParser) -> TrainConfig:
+    """The TrainConfig a parsed command line asks for (p.error on a malformed KEY=VALUE)."""
     kernel_args = key_values(a.kernel_arg, p, "--kernel-arg")
     if a.kernel_dim is not None:
         kernel_args["kernel_dim"] = a.kernel_dim
     if a.d_state is not None:
         kernel_args["d_state"] = a.d_state
-    cfg = TrainConfig(
+    return TrainConfig(
         task=a.task, task_params=key_values(a.task_param, p, "--task-param"), task_seed=a.task_seed,
         family=a.family, d_model=a.d_model, n_layers=a.n_layers, kernel_args=kernel_args, dropout=a.dropout,
         prenorm=not a.postnorm, norm=a.norm, bidirectional=a.bidirectional, pool=a.pool, steps=a.steps,
@@ -431,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         grad_clip=a.grad_clip, eval_every=a.eval_every, eval_batch_size=a.eval_batch_size,
         time_budget_s=a.time_budget, seed=a.seed, device=a.device, threads=a.threads, out=a.out, notes=a.notes,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    cfg = config_from_args(a, p)
     try:
         with torch.random.fork_rng():
             task, model = build(cfg)  # validate everything before the (long) run

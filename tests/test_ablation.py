@@ -146,10 +146,10 @@ def test_batched_equals_separate_and_train(tmp_path):
     sep = [train_group([r], device="cpu")[0] for r in runs]
     bat = train_group(runs, device="cpu", batched=True)
     assert all(o.batched_with == 5 for o in bat)
-    for a, b in zip(sep, bat):
+    for a, b in zip(sep, bat, strict=True):
         assert a.key == b.key and a.test_metric == b.test_metric
         assert [e["val_metric"] for e in a.evals] == [e["val_metric"] for e in b.evals]
-        for (sa, la), (sb, lb) in zip(a.losses, b.losses):
+        for (sa, la), (sb, lb) in zip(a.losses, b.losses, strict=True):
             assert sa == sb and la == pytest.approx(lb, rel=1e-4, abs=1e-5)
     # one run through the ablation trainer is sgconv_core.train.train, bit for bit
     ref = train(runs[0].train_config())

@@ -2,15 +2,17 @@
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 import torch
 
 import sgconv_core
 from sgconv_core.evaluate import evaluate, evaluate_split
-from sgconv_core.train import TrainConfig, lr_factor, make_optimizer, build, to_command, train
+from sgconv_core.train import TrainConfig, build, lr_factor, make_optimizer, to_command, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DIGITS = dict(task="digits", task_params={"L": 64}, d_model=16, n_layers=1, batch_size=16, threads=1)
@@ -82,7 +84,7 @@ def test_deterministic_given_seed():
     a = train(tiny(steps=6, eval_every=3))
     b = train(tiny(steps=6, eval_every=3))
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
-    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
 
 
@@ -128,7 +130,7 @@ def test_optimizer_groups_follow_the_official_split():
 def test_lr_schedule_warms_up_then_decays_to_zero():
     f = [lr_factor(s, 100, 10) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.001
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.001
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(batch_size=-1), dict(family="nope"), dict(task="nope"),
@@ -138,10 +140,35 @@ def test_nonsense_is_refused(bad):
         build(tiny(**bad))
 
 
-def test_command_round_trips_through_the_parser():
-    cfg = tiny(task_params={"L": 64, "n_val": 20}, kernel_args={"d_state": 8, "init": "inv"}, time_budget_s=5.0)
-    cmd = to_command(cfg)
-    assert "--task-param L=64" in cmd and "--kernel-arg init=inv" in cmd and "--time-budget 5.0" in cmd
+def _typed(v):
+    """A value with the type of every part spelled out, so that 1 != 1.0 != '1' and True != 1."""
+    if isinstance(v, dict):
+        return {k: _typed(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, [_typed(x) for x in v])
+    return (type(v).__name__, v)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(task_params={"L": 64, "n_val": 20, "name": "true", "tag": "x y"}, time_budget_s=5.0, warmup=3,
+         kernel_args={"d_state": 8, "init": "inv", "mode": "1", "empty": "", "rate": 0.5, "dims": [1, 2],
+                      "quoted": '"q"', "nothing": None, "flag": False},
+         family="sgconv", d_model=24, n_layers=3, dropout=0.1, prenorm=False, norm="scalar", bidirectional=True,
+         pool="last", lr=0.003, kernel_lr=1e-4, weight_decay=0.0, grad_clip=1.5, eval_every=7, eval_batch_size=9,
+         seed=4, task_seed=2, device="cpu", threads=2, out="some dir/m.safetensors"),
+])
+def test_command_round_trips_through_the_parser(kw):
+    """to_command then the CLI's parser gives back the same config, types included (notes are not in it)."""
+    from sgconv_core.train import build_parser, config_from_args
+
+    cfg = tiny(**kw)
+    argv = shlex.split(to_command(cfg))
+    assert argv[:3] == ["python", "-m", "sgconv_core.train"]
+    p = build_parser()
+    back = config_from_args(p.parse_args(argv[3:]), p)
+    assert _typed(asdict(back)) == _typed(asdict(cfg))
+    assert "--kernel-arg init=inv" in to_command(tiny(kernel_args={"init": "inv"}))  # plain strings stay plain
 
 
 def _run(args, timeout=60):
@@ -189,3 +216,82 @@ def test_cli_evaluate_bad_checkpoint(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() and "Traceback" not in r.stderr
     r = _run(["sgconv_core.evaluate", str(tmp_path / "missing.safetensors")])
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- one loop
+def test_fit_with_two_runs_equals_two_trains():
+    """fit() steps several runs side by side; each ends exactly where train() alone would (R=1 is train)."""
+    from sgconv_core.train import Run, fit
+
+    cfgs = [tiny(steps=6, eval_every=4), tiny(steps=6, eval_every=3, seed=1, lr=0.02)]
+    torch.set_num_threads(1)  # as train() does for these configs (threads=1): same reduction order
+    runs = []
+    for cfg in cfgs:
+        task, model = build(cfg)
+        runs.append(Run.start(cfg, model.train(), key=f"seed{cfg.seed}"))
+    events = []
+    assert fit(runs, task, progress=events.append) is None
+    for cfg, run in zip(cfgs, runs, strict=True):
+        alone = train(cfg)
+        assert run.history == [dict(h, elapsed_s=e["elapsed_s"]) for h, e in zip(alone.history, run.history, strict=True)]
+        assert run.step == alone.steps_done == 6 and run.best_step == alone.best_step
+        assert run.finish(task) == alone.test_metric
+        for (k, v), w in zip(run.model.state_dict().items(), alone.model.state_dict().values(), strict=True):
+            assert torch.equal(v, w), k
+    assert [e["step"] for e in events if e["event"] == "eval"] == [3, 4, 6]  # each run's own cadence
+    assert {e["event"] for e in events} == {"step", "eval"}
+
+
+def test_a_run_with_a_non_finite_loss_stops_alone():
+    from sgconv_core.train import Run, fit
+
+    cfg = tiny(steps=4, eval_every=2)
+    runs = []
+    for key in ("ok", "bad"):
+        task, model = build(cfg)
+        runs.append(Run.start(cfg, model.train(), key=key))
+    with torch.no_grad():
+        next(runs[1].model.parameters()).fill_(float("nan"))
+    fit(runs, task)
+    assert runs[0].error is None and runs[0].step == 4 and [h["step"] for h in runs[0].history] == [2, 4]
+    assert runs[1].error == "loss is nan at step 0; lower lr or kernel_lr" and runs[1].step == 0
+    assert runs[1].history == []
+
+
+def test_train_raises_on_a_non_finite_loss(monkeypatch):
+    import sgconv_core.train as T
+
+    def nan_build(cfg, _build=T.build):
+        task, model = _build(cfg)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))
+        return task, model
+
+    monkeypatch.setattr(T, "build", nan_build)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
+        train(tiny(steps=3))
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def test_resolve_device():
+    from sgconv_core.device import device_name, resolve_device
+    from sgconv_core.train import resolve_device as from_train
+
+    assert from_train is resolve_device
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    for bad in ("gpu", "cuda:x", "cuda:-1", "mps", "cpu:0"):
+        with pytest.raises(ValueError, match="unknown device"):
+            resolve_device(bad)
+    with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda'"):
+        resolve_device("cuda:0", allow_index=False)
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:0") == torch.device("cuda:0")
+        with pytest.raises(ValueError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        for name in ("cuda", "cuda:0"):
+            with pytest.raises(ValueError, match="no CUDA device"):
+                resolve_device(name)
+    assert "cores" in device_name(torch.device("cpu"))

@@ -1,8 +1,11 @@
 """Train several runs of a sweep at once, as one batched model (or one after another, the same code path).
 
 `train_group(runs, ...)` takes runs that share the data and the backbone shapes (:meth:`RunSpec.group_signature`)
-and trains them with exactly the recipe of :func:`sgconv_core.train.train` (same model init from the run's seed,
-same AdamW groups, warmup + cosine schedule, batch order, best-on-val model kept, test score, model card).
+and trains them with the loop of :func:`sgconv_core.train.train`, :func:`sgconv_core.train.fit`, which steps
+many runs side by side (same model init from the run's seed, same AdamW groups, warmup + cosine schedule, batch
+order, best-on-val model kept, test score, model card). What is here is only what batching adds: building the
+runs of a sweep (with their hooks), the vmapped `BatchedModel` that fit uses instead of calling each model, and
+turning each trained run into a `RunOutcome` (row, checkpoint).
 
 Batched mode (``batched=True`` and more than one run):
 
@@ -25,15 +28,15 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
+from sgconv_core.device import device_name, resolve_device
 from sgconv_core.kernels.base import Kernel
 from sgconv_core.model import SequenceModel
-from sgconv_core.train import (better, build, device_name, lr_factor, make_card, make_optimizer, resolve_device,
-                               score)
+from sgconv_core.train import Run, build, fit, save_checkpoint
 
 from .spec import RunSpec
 
@@ -137,7 +140,10 @@ def _backbone_shapes(model: SequenceModel) -> list:
 
 
 class BatchedModel:
-    """V SequenceModels with identical backbones evaluated as one vmapped model (see the module docstring)."""
+    """V SequenceModels with identical backbones evaluated as one vmapped model (see the module docstring).
+
+    Used by :func:`sgconv_core.train.fit` in place of ``SeparateModels`` (``forward`` and ``predict``).
+    """
 
     def __init__(self, models: list[SequenceModel], L: int):
         self.models = models
@@ -158,10 +164,12 @@ class BatchedModel:
 
     def __call__(self, xs: torch.Tensor, active: list[int] | None = None) -> torch.Tensor:
         """xs (V', B, ...) -> outputs (V', B, ...) for the runs `active` (default all)."""
+        idx = list(range(len(self.models))) if active is None else active
+        return self._apply([self.models[i] for i in idx], xs)
+
+    def _apply(self, models: list[SequenceModel], xs: torch.Tensor) -> torch.Tensor:
         from torch.func import functional_call, vmap
 
-        idx = list(range(len(self.models))) if active is None else active
-        models = [self.models[i] for i in idx]
         per = [dict(m.named_parameters()) for m in models]
         params = {n: torch.stack([p[n] for p in per]) for n in self.names}
         if self.buffer_names:
@@ -170,6 +178,27 @@ class BatchedModel:
         for i, Lk in enumerate(self.lengths):
             params[f"layers.{i}.layer.kernel.k"] = torch.stack([m.layers[i].layer.kernel(Lk) for m in models])
         return vmap(lambda p, x: functional_call(self.stub, p, (x,)))(params, xs)
+
+    def forward(self, runs: list[Run], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One training batch per run -> one output per run, in one vmapped call."""
+        return list(self._apply([r.model for r in runs], torch.stack(xs)).unbind(0))
+
+    @torch.no_grad()
+    def predict(self, runs: list[Run], x: torch.Tensor) -> list[torch.Tensor]:
+        """Every run's outputs for all of x (on CPU), in batches of eval_batch_size, evaluated together."""
+        models = [r.model for r in runs]
+        device, bs = next(models[0].parameters()).device, runs[0].cfg.eval_batch_size
+        outs = [[] for _ in models]
+        for m in models:
+            m.eval()
+        for s in range(0, len(x), bs):
+            xb = x[s:s + bs].to(device)
+            pred = self._apply(models, xb.unsqueeze(0).expand(len(models), *xb.shape))
+            for j in range(len(models)):
+                outs[j].append(pred[j].float().cpu())
+        for m in models:
+            m.train()
+        return [torch.cat(o) for o in outs]
 
 
 def _downsample(points: list, n: int = 400) -> list:
@@ -187,173 +216,71 @@ def train_group(runs: list[RunSpec], device: str = "auto", batched: bool = True,
                 threads: int | None = None, progress: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_result: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
-    """Train `runs` (same group signature) together; see the module docstring.
+    """Train `runs` (same group signature) together with :func:`sgconv_core.train.fit`; see the module docstring.
 
-    progress(event) gets {"event": "step" | "eval", "keys": [...], "step", "steps", "losses": [...], ...};
+    progress(event) gets fit's events {"event": "step" | "eval", "keys": [...], "step", "steps", "losses", ...};
     on_result(outcome) is called for each run as soon as its checkpoint is written. Raises Cancelled when
     should_stop() turns true (nothing of the group is kept).
     """
     if not runs:
         return []
-    sig = runs[0].group_signature()
-    if any(r.group_signature() != sig for r in runs):
+    if any(r.group_signature() != runs[0].group_signature() for r in runs):
         raise ValueError("train_group: the runs do not share data and shapes (group_signature)")
     t0 = time.time()
     dev = resolve_device(device)
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
-    V = len(runs)
-    keys = [r.key() for r in runs]
-    cfgs, models, task = [], [], None
-    for r, k in zip(runs, keys):
-        out = os.path.join(checkpoint_dir, f"{r.task}-{r.family}-{k}.safetensors") if checkpoint_dir else None
+    task, states = _start_runs(runs, device, dev, threads, checkpoint_dir)
+    models = [s.model for s in states]
+    bm = BatchedModel(models, task.spec.L).to(dev) if batched and len(runs) > 1 and batchable(models) is None else None
+
+    def stop() -> bool:  # a cancelled group raises: none of it is kept
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"cancelled at step {max(s.step for s in states)} of {states[0].cfg.steps}")
+        return False
+
+    fit(states, task, bm, progress=progress, should_stop=stop, t0=t0)
+    wall = time.time() - t0
+    outcomes = []
+    for spec, state in zip(runs, states, strict=True):
+        outcomes.append(_outcome(spec, state, task, dev, wall, len(runs)))
+        if on_result:
+            on_result(outcomes[-1])
+    return outcomes
+
+
+def _start_runs(runs: list[RunSpec], device: str, dev: torch.device, threads: int | None,
+                checkpoint_dir: str | None) -> tuple:
+    """The shared task and one `Run` per spec: its model built from its seed (the global RNG left as it was),
+    its hook applied, on `dev`; the checkpoint path <checkpoint_dir>/<task>-<family>-<key>.safetensors."""
+    task, states = None, []
+    for r in runs:
+        key = r.key()
+        out = os.path.join(checkpoint_dir, f"{r.task}-{r.family}-{key}.safetensors") if checkpoint_dir else None
         cfg = r.train_config(device=device, threads=threads, out=out)
         with torch.random.fork_rng(devices=[]):
             task_r, model = build(cfg)
         apply_hook(model, r.hook())
         task = task or task_r
         model.to(dev).train()
-        cfgs.append(cfg)
-        models.append(model)
-    metric = task.spec.metric
-    x_train, y_train = task.split("train")
-    x_val, y_val = task.split("val")
-    x_train, y_train = x_train.to(dev), y_train.to(dev)
-    use_batch = batched and V > 1 and batchable(models) is None
-    bm = BatchedModel(models, task.spec.L).to(dev) if use_batch else None
+        states.append(Run.start(cfg, model, key))
+    return task, states
 
-    opts = [make_optimizer(m, c) for m, c in zip(models, cfgs)]
-    steps = cfgs[0].steps
-    warmups = [c.warmup if c.warmup is not None else int(0.05 * c.steps) for c in cfgs]
-    gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
-    orders = [torch.randperm(len(x_train), generator=g) for g in gens]
-    pos = [0] * V
-    active = list(range(V))
-    errors: dict[int, str] = {}
-    best = [None] * V
-    best_state = [None] * V
-    best_step = [0] * V
-    evals = [[] for _ in range(V)]
-    losses = [[] for _ in range(V)]
-    since_eval = [[] for _ in range(V)]
-    steps_done = [0] * V
 
-    def predict_all(x: torch.Tensor, which: list[int]) -> list[torch.Tensor]:
-        bs = cfgs[0].eval_batch_size
-        outs = [[] for _ in which]
-        with torch.no_grad():
-            for m in (models[i] for i in which):
-                m.eval()
-            for s in range(0, len(x), bs):
-                xb = x[s:s + bs].to(dev)
-                if bm is not None:
-                    pred = bm(xb.unsqueeze(0).expand(len(which), *xb.shape), which)
-                    for j in range(len(which)):
-                        outs[j].append(pred[j].float().cpu())
-                else:
-                    for j, i in enumerate(which):
-                        outs[j].append(models[i](xb).float().cpu())
-            for m in (models[i] for i in which):
-                m.train()
-        return [torch.cat(o) for o in outs]
-
-    def evaluate(step: int) -> None:
-        if not active:
-            return
-        if bm is None:  # exactly what sgconv_core.train does
-            vals = [score(models[i], task, x_val, y_val, cfgs[i].eval_batch_size) for i in active]
-        else:
-            vals = [task.metric(p, y_val) for p in predict_all(x_val, active)]
-        for i, val in zip(active, vals):
-            loss = sum(since_eval[i]) / max(1, len(since_eval[i]))
-            since_eval[i].clear()
-            if better(val, best[i], metric):
-                best[i], best_step[i] = val, step
-                best_state[i] = copy.deepcopy(models[i].state_dict())
-            evals[i].append({"step": step, "loss": loss, "val_metric": val, "best_val": best[i],
-                             "elapsed_s": time.time() - t0})
-        if progress:
-            progress({"event": "eval", "keys": [keys[i] for i in active], "step": step, "steps": steps,
-                      "val_metrics": vals, "metric": metric, "elapsed_s": time.time() - t0})
-
-    for step in range(steps):
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"cancelled at step {step} of {steps}")
-        xs, ys = [], []
-        for i in active:
-            if pos[i] + cfgs[i].batch_size > len(orders[i]):
-                orders[i], pos[i] = torch.randperm(len(x_train), generator=gens[i]), 0
-            idx = orders[i][pos[i]:pos[i] + cfgs[i].batch_size]
-            pos[i] += cfgs[i].batch_size
-            xs.append(x_train[idx.to(dev)] if dev.type != "cpu" else x_train[idx])
-            ys.append(y_train[idx.to(dev)] if dev.type != "cpu" else y_train[idx])
-            f = lr_factor(step, steps, warmups[i])
-            for g in opts[i].param_groups:
-                g["lr"] = g["base_lr"] * f
-        if bm is not None:
-            preds = bm(torch.stack(xs), active)
-            step_losses = [task.loss(preds[j], ys[j]) for j in range(len(active))]
-        else:
-            step_losses = [task.loss(models[i](xs[j]), ys[j]) for j, i in enumerate(active)]
-        for i in active:
-            opts[i].zero_grad(set_to_none=True)
-        torch.stack(step_losses).sum().backward() if len(step_losses) > 1 else step_losses[0].backward()
-        values = torch.stack([l.detach() for l in step_losses]).tolist()
-        stepped = list(active)
-        for j, i in enumerate(stepped):
-            if not math.isfinite(values[j]):
-                errors[i] = f"loss is {values[j]} at step {step}; lower lr or kernel_lr"
-                continue
-            if cfgs[i].grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(models[i].parameters(), cfgs[i].grad_clip)
-            opts[i].step()
-            since_eval[i].append(values[j])
-            losses[i].append([step + 1, values[j]])
-            steps_done[i] = step + 1
-        active = [i for i in active if i not in errors]
-        if progress:
-            el = time.time() - t0
-            progress({"event": "step", "keys": [keys[i] for i in active], "step": step + 1, "steps": steps,
-                      "losses": {keys[i]: values[j] for j, i in enumerate(stepped)},
-                      "elapsed_s": el, "eta_s": el / (step + 1) * (steps - step - 1)})
-        if (step + 1) % cfgs[0].eval_every == 0:
-            evaluate(step + 1)
-        if not active:
-            break
-    if active and (not evals[active[0]] or evals[active[0]][-1]["step"] != steps):
-        evaluate(steps)
-
-    # test, card, checkpoint
-    from sgconv_core.checkpoints import save
-
-    wall = time.time() - t0
-    outcomes = []
-    x_test, y_test = task.split("test")
-    for i, (r, k, cfg, model) in enumerate(zip(runs, keys, cfgs, models)):
-        if i in errors:
-            o = RunOutcome(run=r, key=k, status="failed", metric=metric, error=errors[i], steps_done=steps_done[i],
-                           evals=evals[i], losses=_downsample(losses[i]), device=device_name(dev),
-                           wall_time_s=wall, batched_with=V)
-        else:
-            if best_state[i] is not None:
-                model.load_state_dict(best_state[i])
-            model.eval()
-            test = score(model, task, x_test, y_test, cfg.eval_batch_size)
-            model.cpu()
-            card = make_card(cfg, task, model, test_metric=test, val_metric=best[i], best_step=best_step[i],
-                             steps_done=steps_done[i], wall=wall, device=dev, stopped=None)
-            card["ablation"] = {"key": k, **r.to_dict(), "hook": r.hook(), "batched_with": V}
-            if cfg.out:
-                os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-                save(model, cfg.out, card)
-            o = RunOutcome(run=r, key=k, status="done", metric=metric, test_metric=test,
-                           val_metric=float("nan") if best[i] is None else best[i], best_step=best_step[i],
-                           steps_done=steps_done[i], evals=evals[i], losses=_downsample(losses[i]),
-                           checkpoint=os.path.abspath(cfg.out) if cfg.out else None, card=card,
-                           device=card["device"], wall_time_s=wall, batched_with=V,
-                           kernel_params=card["kernel_params"], total_params=card["total_params"])
-            o.model = model  # for callers that want it in memory (not stored)
-        outcomes.append(o)
-        if on_result:
-            on_result(o)
-    return outcomes
+def _outcome(spec: RunSpec, run: Run, task, dev: torch.device, wall: float, batched_with: int) -> RunOutcome:
+    """A trained run's outcome: test score, card (with an 'ablation' entry), checkpoint written; or its failure."""
+    common = dict(run=spec, key=run.key, metric=task.spec.metric, steps_done=run.step, evals=run.history,
+                  losses=_downsample(run.losses), wall_time_s=wall, batched_with=batched_with)
+    if run.error:
+        return RunOutcome(status="failed", error=run.error, device=device_name(dev), **common)
+    test = run.finish(task)
+    card = run.card(task, test, wall, dev, stopped=None)
+    card["ablation"] = {"key": run.key, **spec.to_dict(), "hook": spec.hook(), "batched_with": batched_with}
+    if run.cfg.out:
+        save_checkpoint(run.model, run.cfg.out, card)
+    o = RunOutcome(status="done", test_metric=test, val_metric=run.val_metric, best_step=run.best_step,
+                   checkpoint=os.path.abspath(run.cfg.out) if run.cfg.out else None, card=card,
+                   device=card["device"], kernel_params=card["kernel_params"], total_params=card["total_params"],
+                   **common)
+    o.model = run.model  # for callers that want it in memory (not stored)
+    return o

@@ -18,8 +18,10 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
+from sgconv_core.device import device_name, resolve_device
 
 from .batched import Cancelled, RunOutcome, train_group
 from .spec import RunSpec, SweepSpec
@@ -60,7 +62,7 @@ class Progress:
                     if len(curve) > 600:  # keep every other point of the older half
                         row["loss_curve"] = curve[:300:2] + curve[300:]
             elif ev == "eval":
-                for k, v in zip(event["keys"], event["val_metrics"]):
+                for k, v in zip(event["keys"], event["val_metrics"], strict=True):
                     self.runs[k]["val_metric"] = v
                     self.runs[k]["val_curve"].append((event["step"], v))
             elif ev == "group_start":
@@ -219,8 +221,6 @@ def plan_groups(runs: list[RunSpec], batched: bool, max_batch: int | None) -> li
 def resolve_batched(batched, device: str) -> bool:
     """'auto': batched on CUDA (where it pays), one run at a time on CPU (each finished run is stored at once)."""
     if batched == "auto" or batched is None:
-        from sgconv_core.train import resolve_device
-
         return resolve_device(device).type == "cuda"
     return bool(batched)
 
@@ -233,12 +233,12 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
 
     Raises ValueError (naming the field) for a bad grid before anything runs.
     """
-    from sgconv_core.train import device_name, resolve_device
-
     t0 = time.time()
     spec = spec.check()
-    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-        raise ValueError(f"device: unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:i]'")
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise ValueError(f"device: {e}") from None
     if max_batch is not None and max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     ex = make_executor(executor)
@@ -247,8 +247,7 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
     runs = spec.expand(check=False)
     keys = [r.key() for r in runs]
     done = store.done_keys(keys)
-    todo = [r for r, k in zip(runs, keys) if k not in done]
-    dev = resolve_device(device)
+    todo = [r for r, k in zip(runs, keys, strict=True) if k not in done]
     dname = device_name(dev)
     sweep_key = spec.key()
     store.put_sweep(sweep_key, spec.name or f"{spec.task} {spec.family}", spec.to_dict(), len(runs), "running", dname)
@@ -297,8 +296,6 @@ class SweepJob:
     """`run_sweep` in a background thread: `cancel()`, `snapshot()`, `done`, `result`, `error`."""
 
     def __init__(self, spec: SweepSpec, **kw):
-        from sgconv_core.train import device_name, resolve_device
-
         self.spec = spec.check()  # bad input fails here, in the caller's thread
         self.kw = kw
         self.store = kw.get("db") if isinstance(kw.get("db"), Store) else Store(kw.get("db"))
