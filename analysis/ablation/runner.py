@@ -225,6 +225,11 @@ def resolve_batched(batched, device: str) -> bool:
     return bool(batched)
 
 
+def _run_done_event(o: RunOutcome) -> dict:
+    return {"event": "run_done", "key": o.key, "status": o.status, "test_metric": o.test_metric, "metric": o.metric,
+            "label": o.run.label(), "checkpoint": o.checkpoint, "wall_time_s": o.wall_time_s, "error": o.error}
+
+
 def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess", batched="auto",
               max_batch: int | None = None, device: str = "auto", threads: int | None = None,
               progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
@@ -250,7 +255,11 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
     todo = [r for r, k in zip(runs, keys, strict=True) if k not in done]
     dname = device_name(dev)
     sweep_key = spec.key()
-    store.put_sweep(sweep_key, spec.name or f"{spec.task} {spec.family}", spec.to_dict(), len(runs), "running", dname)
+
+    def put_sweep(status: str) -> None:
+        store.put_sweep(sweep_key, spec.name or f"{spec.task} {spec.family}", spec.to_dict(), len(runs), status, dname)
+
+    put_sweep("running")
     tr = tracker or Progress(runs, done, dname)
     stop = should_stop or (lambda: False)
     trained, failed = [], []
@@ -260,18 +269,16 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
         tr.finish_run(o)
         (trained if o.status == "done" else failed).append(o.key)
         if progress:
-            progress({"event": "run_done", "key": o.key, "status": o.status, "test_metric": o.test_metric,
-                      "metric": o.metric, "label": o.run.label(), "checkpoint": o.checkpoint,
-                      "wall_time_s": o.wall_time_s, "error": o.error})
+            progress(_run_done_event(o))
 
     def prog(ev: dict) -> None:
         tr.update(ev)
         if progress:
             progress(ev)
 
-    groups = plan_groups(todo, resolve_batched(batched, device), max_batch)
-    train_kw = {"device": device, "batched": resolve_batched(batched, device), "checkpoint_dir": ckdir,
-                "threads": threads}
+    use_batched = resolve_batched(batched, device)
+    groups = plan_groups(todo, use_batched, max_batch)
+    train_kw = {"device": device, "batched": use_batched, "checkpoint_dir": ckdir, "threads": threads}
     status = "done"
     try:
         ex.run(groups, train_kw, on_result, prog, stop)
@@ -280,11 +287,10 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
         tr.mark(keys, "cancelled")
     except BaseException:
         tr.set_status("failed", traceback.format_exc(limit=3))
-        store.put_sweep(sweep_key, spec.name or f"{spec.task} {spec.family}", spec.to_dict(), len(runs), "failed",
-                        dname)
+        put_sweep("failed")
         raise
     tr.set_status(status)
-    store.put_sweep(sweep_key, spec.name or f"{spec.task} {spec.family}", spec.to_dict(), len(runs), status, dname)
+    put_sweep(status)
     rows = store.runs(keys)
     return SweepResult(spec=spec, sweep_key=sweep_key, runs=runs, rows=rows, trained=trained,
                        skipped=sorted(done), failed=failed, status=status, wall_time_s=time.time() - t0,
