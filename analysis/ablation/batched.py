@@ -232,7 +232,8 @@ def train_group(runs: list[RunSpec], device: str = "auto", batched: bool = True,
         torch.set_num_threads(threads)
     task, states = _start_runs(runs, device, dev, threads, checkpoint_dir)
     models = [s.model for s in states]
-    bm = BatchedModel(models, task.spec.L).to(dev) if batched and len(runs) > 1 and batchable(models) is None else None
+    vmapped = batched and len(runs) > 1 and batchable(models) is None  # else fit calls each model in turn
+    bm = BatchedModel(models, task.spec.L).to(dev) if vmapped else None
 
     def stop() -> bool:  # a cancelled group raises: none of it is kept
         if should_stop is not None and should_stop():
