@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 import torch
 
 from .device import device_name, resolve_device
-from .kernels import KERNELS
+from .families import FAMILIES
 from .model import ModelConfig, SequenceModel
 
 
@@ -81,8 +81,8 @@ class TrainConfig:
 
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {list(TASKS)}")
-        if self.family not in KERNELS:
-            raise ValueError(f"unknown family {self.family!r}; choose from {sorted(KERNELS)}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; choose from {sorted(FAMILIES)}")
         for name in ("steps", "batch_size", "d_model", "n_layers", "eval_every", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=d.task, help="digits | delay | listops")
     p.add_argument("--task-param", action="append", metavar="K=V", help="task parameter, e.g. lag=256 (repeatable)")
     p.add_argument("--task-seed", type=int, default=d.task_seed, help="seed of the task's data splits")
-    p.add_argument("--family", default=d.family, help="sgconv | s4 | s4d | conv")
+    p.add_argument("--family", default=d.family, help=" | ".join(FAMILIES))
     p.add_argument("--d-model", type=int, default=d.d_model)
     p.add_argument("--n-layers", type=int, default=d.n_layers)
     p.add_argument("--kernel-dim", type=int, help="SGConv kernel_dim (same as --kernel-arg kernel_dim=N)")

@@ -8,10 +8,6 @@ from .s4 import S4Kernel
 from .s4d import S4DKernel
 from .sgconv import SGConvKernel
 
-#: kind -> class, for rebuilding a kernel from its saved config (the registry's classes, by name).
-KERNELS = {cls.kind: cls for cls in (SGConvKernel, S4Kernel, S4DKernel, FreeKernel)}
-
-
 def build_kernel(kind: str, config: dict) -> Kernel:
     """Build a kernel of the given kind ('sgconv' | 's4' | 's4d' | 'conv') from its config dict."""
     from ..families import family
@@ -19,4 +15,4 @@ def build_kernel(kind: str, config: dict) -> Kernel:
     return family(kind).build(config)
 
 
-__all__ = ["Kernel", "check_length", "FreeKernel", "S4Kernel", "S4DKernel", "SGConvKernel", "KERNELS", "build_kernel"]
+__all__ = ["Kernel", "check_length", "FreeKernel", "S4Kernel", "S4DKernel", "SGConvKernel", "build_kernel"]
