@@ -1,0 +1,258 @@
+"""Rebuilding a runnable model around the kernels, where the official layout allows an exact rebuild.
+
+`layer_module`: one official layer -> our ``ConvLayer`` (B, H, L) -> (B, H, L): causal FFT convolution with the
+kernel, + D u (``D`` (C, H)), activation, then the output linear: (2H, C*H) + GLU, or (H, C*H) plain. Where D and
+the output linear live, whether the layer clips its kernel at l_max, and the config entry naming the output
+activation are facts of the layout (`base.Layout`); see docs/official-layouts.md, "Runnable layers".
+
+`build_backbone`: a v3/v4 Lightning checkpoint's whole model, from its Hydra config (``hyper_parameters['model']``)
+and keys: ``encoder.0.weight`` (H, d_in) + bias (a linear) or (n_tokens, H) (an embedding);
+``model.layers.{i}.layer.`` (v3) / ``model.layers.{i}.layer.layer.`` (v4) kernels; ``model.layers.{i}.norm.norm.*``
+(LayerNorm ``weight/bias`` or scalar TransposedLN ``m/s``); ``model.norm.*`` when prenorm;
+``decoder.0.output_transform.weight`` (d_out, H) + bias -> our ``SequenceModel``.
+
+Anything else is not rebuilt: the reason ends up in the "kernels only" warning.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ...kernels import Kernel
+from .base import Layout
+from .context import Ctx
+
+_ACTIVATIONS = {nn.GELU: "gelu", nn.ReLU: "relu", nn.Identity: "id", nn.SiLU: "silu"}
+_EXTRAS = ("input_linear.", "input_gate.", "output_gate.")
+
+
+class _Refused(Exception):
+    """The official layer / model cannot be rebuilt exactly; the message says why."""
+
+
+def layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
+    """A ConvLayer (B,H,L)->(B,H,L) reproducing the official layer around kernel prefix p.
+
+    -> (layer, None, keys used) or (None, why, None)."""
+    try:
+        return _layer_module(ctx, kernel, p, layout)
+    except _Refused as e:
+        return None, str(e), None
+
+
+def _layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
+    from ...layers import ConvLayer
+
+    H, C = kernel.H, kernel.channels
+    block = _find_block(ctx, kernel, p, layout)
+    act = ctx.hp.get("activation", "gelu")
+    fa = ctx.hp.get(layout.postact_key, layout.postact_default)
+    if act not in ("gelu", "relu", "id", "silu", None):
+        raise _Refused(f"activation {act!r} is not supported")
+    D = ctx.get(p + "D", (1, 2))
+    if layout.flat_D:
+        D = D.reshape(1, -1)
+    if tuple(D.shape) != (C, H):
+        raise _Refused(f"'{p}D' has shape {tuple(D.shape)}, not ({C}, {H})")
+    W, b, wkey, bkey = _output_linear(ctx, block + "output_linear.", C * H)
+    if W.shape[0] == 2 * H:
+        output = "glu"
+    elif W.shape[0] == H and (fa in (None, "id", "identity", "linear") or layout.linear_output_any_postact):
+        output = "linear"
+    else:
+        raise _Refused(f"output linear {tuple(W.shape)} with final activation {fa!r} is not supported")
+    clip = layout.clips_at_l_max and kernel.l_max is not None
+    with torch.random.fork_rng():
+        layer = ConvLayer(kernel, act or "id", output, 0.0, clip_to_l_max=clip)
+    layer = layer.to(next(kernel.parameters()).dtype)
+    with torch.no_grad():
+        layer.D.copy_(D)
+        layer.output_linear.weight.copy_(W)
+        layer.output_linear.bias.copy_(b)
+    if layout.clips_at_l_max and kernel.l_max is None:
+        ctx.warn(f"{ctx.source}: l_max is unknown, so the rebuilt layer uses the full kernel for every input length; "
+                 "the official layer (v4 FFTConv, v3 S4) clips the kernel at l_max for longer inputs. "
+                 "Pass l_max=... to match.")
+    if layout.rebuild_note:
+        ctx.warn(f"{ctx.source}: {layout.rebuild_note}")
+    return layer.eval(), None, {p + "D", wkey, bkey}
+
+
+def _find_block(ctx: Ctx, kernel: Kernel, p: str, layout: Layout) -> str:
+    """The prefix owning output_linear; refuses bottlenecks, gates and layout-specific options."""
+    block, why = layout.find_block(ctx, p)
+    if why:
+        raise _Refused(why)
+    for extra in _EXTRAS:
+        if any(k.startswith(block + extra) for k in ctx.sd):
+            raise _Refused(f"{layout.block_name} has '{extra[:-1]}' (bottleneck/gate), which we do not rebuild")
+    why = layout.refuse_layer(ctx, p, kernel)
+    if why:
+        raise _Refused(why)
+    return block
+
+
+def _output_linear(ctx: Ctx, lin_prefix: str, d_in: int):
+    """-> (W (d_out, d_in), b (d_out,), weight key, bias key): a Linear, Sequential(Linear, GLU) or width-1 Conv1d."""
+    if any(k.endswith(("weight_g", "weight_v")) and k.startswith(lin_prefix) for k in ctx.sd):
+        raise _Refused("the output linear uses weight norm")
+    if lin_prefix + "0.weight" in ctx.sd:
+        wkey, bkey = lin_prefix + "0.weight", lin_prefix + "0.bias"
+    elif lin_prefix + "weight" in ctx.sd:
+        wkey, bkey = lin_prefix + "weight", lin_prefix + "bias"
+    else:
+        raise _Refused(f"no '{lin_prefix}weight' (a linear=True or final_act=None layer is not rebuilt)")
+    W = ctx.get(wkey, (2, 3))
+    if W.dim() == 3:
+        if W.shape[-1] != 1:
+            raise _Refused(f"'{wkey}' is a convolution of width {W.shape[-1]}")
+        W = W[..., 0]
+    b = ctx.get(bkey, (1, 2)).reshape(-1) if ctx.has(bkey) else torch.zeros(W.shape[0], dtype=W.dtype)
+    if W.shape[1] != d_in or b.shape[0] != W.shape[0]:
+        raise _Refused(f"'{wkey}' has shape {tuple(W.shape)}, not (·, {d_in})")
+    return W, b, wkey, bkey
+
+
+# ------------------------------------------------------------------------------------------ the whole model
+def build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]]):
+    """Rebuild the v3/v4 SequenceModel + encoder/decoder of a Lightning checkpoint from its Hydra config.
+
+    layers: (kernel prefix, layout) per kernel. -> (model, None) or (None, why)."""
+    try:
+        return _build_backbone(ctx, kernels, layers), None
+    except _Refused as e:
+        return None, str(e)
+
+
+def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]]) -> nn.Module:
+    from ...model import ModelConfig, SequenceModel
+
+    model_cfg = _model_config(ctx, layers)
+    prenorm, norm, final_norm = _norms(ctx, model_cfg)
+    input_kind, d_input, dtype = _encoder(ctx, kernels[0].H)
+    mode, pool, d_output = _decoder(ctx)
+    layer_mods = []
+    for k, (pref, layout) in zip(kernels, layers, strict=True):
+        mod, why, _ = layer_module(ctx, k, pref, layout)
+        if mod is None:
+            raise _Refused(why)
+        layer_mods.append(mod)
+    outputs = {m.output for m in layer_mods}
+    acts = {type(m.activation) for m in layer_mods}
+    clips = {m.clip_to_l_max for m in layer_mods}
+    if len(outputs) != 1 or len(acts) != 1 or len(clips) != 1:
+        raise _Refused("the layers differ in activation / output linear")
+    fam = kernels[0].kind if len({k.kind for k in kernels}) == 1 else "mixed"
+    if fam == "mixed":
+        raise _Refused("mixed kernel families")
+    k0 = kernels[0]
+    cfg = ModelConfig(d_input=d_input, d_output=d_output, d_model=k0.H, n_layers=len(kernels), kernel=fam,
+                      kernel_args={}, l_max=k0.l_max or 1, channels=k0.channels, bidirectional=k0.bidirectional,
+                      input_kind=input_kind, prenorm=prenorm, norm=norm, activation=_ACTIVATIONS[acts.pop()],
+                      output=outputs.pop(), dropout=0.0, pool=pool, final_norm=final_norm, clip_to_l_max=clips.pop())
+    with torch.random.fork_rng():
+        model = SequenceModel(cfg, kernels=list(kernels))
+    model = model.to(dtype)
+    model.load_state_dict(_backbone_state(ctx, model, layer_mods), strict=True)
+    for k, m in zip(kernels, model.kernels, strict=True):
+        m.name = k.name
+    ctx.warn(f"{ctx.source}: the decoder's output length (dataset.l_output) is not stored; the rebuilt model gives one "
+             f"output per sequence (decoder mode {mode!r}, l_output=0 as for classification).")
+    return model.eval()
+
+
+def _model_config(ctx: Ctx, layers: list[tuple[str, Layout]]) -> Mapping:
+    """hyper_parameters['model'], when it describes the plain residual SequenceModel over exactly these layers."""
+    hp = ctx.hp_full
+    model_cfg = hp.get("model") if isinstance(hp, Mapping) else None
+    if not isinstance(model_cfg, Mapping):
+        raise _Refused("the checkpoint holds no model config")
+    if model_cfg.get("_name_", "model") != "model":
+        raise _Refused(f"backbone {model_cfg.get('_name_')!r} is not the plain SequenceModel")
+    if not all(pref == f"model.layers.{i}.layer." + layout.block_suffix for i, (pref, layout) in enumerate(layers)):
+        raise _Refused("the layers are not model.layers.{i}.layer")
+    if model_cfg.get("n_layers") not in (None, len(layers)) or model_cfg.get("bidirectional"):
+        raise _Refused("the model config does not match the layers found (or model.bidirectional)")
+    if model_cfg.get("residual", "R") not in ("R", None) or model_cfg.get("pool") not in (None, {}):
+        raise _Refused("residual/pool options other than the default")
+    return model_cfg
+
+
+def _norms(ctx: Ctx, model_cfg: Mapping) -> tuple[bool, str, bool]:
+    """-> (prenorm, the residual blocks' norm 'layer' | 'scalar', final norm present)."""
+    prenorm = bool(model_cfg.get("prenorm", True))
+    norm_cfg = model_cfg.get("norm", "layer")
+    norm_name = norm_cfg.get("_name_") if isinstance(norm_cfg, Mapping) else norm_cfg
+    if ctx.has("model.layers.0.norm.norm.running_mean"):
+        raise _Refused("batch norm in the residual blocks")
+    if ctx.has("model.layers.0.norm.norm.weight"):
+        norm = "layer"
+        if norm_name not in (None, "layer"):
+            raise _Refused(f"norm {norm_name!r}")
+    elif ctx.has("model.layers.0.norm.norm.m"):
+        norm = "scalar"
+    else:
+        raise _Refused("the residual blocks' norm is neither LayerNorm nor scalar TransposedLN")
+    final_norm = any(k.startswith("model.norm.") for k in ctx.sd)
+    if final_norm != prenorm:
+        raise _Refused("final norm keys do not match prenorm")
+    return prenorm, norm, final_norm
+
+
+def _encoder(ctx: Ctx, H: int) -> tuple[str, int, torch.dtype]:
+    """-> ('continuous', d_input) for a linear encoder.0 (H, d_in) + bias, ('tokens', n) for an embedding (n, H)."""
+    enc_keys = [k for k in ctx.sd if k.startswith("encoder.")]
+    if set(enc_keys) - {"encoder.0.weight", "encoder.0.bias"} or "encoder.0.weight" not in ctx.sd:
+        raise _Refused(f"encoder {sorted(enc_keys)[:4]} is not a single linear or embedding")
+    We = ctx.get("encoder.0.weight", 2)
+    if "encoder.0.bias" in ctx.sd:
+        input_kind, d_input, width = "continuous", We.shape[1], We.shape[0]
+    else:
+        input_kind, d_input, width = "tokens", We.shape[0], We.shape[1]
+    if width != H:
+        raise _Refused("encoder shape")
+    return input_kind, d_input, We.dtype
+
+
+def _decoder(ctx: Ctx) -> tuple[str, str, int]:
+    """-> (decoder mode, our pool 'mean' | 'last', d_output) for a single SequenceDecoder linear (d_out, H)."""
+    dec_keys = [k for k in ctx.sd if k.startswith("decoder.")]
+    if set(dec_keys) != {"decoder.0.output_transform.weight", "decoder.0.output_transform.bias"}:
+        raise _Refused(f"decoder {sorted(dec_keys)[:4]} is not a single SequenceDecoder linear")
+    dec_cfg = ctx.hp_full.get("decoder")
+    mode = dec_cfg.get("mode", "last") if isinstance(dec_cfg, Mapping) else "last"
+    if dec_cfg is not None and not isinstance(dec_cfg, (Mapping, str)):
+        raise _Refused("decoder config")
+    pool = {"pool": "mean", "last": "last"}.get(mode)
+    if pool is None:
+        raise _Refused(f"decoder mode {mode!r}")
+    return mode, pool, ctx.get("decoder.0.output_transform.weight", 2).shape[0]
+
+
+def _backbone_state(ctx: Ctx, model: nn.Module, layer_mods: list[nn.Module]) -> dict:
+    """Our SequenceModel's state dict from the official keys (kernels and rebuilt layers already hold theirs)."""
+    own = model.state_dict()
+    new = {}
+    for key in own:
+        if key.startswith("layers.") and ".layer.kernel." in key:
+            new[key] = own[key]
+            continue
+        if key.startswith("encoder."):
+            src = "encoder.0." + key[len("encoder."):]
+        elif key.startswith("decoder."):
+            src = "decoder.0.output_transform." + key[len("decoder."):]
+        elif key.startswith("layers.") and ".layer." in key:  # D and output_linear: from the rebuilt layer
+            i, rest = key[len("layers."):].split(".layer.", 1)
+            new[key] = layer_mods[int(i)].state_dict()[rest]
+            continue
+        else:
+            src = "model." + key
+        if src not in ctx.sd:
+            raise _Refused(f"key '{src}' is missing for the backbone")
+        t = ctx.get(src, None, floating=own[key].is_floating_point())
+        if tuple(t.shape) != tuple(own[key].shape):
+            raise _Refused(f"key '{src}' has shape {tuple(t.shape)}, not {tuple(own[key].shape)}")
+        new[key] = t
+    return new
