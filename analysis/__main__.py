@@ -75,13 +75,13 @@ def cmd_report(args) -> int:
         if cb:
             cb(1.0, "writing files")
         out = args.out or _default_out("report", [args.checkpoint])
-        res["meta"]["timings_s"]["load"] = t_load
+        res.timings["load"] = t_load
         paths = write_report(res, out, html_page=not args.no_html, png=False if args.no_png else None)
     finally:
         close()
     total = time.perf_counter() - t0
     print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {total:.1f} s "
-          f"(load {t_load:.1f} s, analysis {res['meta']['timings_s']['analyze']:.1f} s)")
+          f"(load {t_load:.1f} s, analysis {res.timings['analyze']:.1f} s)")
     for name in sorted(paths):
         print(f"  {name}")
     return 0
@@ -96,9 +96,7 @@ def cmd_compare(args) -> int:
         return EXIT_BAD_INPUT
     t0 = time.perf_counter()
     cks = [_load(p) for p in args.checkpoints]
-    L = args.length
-    if L is None:
-        L = max((ck.kernels[0].l_max or 1024) for ck in cks)
+    L = args.length if args.length is not None else max(ck.default_length for ck in cks)
     results = []
     for p, ck in zip(args.checkpoints, cks):
         cb, close = _bar(f"analyse {os.path.basename(p)}", args.quiet)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["attribute", "distance_profile", "get_model"]
+__all__ = ["attribute", "distance_profile", "envelope_comparison", "get_model"]
 
 
 def get_model(ck_or_model) -> nn.Module:
@@ -65,6 +65,21 @@ def distance_profile(attr, position: int, n_bins: int = 32) -> tuple[np.ndarray,
         centers += list(s_d[keep] / cnt[keep])
         values += list(s_a[keep] / cnt[keep])
     return np.asarray(centers), np.asarray(values)
+
+
+def envelope_comparison(profile, layer_profiles: dict) -> list[dict]:
+    """Series for `analysis.figures.decay_figure`: the distance profile of an attribution (centers, values) and
+    each layer's kernel RMS profile ({layer name: `analysis.records.RMSProfile`}), each scaled to peak 1
+    (layers whose profile is all zero are left out)."""
+    centers, values = (np.asarray(a, dtype=np.float64) for a in profile)
+    series = [{"label": "mean |attribution| by distance", "centers": centers,
+               "values": values / max(float(np.nanmax(values)), 1e-300)}]
+    for name, prof in layer_profiles.items():
+        scaled = prof.scaled()
+        if scaled is not None:
+            series.append({"label": f"kernel RMS envelope {name}", "centers": np.asarray(prof.centers),
+                           "values": scaled})
+    return series
 
 
 def _input_kind(model, x: torch.Tensor) -> str:

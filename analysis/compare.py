@@ -5,16 +5,22 @@ Lags in taps. Kernels of different lengths are compared after zero-padding the s
 
 Lag convention: c[m] = sum_n k1[n] * k2[n - m]. A positive ``best_lag`` m means k2 delayed by
 m taps (k2[n - m]) best matches k1; e.g. k1 = k2 delayed by 17 gives best_lag = +17.
+
+`compare_results` puts several reports (`analysis.measure.analyze`) side by side: their layer tables and
+the similarity of their layers' mean kernels and RMS profiles (an `analysis.records.Comparison`).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import fft, signal
 
 from .decay import _as_kernel
+from .records import Comparison
 
-__all__ = ["similarity", "similarity_matrix"]
+__all__ = ["similarity", "similarity_matrix", "compare_results"]
 
 _BLOCK_ELEMS = 1 << 24  # similarity_matrix: max floats per batched inverse FFT (~128 MB)
 
@@ -89,3 +95,59 @@ def similarity_matrix(kernels) -> np.ndarray:
     S[np.ix_(np.arange(n), ~live)] = np.nan
     S[np.diag_indices(n)] = np.where(live, 1.0, np.nan)
     return np.clip(S, -1.0, 1.0)
+
+
+def _unique_labels(labels) -> list[str]:
+    labels = list(labels)
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        if lab in seen:
+            labels[i] = f"{lab} ({i})"
+        seen[lab] = i
+    return labels
+
+
+def _layer_similarity(reports, labels, li: int) -> tuple[list, dict]:
+    """Similarity rows and matrices of layer ``li`` of every report: mean kernels and RMS profiles."""
+    layer_figs = [list(r.figures.values())[li] for r in reports]
+    rows, matrices = [], {}
+    for what in ("mean_kernel", "rms_profile"):
+        X = np.stack([getattr(a, what) for a in layer_figs])
+        matrices[what] = similarity_matrix(X)
+        for i in range(len(reports)):
+            for j in range(i + 1, len(reports)):
+                try:
+                    s = similarity(X[i], X[j])
+                except ValueError:
+                    s = {"ncc": math.nan, "best_lag": None, "rel_l2": math.nan, "cosine": math.nan}
+                rows.append({"layer_index": li, "what": what, "a": labels[i], "b": labels[j], **s})
+    return rows, matrices
+
+
+def compare_results(results, labels=None) -> Comparison:
+    """Side-by-side comparison of several `analysis.records.Report`s (all at the same L).
+
+    Returns a `Comparison`: labels, L, tables ({label: layer rows}), summaries, similarity (rows: layer index,
+    a, b, ncc, best_lag, rel_l2, cosine of the layers' mean kernels and of their RMS profiles), matrices
+    ({layer index: {"mean_kernel": (n, n) ncc, "rms_profile": (n, n) ncc}}), reports (figure data).
+    """
+    if len(results) < 2:
+        raise ValueError("compare needs at least two results")
+    Ls = {r.L for r in results}
+    if len(Ls) != 1:
+        raise ValueError(f"results were analysed at different lengths {sorted(Ls)}; use one L")
+    labels = _unique_labels(labels if labels else [str(r.checkpoint.summary.get("file", i))
+                                                   for i, r in enumerate(results)])
+    sim_rows, matrices = [], {}
+    for li in range(min(len(r.layers) for r in results)):
+        rows, matrices[li] = _layer_similarity(results, labels, li)
+        sim_rows += rows
+    return Comparison(
+        labels=labels, L=Ls.pop(),
+        summaries=[{"label": lab, **r.checkpoint.summary} for lab, r in zip(labels, results)],
+        tables={lab: r.layer_rows() for lab, r in zip(labels, results)},
+        warnings={lab: r.all_warnings() for lab, r in zip(labels, results)},
+        similarity=sim_rows, matrices=matrices,
+        scaling=[dict(row, family=f"{lab}: {row['family']}") for lab, r in zip(labels, results)
+                 for row in r.params.scaling if row["family"].startswith("this model")],
+        reports=list(results))

@@ -16,6 +16,7 @@ bias the slope). ``envelope(stat="max")`` is kept for display.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +37,12 @@ __all__ = [
     "pole_decay",
     "reference_envelope",
     "sgconv_decay_params",
+    "has_builtin_decay",
+    "reference_envelopes",
+    "EnvelopeFit",
+    "envelope_fit",
+    "PoleSummary",
+    "pole_summary",
 ]
 
 MIN_FIT_LENGTH = 8  # shortest kernel the envelope / fits accept
@@ -413,6 +420,7 @@ def reference_envelope(values_at, centers, d: float, m: float) -> tuple[np.ndarr
     log_a = float(np.mean(np.log(v[keep]) - np.log(shape[keep])))
     return c, np.exp(log_a) * shape
 
+
 def sgconv_decay_params(kernel, h: int) -> tuple[int, float]:
     """(kernel_dim d, multiplier m) of the decay an SGConv kernel module builds in for feature h.
 
@@ -423,3 +431,71 @@ def sgconv_decay_params(kernel, h: int) -> tuple[int, float]:
         return d, 2.0 ** float(kernel.decay.detach()[h])
     mult = kernel.multiplier.detach().reshape(-1)
     return d, float(mult[h] if mult.numel() == kernel.H else mult[0])
+
+
+def has_builtin_decay(kind: str) -> bool:
+    """Whether a kernel family builds in SGConv's decay (envelope ~ (pos+1)^-t, multiplier m = 2^t per scale),
+    so that `sgconv_decay_params` can read its (d, m): the registry's ``decay_knob == 't'``."""
+    from sgconv_core.families import FAMILIES
+
+    fam = FAMILIES.get(kind)
+    return fam is not None and fam.decay_knob == "t"
+
+
+def reference_envelopes(kernel, K, channels, d: float = 64, m: float = 2.0, n_bins: int = 64) -> dict:
+    """{(c, h): (centers, curve)}: the SGConv reference envelope (`reference_envelope`) of each channel of a
+    layer's kernel K (C_k, H, L), scaled to that channel's RMS envelope. For a family with the built-in decay
+    (`has_builtin_decay`) d and m are the kernel's own (`sgconv_decay_params`), else the given ones.
+    Empty when L < MIN_FIT_LENGTH."""
+    K = np.asarray(K)
+    if K.shape[-1] < MIN_FIT_LENGTH:
+        return {}
+    own = has_builtin_decay(getattr(kernel, "kind", None))
+    out = {}
+    for c, h in channels:
+        dd, mm = sgconv_decay_params(kernel, h) if own else (float(d), float(m))
+        centers, values = envelope(K[c, h], n_bins, "rms")
+        out[(c, h)] = reference_envelope(values, centers, dd, mm)
+    return out
+
+
+@dataclass(frozen=True)
+class EnvelopeFit:
+    """RMS envelope of one kernel over log-spaced lag bins with its power-law and exponential fits."""
+
+    centers: np.ndarray  # taps
+    values: np.ndarray
+    power: dict  # `power_law_fit`: t, log_amplitude, r2, n_points
+    exp: dict  # `exp_fit`: r, log_amplitude, r2, n_points
+
+    def series(self, label: str) -> dict:
+        """A series for `analysis.figures.decay_figure`."""
+        return {"label": label, "centers": self.centers, "values": self.values, "power": self.power,
+                "exp": self.exp}
+
+
+def envelope_fit(k, n_bins: int = 64) -> EnvelopeFit | None:
+    """`envelope` (RMS), `power_law_fit` and `exp_fit` of one kernel k (L,), L >= 8; None if k is all zero."""
+    k = _as_kernel(k, MIN_FIT_LENGTH)
+    if not k.any():
+        return None
+    centers, values = envelope(k, n_bins, "rms")
+    return EnvelopeFit(centers, values, power_law_fit(k, n_bins), exp_fit(k, n_bins))
+
+
+@dataclass(frozen=True)
+class PoleSummary:
+    """How fast an SSM layer's modes decay: the number of modes, the slowest rate (1/tap), its half-life
+    (taps) and the largest |pole|."""
+
+    modes: int
+    slowest_rate: float
+    half_life: float
+    max_abs_pole: float
+
+
+def pole_summary(poles) -> PoleSummary:
+    """`PoleSummary` of a layer's poles (any shape, complex)."""
+    lam = np.asarray(poles)
+    pd_ = pole_decay(lam)
+    return PoleSummary(int(lam.size), pd_["slowest_rate"], pd_["half_life"], float(np.abs(lam).max()))

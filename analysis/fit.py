@@ -21,9 +21,14 @@ import torch
 from sgconv_core.kernels import SGConvKernel
 from sgconv_core.kernels.sgconv import n_scales_for
 
-__all__ = ["fit_sgconv", "fit_curve", "sgconv_design", "DEFAULT_DIMS"]
+__all__ = ["fit_sgconv", "fit_curve", "sgconv_design", "dims_for", "DEFAULT_DIMS"]
 
 DEFAULT_DIMS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def dims_for(L: int, dims=DEFAULT_DIMS) -> list[int]:
+    """The kernel_dims d of ``dims`` an SGConv kernel of length L (taps) can have (d <= L)."""
+    return [int(d) for d in dims if d <= int(L)]
 
 
 def _as_target(k) -> np.ndarray:

@@ -11,6 +11,8 @@ explicitly (S4D's ``2*Re sum C' lambda^l`` over N' modes = sum over the 2N' mode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import fft
 
@@ -23,7 +25,10 @@ __all__ = [
     "spectral_centroid",
     "frequency_summary",
     "ssm_transfer",
-    "ssm_kernel",
+    "ssm_transfer_on_grid",
+    "ssm_response_db",
+    "ChannelResponse",
+    "channel_responses",
 ]
 
 
@@ -216,7 +221,7 @@ def ssm_transfer(residues, poles, omega, L: int | None = None) -> np.ndarray:
 
     H(omega) = sum_n r_n (1 - (lambda_n e^{-i omega})^L) / (1 - lambda_n e^{-i omega}) for
     finite L; sum_n r_n / (1 - lambda_n e^{-i omega}) for L = None (L -> inf, needs |lambda|<1).
-    At omega = 2*pi*k/L this equals np.fft.rfft of :func:`ssm_kernel` (k = 0..L//2).
+    At omega = 2*pi*k/L this equals np.fft.rfft of the length-L kernel (k = 0..L//2).
 
     Args: residues, poles: complex (..., N), broadcastable (modes on the last axis, conjugate
         pairs passed explicitly for a real kernel); omega: (M,) or scalar, rad/sample;
@@ -240,17 +245,70 @@ def ssm_transfer(residues, poles, omega, L: int | None = None) -> np.ndarray:
     return H
 
 
-def ssm_kernel(residues, poles, L: int) -> np.ndarray:
-    """SSM kernel K[l] = Re sum_n r_n lambda_n^l for l = 0..L-1 (Vandermonde product).
+def ssm_transfer_on_grid(residues, poles, omega, L: int) -> np.ndarray:
+    """:func:`ssm_transfer` of the length-L kernel at omega = 2 pi k / L (the rfft grid), ~50x faster.
 
-    Args: residues, poles: complex (..., N), broadcastable; L: length in taps.
-    Returns: real (..., L). Re only drops round-off when conjugate pairs are passed.
+    There e^{-i omega L} = 1, so (lambda e^{-i omega})^L = lambda^L and the finite-length response equals
+    the infinite-length one of the residues r (1 - lambda^L), which needs no complex power per frequency.
+    Falls back to the finite-L form when some |lambda| >= 1. Only valid on that grid.
     """
-    r, lam = _modes(residues, poles)
-    if int(L) < 1:
-        raise ValueError(f"L must be >= 1, got {L}")
-    lags = np.arange(int(L))
-    K = np.zeros(r.shape[:-1] + (int(L),), dtype=np.float64)
-    for n in range(r.shape[-1]):  # one Vandermonde row at a time: memory O(batch * L)
-        K += (r[..., n, None] * lam[..., n, None] ** lags).real
-    return K
+    lam = np.asarray(poles, dtype=np.complex128)
+    if np.all(np.abs(lam) < 1):
+        return ssm_transfer(np.asarray(residues) * (1.0 - lam ** int(L)), lam, omega, None)
+    return ssm_transfer(residues, lam, omega, L=int(L))
+
+
+def ssm_response_db(residues, poles, freq, L: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exact |H| in dB of an SSM kernel on the rfft grid ``freq`` of length L (cycles/sample):
+    (length-L kernel, L -> infinity or None when some |pole| >= 1). Shapes (..., F)."""
+    omega = 2 * np.pi * np.asarray(freq, dtype=np.float64)
+    finite = _db(np.abs(ssm_transfer_on_grid(residues, poles, omega, L)))
+    if not np.all(np.abs(np.asarray(poles)) < 1):
+        return finite, None
+    return finite, _db(np.abs(ssm_transfer(residues, poles, omega, None)))
+
+
+@dataclass(frozen=True)
+class ChannelResponse:
+    """Frequency response of one kernel channel (c, h): the FFT of the length-L kernel and, for an SSM, the
+    exact transfer function of the length-L kernel and of the infinitely long one (None when unstable)."""
+
+    c: int
+    h: int
+    freq: np.ndarray  # cycles/sample
+    mag_db: np.ndarray
+    phase: np.ndarray  # rad, unwrapped
+    exact_db: np.ndarray | None = None
+    exact_inf_db: np.ndarray | None = None
+
+    def magnitude_series(self, label: str) -> dict:
+        """A series for `analysis.figures.frequency_figure`."""
+        s = {"label": label, "freq": self.freq, "mag_db": self.mag_db}
+        if self.exact_db is not None:
+            s["analytic_freq"] = self.freq
+            s["analytic_mag_db"] = self.exact_db
+            if self.exact_inf_db is not None:
+                s["analytic_inf_mag_db"] = self.exact_inf_db
+        return s
+
+    def phase_series(self, label: str) -> dict:
+        """A series for `analysis.figures.phase_figure`."""
+        return {"label": label, "freq": self.freq, "phase": self.phase}
+
+
+def channel_responses(K, channels, modes=None) -> list[ChannelResponse]:
+    """:class:`ChannelResponse` of each channel (c, h) of a layer's kernel K (C_k, H, L).
+
+    modes: the layer's (residues (C_k, H, M), poles (H, M)) (`analysis.extract.ssm_modes`) for the exact
+    responses, or None."""
+    K = np.asarray(K)
+    L = K.shape[-1]
+    out = []
+    for c, h in channels:
+        fr = frequency_response(K[c, h])
+        exact = exact_inf = None
+        if modes is not None:
+            r, lam = modes
+            exact, exact_inf = ssm_response_db(r[c, h], lam[h], fr["freq"], L)
+        out.append(ChannelResponse(int(c), int(h), fr["freq"], fr["mag_db"], fr["phase"], exact, exact_inf))
+    return out

@@ -14,10 +14,12 @@ from sgconv_core.families import family
 from sgconv_core.kernels.sgconv import n_scales_for
 
 __all__ = ["param_count", "sgconv_scales", "scaling_table", "default_families", "families_from_checkpoint",
-           "DEFAULT_LENGTHS"]
+           "DEFAULT_LENGTHS", "TABLE_LENGTHS", "model_families", "scaling_lengths", "scaling_pivot"]
 
 #: Lengths of the NOTES §3 table plus the powers of 4 in between (1k .. 1M).
 DEFAULT_LENGTHS = tuple(2 ** p for p in range(10, 21))
+#: Lengths of the parameter table (beside the models' own l_max).
+TABLE_LENGTHS = (1024, 16384, 262144, 1048576)
 
 
 def sgconv_scales(L: int, d: int, init_scale: int = 0) -> int:
@@ -67,21 +69,54 @@ def _family_args(kernel) -> dict:
     return out
 
 
+def _same_family(a: dict, b: dict) -> bool:
+    return a["kind"] == b["kind"] and a.get("n_ssm", "x") == b.get("n_ssm", "x")
+
+
 def families_from_checkpoint(ck) -> list[dict]:
     """Scaling families for a checkpoint: its own first layer's family and settings ("this model"), then
     the other families at the same H and C_k (SGConv d and SSM N taken from the model where it has them,
     else 32 and 64)."""
-    k = ck.kernels[0] if hasattr(ck, "kernels") else ck  # the first layer stands for the model
+    k = ck.kernels[0] if hasattr(ck, "kernels") else ck  # the first layer's settings stand for the model
     own = _family_args(k)
     own["label"] = f"this model ({k.kind})"
     d = own.get("d", 32)
     N = own.get("N", 64)
-    rows = [own]
-    for fam in default_families(k.H, k.C_k, d, N):
-        if fam["kind"] == own["kind"] and fam.get("n_ssm", "x") == own.get("n_ssm", "x"):
-            continue
-        rows.append(fam)
-    return rows
+    return [own] + [fam for fam in default_families(k.H, k.C_k, d, N) if not _same_family(fam, own)]
+
+
+def model_families(cks: dict, others: bool = True) -> list[dict]:
+    """Scaling families of several checkpoints ({name: Checkpoint}): each model's own family labelled
+    "<name> (<kind>)" and, with ``others``, the comparison families (`default_families`) at the first model's
+    H and C_k, except those a model already is."""
+    own = []
+    for name, ck in cks.items():
+        fam = dict(families_from_checkpoint(ck)[0])
+        fam["label"] = f"{name} ({fam['kind']})"
+        own.append(fam)
+    if not others or not cks:
+        return own
+    first = next(iter(cks.values()))
+    return own + [f for f in default_families(first.d_model, first.kernel_channels)
+                  if not any(_same_family(f, o) for o in own)]
+
+
+def scaling_lengths(cks: dict) -> list[int]:
+    """`DEFAULT_LENGTHS` and the models' own l_max (taps), sorted."""
+    return sorted(set(DEFAULT_LENGTHS) | {int(ck.l_max) for ck in cks.values() if ck.l_max})
+
+
+def scaling_pivot(rows: list[dict], lengths) -> list[dict]:
+    """`scaling_table` rows as one row per family: {"family": label, "L=1,024": params, ...} for the given
+    lengths (those the rows hold); None where the family is undefined; lengths no family is defined at and
+    families defined at none of them are left out."""
+    lengths = sorted({int(L) for L in lengths} & {r["L"] for r in rows})
+    lengths = [L for L in lengths if any(r["L"] == L and r["params"] is not None for r in rows)]
+    table: dict[str, dict] = {}
+    for r in rows:
+        if r["L"] in lengths:
+            table.setdefault(r["family"], {"family": r["family"]})[f"L={r['L']:,}"] = r["params"]
+    return [row for row in table.values() if any(v is not None for k, v in row.items() if k != "family")]
 
 
 def scaling_table(lengths=DEFAULT_LENGTHS, families: list[dict] | None = None, **defaults) -> list[dict]:

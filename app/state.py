@@ -368,7 +368,7 @@ def warm_up() -> None:
             import analysis.extract  # noqa: F401  (torch)
             import analysis.figures  # noqa: F401  (plotly)
             import analysis.frequency  # noqa: F401
-            import analysis.report  # noqa: F401
+            import analysis.measure  # noqa: F401
             import sgconv_core  # noqa: F401
         except Exception:  # noqa: BLE001 - a warm-up only; the pages import (and report) for themselves
             pass
@@ -429,19 +429,18 @@ def kernels(entry: ModelEntry, L: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _analysis(digest: str, skey: str, L: int, _entry: ModelEntry) -> dict:
-    from analysis.report import analyze
+def _analysis(digest: str, skey: str, L: int, _entry: ModelEntry):
+    from analysis.measure import analyze
 
-    res = analyze(checkpoint(_entry), L)
     # the kernels themselves stay in analysis.extract's cache; the figure arrays of shown channels are small
-    res["arrays"] = {k: v for k, v in res["arrays"].items() if k != "kernels"}
-    return res
+    return analyze(checkpoint(_entry), L).without_kernels()
 
 
-def analysis(entry: ModelEntry, L: int) -> dict:
-    """analysis.report.analyze(checkpoint, L) without the kernel arrays: per-layer rows (decay medians, peak gain,
-    bandwidth, SSM half-lives, analytic-vs-FFT agreement), per-channel rows, parameter scaling. Cached by
-    (content hash, settings, L) for every session."""
+def analysis(entry: ModelEntry, L: int):
+    """`analysis.measure.analyze(checkpoint, L)` without the kernel arrays: an `analysis.records.Report` with
+    per-layer records (decay medians, peak gain, bandwidth, SSM half-lives, analytic-vs-FFT agreement),
+    per-channel records, parameter scaling and the figure data. Cached by (content hash, settings, L) for every
+    session."""
     return _analysis(entry.digest, entry.settings_json, int(L), _entry=entry)
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from sgconv_core.lengths import APP_MAX_KERNEL_VALUES, app_max_length
 
 #: Plotly toolbar: keep the PNG download ("toImage") and name the file after the figure.
 def plotly_config(name: str) -> dict:
@@ -134,12 +135,13 @@ def csv_download(label: str, table: pd.DataFrame, file_name: str, key: str) -> N
 def per_layer_table(names: list[str], loaded: dict, lengths: dict, columns: dict[str, str], optional: str,
                     file_name: str, key: str, column_config: dict | None = None) -> pd.DataFrame:
     """One row per (model, layer) from `state.analysis`: model, layer, L, channels, then ``columns`` (shown name
-    -> key of the analysis' layer row). The ``optional`` column (an SSM-only value) is dropped when no model has
+    -> column of layers.csv, i.e. a key of `analysis.records.LayerStats.row`). The ``optional`` column (an SSM-only value) is dropped when no model has
     it. Shown with a CSV download; returns the table."""
     rows = []
     for n in names:
-        for r in state.analysis(loaded[n], lengths[n])["layers"]:
-            rows.append({"model": n, "layer": r["layer"], "L": lengths[n], "channels": r["n_channels"],
+        for stats in state.analysis(loaded[n], lengths[n]).layers:
+            r = stats.row()  # the layers.csv columns
+            rows.append({"model": n, "layer": stats.layer, "L": lengths[n], "channels": stats.n_channels,
                          **{c: r.get(k) for c, k in columns.items()}})
     table = pd.DataFrame(rows)
     if optional in table and table[optional].isna().all():
@@ -149,39 +151,22 @@ def per_layer_table(names: list[str], loaded: dict, lengths: dict, columns: dict
     return table
 
 
-def fmt(v, digits: int = 3) -> str:
-    """Numbers for tables: compact, NaN as an em dash."""
-    try:
-        if v != v:  # NaN
-            return "—"
-    except TypeError:
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-#: Longest kernel the length box offers, and the most kernel values (C_k * H * L) per layer it allows.
-MAX_L = 1 << 22
-MAX_KERNEL_VALUES = 1 << 26
-
-
 def length_controls(cks: dict, key: str, own_col=None, value_col=None) -> dict[str, int]:
-    """'Each model at its l_max' (default) or one length L for all: {model name: L}."""
+    """'Each model at its l_max' (default) or one length L for all: {model name: L}. The length box is capped by
+    the length policy (`sgconv_core.lengths.app_max_length` of the widest model)."""
     own_col = own_col or st
     value_col = value_col or st
-    l_maxes = {n: int(ck.kernels[0].l_max or 1024) for n, ck in cks.items()}
+    l_maxes = {n: ck.default_length for n, ck in cks.items()}
     own = own_col.checkbox("Each model at its l_max", value=True, key=f"{key}-own-L",
                            help="The length each model was built for; untick to choose one length for all.")
     if own:
         value_col.markdown("**L:** " + ", ".join(f"{v:,}" for v in dict.fromkeys(l_maxes.values())))
         return l_maxes
-    widest = max(ck.kernels[0].H * ck.kernels[0].C_k for ck in cks.values())
-    max_L = int(min(MAX_L, max(1024, MAX_KERNEL_VALUES // widest)))
+    max_L = app_max_length(max(ck.d_model * ck.kernel_channels for ck in cks.values()))
     L = int(value_col.number_input("Length L (taps)", min_value=8, max_value=max_L,
                                    value=min(max(l_maxes.values()), max_L), step=256, key=f"{key}-L",
                                    help=f"At most {max_L:,} taps for these models (about "
-                                        f"{MAX_KERNEL_VALUES * 8 >> 20:,} MB of float64 kernel per layer)."))
+                                        f"{APP_MAX_KERNEL_VALUES * 8 >> 20:,} MB of float64 kernel per layer)."))
     return {n: L for n in cks}
 
 

@@ -273,7 +273,7 @@ def test_kernels_page_plots_the_extracted_kernels(app_env):
 
 # ---------------------------------------------------------------------------------------------------- decay page
 def test_decay_page_matches_analysis(app_env):
-    from analysis.report import analyze
+    from analysis.measure import analyze
 
     at = goto(app_with(SGC, S4D), "decay")
     ck_s, ck_d = ck_of(app_env, SGC), ck_of(app_env, S4D)
@@ -291,11 +291,11 @@ def test_decay_page_matches_analysis(app_env):
 
     table = [d.value for d in at.dataframe if "range90" in d.value.columns][0]
     for ck, name in ((ck_s, SGC), (ck_d, S4D)):
-        want = analyze(ck, L)["layers"]
+        want = analyze(ck, L).layers
         got = table[table["model"] == name]
-        close(got["t"].to_numpy(), [r["t_median"] for r in want])
-        close(got["range90"].to_numpy(), [r["range90_median"] for r in want])
-        close(got["r (1/tap)"].to_numpy(), [r["r_median"] for r in want])
+        close(got["t"].to_numpy(), [r.t_median for r in want])
+        close(got["range90"].to_numpy(), [r.range90_median for r in want])
+        close(got["r (1/tap)"].to_numpy(), [r.r_median for r in want])
 
     poles = chart(at, "poles")
     lam = ssm_modes(ck_d.kernels[0])[1].reshape(-1)
@@ -306,7 +306,7 @@ def test_decay_page_matches_analysis(app_env):
 
 # ---------------------------------------------------------------------------------------------------- frequency
 def test_frequency_page_matches_analysis(app_env):
-    from analysis.report import analyze
+    from analysis.measure import analyze
 
     at = goto(app_with(SGC, S4D), "frequency")
     ck_s, ck_d = ck_of(app_env, SGC), ck_of(app_env, S4D)
@@ -329,10 +329,10 @@ def test_frequency_page_matches_analysis(app_env):
 
     table = [d.value for d in at.dataframe if "bandwidth" in d.value.columns][0]
     for ck, name in ((ck_s, SGC), (ck_d, S4D)):
-        want = analyze(ck, L)["layers"]
+        want = analyze(ck, L).layers
         got = table[table["model"] == name]
-        close(got["peak gain dB"].to_numpy(), [r["peak_gain_db_median"] for r in want])
-        close(got["bandwidth"].to_numpy(), [r["bandwidth_median"] for r in want])
+        close(got["peak gain dB"].to_numpy(), [r.peak_gain_db_median for r in want])
+        close(got["bandwidth"].to_numpy(), [r.bandwidth_median for r in want])
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -390,12 +390,12 @@ def test_attribution_page_matches_captum(app_env, stem):
 
 
 def test_length_box_is_capped_by_memory(app_env):
-    from app import ui
+    from sgconv_core.lengths import APP_MAX_KERNEL_VALUES, APP_MAX_LENGTH
 
     at = goto(app_with(SGC), "kernels")
     at.checkbox(key="k-own-L").uncheck().run()
     box = ok(at).number_input(key="k-L")
-    assert box.max == min(ui.MAX_L, ui.MAX_KERNEL_VALUES // 8) and box.value == L  # H = 8, C_k = 1
+    assert box.max == min(APP_MAX_LENGTH, APP_MAX_KERNEL_VALUES // 8) and box.value == L  # H = 8, C_k = 1
 
 
 def test_unexpected_page_error_is_one_readable_line():

@@ -8,12 +8,24 @@ import pytest
 
 from analysis.frequency import (
     bandwidth,
+    channel_responses,
     frequency_response,
     peak_gain,
     spectral_centroid,
-    ssm_kernel,
+    ssm_response_db,
     ssm_transfer,
+    ssm_transfer_on_grid,
 )
+
+
+def ssm_kernel(residues, poles, L):
+    """The reference SSM kernel K[l] = Re sum_n r_n lambda_n^l (..., L), by repeated multiplication."""
+    r, lam = np.broadcast_arrays(np.asarray(residues, complex), np.asarray(poles, complex))
+    x, out = np.ones(lam.shape, complex), []
+    for _ in range(L):
+        out.append((r * x).sum(-1).real)
+        x = x * lam
+    return np.stack(out, -1)
 
 
 def _stable_pairs(rng, n_pairs):
@@ -34,22 +46,60 @@ def test_ssm_transfer_equals_rfft_of_kernel(L):
     np.testing.assert_allclose(H, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
 
 
-def test_ssm_kernel_matches_recurrence_and_batches():
-    rng = np.random.default_rng(1)
-    r, lam = _stable_pairs(rng, 4)
-    x, K = np.zeros(8, dtype=complex), []
-    for _ in range(50):  # K[l] = sum_n r_n lambda_n^l by repeated multiplication
-        x = lam * x if K else np.ones(8, dtype=complex)
-        K.append((r * x).sum().real)
-    np.testing.assert_allclose(ssm_kernel(r, lam, 50), K, rtol=1e-12, atol=1e-12)
-    # batched (H, N) residues with shared poles broadcast to (H, L) / (H, M)
+def test_ssm_transfer_batches():
+    r, lam = _stable_pairs(np.random.default_rng(1), 4)
+    # batched (H, N) residues with shared poles broadcast to (H, M)
     R = np.stack([r, 2 * r, -r])
-    KB = ssm_kernel(R, lam, 50)
-    assert KB.shape == (3, 50)
-    np.testing.assert_allclose(KB[1], 2 * KB[0])
     HB = ssm_transfer(R, lam, np.linspace(0, np.pi, 7), 50)
     assert HB.shape == (3, 7)
+    np.testing.assert_allclose(HB[1], 2 * HB[0])
     np.testing.assert_allclose(HB[2], -HB[0])
+
+
+@pytest.mark.parametrize("L", [64, 65])
+def test_ssm_transfer_on_grid_equals_rfft_of_kernel(L):
+    """The fast rfft-grid form (the report's and the Frequency page's) against the FFT of the kernel, for
+    stable poles and for a pole outside the unit circle (the finite-L fallback)."""
+    r, lam = _stable_pairs(np.random.default_rng(2), 6)
+    omega = 2 * np.pi * np.arange(L // 2 + 1) / L
+    unstable = lam.copy()
+    unstable[[5, 11]] *= 1.01 / abs(lam[5])  # one conjugate pair just outside the unit circle
+    for poles in (lam, unstable):
+        ref = np.fft.rfft(ssm_kernel(r, poles, L))
+        np.testing.assert_allclose(ssm_transfer_on_grid(r, poles, omega, L), ref, rtol=1e-8,
+                                   atol=1e-8 * np.abs(ref).max())
+
+
+def test_ssm_response_db_first_order_lowpass():
+    """K[l] = a^l: |H_L| is |(1 - a^L e^{-i w L}) / (1 - a e^{-i w})|, |H_inf| = 1/|1 - a e^{-i w}|."""
+    a, L = 0.9, 32
+    freq = np.fft.rfftfreq(L)
+    w = 2 * np.pi * freq
+    finite, inf = ssm_response_db(np.array([1.0]), np.array([a]), freq, L)
+    np.testing.assert_allclose(finite, 20 * np.log10(np.abs((1 - a ** L) / (1 - a * np.exp(-1j * w)))), atol=1e-10)
+    np.testing.assert_allclose(inf, -20 * np.log10(np.abs(1 - a * np.exp(-1j * w))), atol=1e-10)
+    assert inf[0] == pytest.approx(20 * math.log10(10.0))  # DC gain 1/(1 - a)
+    assert ssm_response_db(np.array([1.0]), np.array([1.05]), freq, L)[1] is None  # unstable: no L -> inf
+
+
+def test_channel_responses():
+    """FFT of each chosen channel; with modes, the exact responses of the length-L and infinite kernels."""
+    L, a = 64, 0.8
+    K = np.zeros((1, 2, L))
+    K[0, 0, :4] = 0.25  # a 4-tap moving average: |H(f)| = |sin(4 pi f) / (4 sin(pi f))|
+    K[0, 1] = a ** np.arange(L)
+    modes = (np.zeros((1, 2, 1), complex), np.array([[0.5], [a]], complex))
+    modes[0][0, 1, 0] = 1.0
+    fa, fb = channel_responses(K, [(0, 0), (0, 1)], modes)
+    f = fa.freq[1:]
+    np.testing.assert_allclose(10 ** (fa.mag_db[1:] / 20), np.abs(np.sin(4 * np.pi * f) / (4 * np.sin(np.pi * f))),
+                               atol=1e-12)
+    assert (fb.c, fb.h) == (0, 1) and fb.exact_inf_db[0] == pytest.approx(20 * math.log10(1 / (1 - a)))
+    np.testing.assert_allclose(fb.exact_db, fb.mag_db, atol=1e-9)  # exact length-L response = FFT
+    s = fb.magnitude_series("x")
+    assert s["analytic_mag_db"] is fb.exact_db and s["analytic_inf_mag_db"] is fb.exact_inf_db
+    (plain,) = channel_responses(K, [(0, 1)])
+    assert plain.exact_db is None and "analytic_mag_db" not in plain.magnitude_series("x")
 
 
 def test_ssm_transfer_infinite_length_first_order_lowpass():

@@ -13,8 +13,9 @@ import torch
 import sgconv_core
 from analysis import figures as FG
 from analysis.__main__ import main
-from analysis.decay import batch_decay, decay_summary, exp_fit, power_law_fit
+from analysis.decay import batch_decay, exp_fit, power_law_fit
 from analysis.frequency import bandwidth, frequency_response, frequency_summary, peak_gain, spectral_centroid
+from analysis.extract import extract_kernels, ssm_modes
 from analysis.report import analyze, compare_results, report_figures, write_report
 from sgconv_core import Checkpoint, ModelConfig, SequenceModel
 
@@ -49,23 +50,95 @@ def _kernels(seed=0, n=12, L=700):
     return K
 
 
+def _reference_decay(k, n_bins=64, min_count=8):
+    """The decay numbers of one kernel by their written definitions, through other code than analysis.decay
+    (scipy.stats.binned_statistic, np.polyfit, np.cumsum): an independent answer for the batch code."""
+    from scipy.stats import binned_statistic
+
+    L = k.size
+    out = {}
+    lag = np.arange(1, L, dtype=np.float64)  # power law: geometric bins over lags 1..L-1, x = mean log(lag + 1)
+    edges = np.geomspace(1.0, L - 1.0, n_bins + 1)
+    ms = binned_statistic(lag, k[1:] ** 2, "mean", edges).statistic
+    cnt = binned_statistic(lag, lag, "count", edges).statistic
+    x = binned_statistic(lag, np.log(lag + 1), "mean", edges).statistic
+    ok = (cnt > 0) & (ms > 0)
+    use = ok & (cnt >= min_count) if (ok & (cnt >= min_count)).sum() >= 3 else ok
+    out["t"] = -np.polyfit(x[use], 0.5 * np.log(ms[use]), 1)[0] if use.sum() >= 2 else math.nan
+    lag0 = np.arange(L, dtype=np.float64)  # exponential: equal-width bins over lags 0..L-1, x = mean(lag + 1)
+    edges = np.linspace(-0.5, L - 0.5, n_bins + 1)
+    ms = binned_statistic(lag0, k ** 2, "mean", edges).statistic
+    x = binned_statistic(lag0, lag0 + 1, "mean", edges).statistic
+    use = np.isfinite(ms) & (ms > 0)
+    out["r"] = -np.polyfit(x[use], 0.5 * np.log(ms[use]), 1)[0] if use.sum() >= 2 else math.nan
+    frac = np.cumsum(k ** 2) / np.sum(k ** 2)
+    for p in (50, 90, 99):
+        out[f"range{p}"] = 1 + int(np.argmax(frac >= p / 100 * (1 - 1e-12)))
+    return out
+
+
+L_KNOWN = 512
+POS = np.arange(1, L_KNOWN + 1.0)
+
+
+def _known_kernels():
+    """Kernels with answers known in closed form (rows): a power law 3 pos^-1.5, an exponential e^(-0.02 pos),
+    a box of 100 ones, a cosine at 64 cycles per 512 taps."""
+    return np.stack([3 * POS ** -1.5, np.exp(-0.02 * POS), (POS <= 100) * 1.0,
+                     np.cos(2 * np.pi * 64 / L_KNOWN * np.arange(L_KNOWN))])
+
+
+def _exp_range(p, q=math.exp(-0.04), L=L_KNOWN):
+    """Taps holding p % of the energy of e^(-0.02 pos): smallest n with (1 - q^n) >= p/100 (1 - q^L)."""
+    return math.ceil(math.log(1 - p / 100 * (1 - q ** L)) / math.log(q))
+
+
+KNOWN = [  # (row, key, answer, relative tolerance): a 10 % error fails every one
+    (0, "t", 1.5, 1e-3), (0, "t_r2", 1.0, 1e-6), (1, "r", 0.02, 1e-9), (1, "r_r2", 1.0, 1e-9),
+    (1, "range50", _exp_range(50), 0), (1, "range90", _exp_range(90), 0), (1, "range99", _exp_range(99), 0),
+    (2, "range50", 50, 0), (2, "range90", 90, 0), (2, "range99", 99, 0),
+]
+KNOWN_FREQ = [
+    (1, "peak_gain", math.exp(-0.02) * (1 - math.exp(-0.02 * L_KNOWN)) / (1 - math.exp(-0.02)), 1e-9),
+    (1, "peak_freq", 0.0, 0), (2, "peak_gain", 100.0, 1e-12), (3, "peak_gain", L_KNOWN / 2, 1e-9),
+    (3, "peak_freq", 0.125, 0), (3, "centroid", 0.125, 1e-9),
+    # an exact cosine on the grid: the neighbours are 0, so each band edge is (1 - 10^(-3/20)) of a bin away
+    (3, "bandwidth", 2 * (1 - 10 ** (-3 / 20)) / L_KNOWN, 1e-6),
+]
+
+
+def test_batch_decay_known_answers():
+    """batch_decay (the code of the report's per-channel numbers) against answers known in closed form."""
+    b = batch_decay(_known_kernels())
+    for row, key, want, rel in KNOWN:
+        assert b[key][row] == pytest.approx(want, rel=rel, abs=1e-12), (row, key)
+
+
 @pytest.mark.parametrize("L", [8, 9, 64, 700, 4096])
-def test_batch_decay_equals_the_1d_definitions(L):
+def test_batch_decay_equals_an_independent_implementation(L):
+    """batch_decay on noisy oscillating kernels equals the fits written out with scipy.stats / np.polyfit."""
     K = _kernels(L=L)
     b = batch_decay(K)
     for i, k in enumerate(K):
-        ref = decay_summary(k)
+        if not np.any(k) or np.ptp(k) == 0:  # zero row (NaN) and the constant (t = r = 0) are checked below
+            continue
+        ref = _reference_decay(k)
         for key, v in ref.items():
-            if isinstance(v, float) and math.isnan(v):
-                assert math.isnan(b[key][i]), (i, key)
-            else:
-                assert b[key][i] == pytest.approx(v, rel=1e-9, abs=1e-9), (i, key)
+            assert b[key][i] == pytest.approx(v, rel=1e-9, abs=1e-9, nan_ok=True), (i, key)
+    assert not b["valid"][2] and b["valid"][0] and math.isnan(b["t"][2])
+    assert b["t"][3] == pytest.approx(0.0, abs=1e-12) and b["r"][3] == pytest.approx(0.0, abs=1e-12)
+    for i, k in enumerate(K):  # the fit amplitudes the figures draw are the 1-D fits'
         if np.any(k):
             assert b["t_log_amplitude"][i] == pytest.approx(power_law_fit(k)["log_amplitude"], rel=1e-9, abs=1e-9,
                                                                 nan_ok=True)
             assert b["r_log_amplitude"][i] == pytest.approx(exp_fit(k)["log_amplitude"], rel=1e-9, abs=1e-9,
                                                                 nan_ok=True)
-    assert not b["valid"][2] and b["valid"][0]
+
+
+def test_batch_frequency_known_answers():
+    b = frequency_summary(_known_kernels())
+    for row, key, want, rel in KNOWN_FREQ:
+        assert b[key][row] == pytest.approx(want, rel=rel, abs=1e-12), (row, key)
 
 
 def test_batch_frequency_equals_the_1d_definitions():
@@ -88,21 +161,40 @@ def test_batch_frequency_equals_the_1d_definitions():
 def test_analyze_sgconv_numbers():
     m = _model("sgconv", bidir=True)
     res = analyze(_ck(m), 256, channels=3)
-    assert res["meta"]["L"] == 256
-    assert len(res["layers"]) == 2 and len(res["channels"]) == 2 * 2 * 8  # layers x C_k x H
-    row = res["channels"][0]
+    assert res.L == 256
+    assert len(res.layers) == 2 and len(res.channels) == 2 * 2 * 8  # layers x C_k x H
     K = m.kernels[0]
     with torch.no_grad():
-        k = K(256)[0, 0].double().numpy()
-    ref = decay_summary(k)
-    assert row["t"] == pytest.approx(ref["t"], rel=1e-9) and row["range90"] == ref["range90"]
-    assert {r["direction"] for r in res["channels"]} == {"forward", "backward"}
-    lay = res["layers"][0]
-    assert lay["n_params"] == lay["n_params_formula"] == K.n_params
-    assert res["params"]["per_layer"][0]["match"]
-    assert "half_life" not in lay
-    assert res["arrays"]["layers"]["layers.0"]["shown"] == [(0, 0), (0, 4), (0, 7)]
-    assert res["checkpoint"]["warnings"] == ["assumed something"]
+        k_all = K(256).double().numpy()
+    for ch in res.channels[:16]:  # layers.0: every channel against the fits written out independently
+        ref = _reference_decay(k_all[ch.c, ch.h])
+        assert (ch.t, ch.r, ch.range90) == pytest.approx((ref["t"], ref["r"], ref["range90"]), rel=1e-9)
+    assert {r.direction for r in res.channels} == {"forward", "backward"}
+    lay = res.layers[0]
+    assert lay.t_median == pytest.approx(np.median([ch.t for ch in res.channels[:16]]), rel=1e-12)
+    assert lay.n_params == lay.n_params_formula == K.n_params
+    assert res.params.per_layer[0].match
+    assert lay.ssm is None and "half_life" not in lay.row()
+    assert res.figures["layers.0"].shown == [(0, 0), (0, 4), (0, 7)]
+    assert res.checkpoint.warnings == ["assumed something"]
+
+
+def _free_ck(K):
+    """A checkpoint of one free-kernel layer holding the kernels K (H, L) (the 'conv' family)."""
+    from sgconv_core.kernels.free import FreeKernel
+
+    k = FreeKernel(d_model=K.shape[0], l_max=K.shape[-1])
+    with torch.no_grad():
+        k.kernel.copy_(torch.as_tensor(K[None]))
+    return Checkpoint(path="known.safetensors", kernels=[k])
+
+
+def test_analyze_known_answers():
+    """The report's per-channel numbers of kernels with answers known in closed form (float32 weights)."""
+    res = analyze(_free_ck(_known_kernels()), L_KNOWN)
+    for row, key, want, rel in KNOWN + KNOWN_FREQ:
+        got = getattr(res.channels[row], key)
+        assert got == pytest.approx(want, rel=max(rel, 2e-5), abs=1e-6), (row, key)
 
 
 def test_analyze_s4d_ssm_numbers():
@@ -110,18 +202,25 @@ def test_analyze_s4d_ssm_numbers():
     fr = []
     res = analyze(_ck(m), 512, progress=lambda f, msg: fr.append(f))
     assert fr and fr[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(fr, fr[1:]))
-    lay = res["layers"][0]
-    assert lay["analytic_vs_fft_rel"] < 1e-10  # exact transfer function = FFT of the float64 kernel
-    assert lay["n_modes"] == 16 and lay["unstable_modes"] == 0
-    assert 0 < lay["half_life"] < math.inf and lay["half_life"] >= lay["median_half_life"]
-    assert all(r["half_life"] <= lay["half_life"] for r in res["channels"] if r["layer"] == "layers.0")
-    a = res["arrays"]["layers"]["layers.0"]
-    np.testing.assert_allclose(a["analytic_mag_db"], a["mag_db"], atol=1e-8)
-    assert a["poles"].shape == (8, 16)
+    ssm = res.layers[0].ssm
+    assert ssm.analytic_vs_fft_rel < 1e-10  # exact transfer function = FFT of the float64 kernel
+    assert ssm.n_modes == 16 and ssm.unstable_modes == 0
+    assert 0 < ssm.half_life < math.inf and ssm.half_life >= ssm.median_half_life
+    assert all(r.half_life <= ssm.half_life for r in res.channels if r.layer == "layers.0")
+    a = res.figures["layers.0"]
+    np.testing.assert_allclose(a.analytic_mag_db, a.mag_db, atol=1e-8)
+    assert a.poles.shape == (8, 16)
+    # half-lives against the poles' own definition: ln 2 / -ln|lambda| of each feature's slowest mode
+    lam = ssm_modes(m.kernels[0])[1]
+    want = math.log(2) / -np.log(np.abs(lam)).max(1)
+    np.testing.assert_allclose([r.half_life for r in res.channels[:8]], want, rtol=1e-12)
+    assert ssm.half_life == pytest.approx(want.max(), rel=1e-12)
+    assert ssm.median_half_life == pytest.approx(np.median(want), rel=1e-12)
 
 
 def test_report_figures_are_plotly():
-    res = analyze(_ck(_model("s4d", n_layers=1)), 256)
+    m = _model("s4d", n_layers=1)
+    res = analyze(_ck(m), 256)
     figs = report_figures(res)
     titles = [t for t, _ in figs]
     assert titles == ["layers.0: kernels", "layers.0: channel x lag", "layers.0: decay", "layers.0: energy",
@@ -129,9 +228,15 @@ def test_report_figures_are_plotly():
     assert all(isinstance(f, go.Figure) for _, f in figs)
     names = [tr.name for tr in figs[4][1].data]
     assert any("analytic, length L" in n for n in names) and any("L → ∞" in n for n in names)
-    a = res["arrays"]["layers"]["layers.0"]
-    assert a["analytic_inf_mag_db"].shape == a["analytic_mag_db"].shape and np.isfinite(a["analytic_inf_mag_db"]).all()
-    assert all(np.isfinite(r["peak_gain_db_inf"]) for r in res["channels"])
+    a = res.figures["layers.0"]
+    assert a.analytic_inf_mag_db.shape == a.analytic_mag_db.shape and np.isfinite(a.analytic_inf_mag_db).all()
+    assert all(np.isfinite(r.peak_gain_db_inf) for r in res.channels)
+    # the L -> infinity peak gain on the rfft grid of L = 256 against the FFT of a 256x longer kernel (whose
+    # tail is below round-off) at the same frequencies: no transfer-function code involved
+    K_long = extract_kernels(_ck(m), 256 * 256)["layers.0"]
+    for ch in res.channels[:8]:
+        H = np.fft.rfft(K_long[ch.c, ch.h])[::256]
+        assert ch.peak_gain_db_inf == pytest.approx(20 * np.log10(np.abs(H).max()), rel=1e-6)
 
 
 def test_figure_functions_directly():
@@ -244,16 +349,15 @@ def test_bad_checkpoint_subprocess_has_no_traceback(tmp_path):
 
 
 def test_chunked_analysis_equals_one_pass(monkeypatch):
-    import analysis.report as R
+    import analysis.measure as M
 
     ck = _ck(_model("s4d", n_layers=1))
     one = analyze(ck, 256, channels=[5, 1, 6])
-    monkeypatch.setattr(R, "CHUNK_ELEMENTS", 3 * 256)  # 3 rows per block
+    monkeypatch.setattr(M, "CHUNK_ELEMENTS", 3 * 256)  # 3 rows per block
     many = analyze(ck, 256, channels=[5, 1, 6])
-    assert [r["h"] for r in many["channels"]] == list(range(8))
-    for a, b in zip(one["channels"], many["channels"]):
-        assert a == pytest.approx(b, nan_ok=True)
-    np.testing.assert_array_equal(one["arrays"]["layers"]["layers.0"]["mag_db"],
-                                  many["arrays"]["layers"]["layers.0"]["mag_db"])
+    assert [r.h for r in many.channels] == list(range(8))
+    for a, b in zip(one.channels, many.channels):
+        assert a.row() == pytest.approx(b.row(), nan_ok=True)
+    np.testing.assert_array_equal(one.figures["layers.0"].mag_db, many.figures["layers.0"].mag_db)
     with pytest.raises(ValueError, match="GiB"):
         analyze(ck, 256, max_bytes=1000)

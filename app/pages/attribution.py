@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
-from analysis.attribution import attribute
+from analysis.attribution import attribute, envelope_comparison
 from app import figures as fig_
 from app import state, ui
 from sgconv_core.tasks import TASKS
@@ -35,7 +35,7 @@ task_name = card.get("task")
 task_params = dict(card.get("task_params") or {})
 if task_name not in TASKS:
     task_name = c2.selectbox("Task (the model's card names none)", list(TASKS), key="a-task")
-    task_params = {"L": int(ck.kernels[0].l_max or 1024)} if task_name != "listops" else {}
+    task_params = {"L": ck.default_length} if task_name != "listops" else {}
 else:
     c2.markdown(f"**Task:** {task_name}  \n" + ", ".join(f"{k}={v}" for k, v in task_params.items()))
 try:
@@ -109,18 +109,9 @@ with left:
     ui.show_figure(afig_, data, f"attribution-{name}-{idx}", key="a-fig")
 with right:
     # Beside it: how |attribution| falls with distance against how each layer's kernels fall with lag (the RMS
-    # profile over channels, analysis.report), each scaled to peak 1.
-    L = int(ck.kernels[0].l_max or spec.L)
-    layers = state.analysis(entry, L)["arrays"]["layers"]
-    centers, values = res["distance_profile"]
-    series = [{"label": "mean |attribution| by distance", "centers": np.asarray(centers),
-               "values": np.asarray(values) / max(float(np.nanmax(values)), 1e-300)}]
-    for lname, arr in layers.items():
-        prof = arr["profile"]
-        v = np.asarray(prof["values"], dtype=np.float64)
-        if np.nanmax(v) > 0:
-            series.append({"label": f"kernel RMS envelope {lname}", "centers": np.asarray(prof["centers"]),
-                           "values": v / float(np.nanmax(v))})
+    # profile over channels, analysis.measure), each scaled to peak 1.
+    layers = state.analysis(entry, ck.l_max or spec.L).figures
+    series = envelope_comparison(res["distance_profile"], {n: a.profile for n, a in layers.items()})
     efig = afig.decay_figure(series, title="attribution vs kernel envelopes (each scaled to peak 1)")
     efig.update_layout(xaxis_title="distance or lag + 1 (taps)", yaxis_title="relative magnitude")
     fig_.compact(efig, height=760, legend_below=True)

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
-from analysis.decay import MIN_FIT_LENGTH, envelope, exp_fit, pole_decay, power_law_fit
+from analysis.decay import MIN_FIT_LENGTH, envelope_fit, pole_summary
 from analysis.extract import ssm_modes
 from app import figures as fig_
 from app import state, ui
@@ -21,13 +21,13 @@ cks = {n: state.checkpoint(loaded[n]) for n in names}
 
 c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
 layer = ui.layer_select(cks, "d-layer", c1)
-H_min = min(ck.kernels[0].H for ck in cks.values())
+H_min = min(ck.d_model for ck in cks.values())
 hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="d-hs",
                     help="Each chosen feature of each model gets its envelope and both fitted lines.")
 lengths = ui.length_controls(cks, "d", c3, c4)
 
 # ---------------------------------------------------------------------------------------------------- envelopes
-series, skipped = [], []
+series, fits, skipped = [], [], []
 for n, ck in cks.items():
     L = lengths[n]
     if layer >= len(ck.kernels):
@@ -39,14 +39,14 @@ for n, ck in cks.items():
     K = list(state.kernels(loaded[n], L).values())[layer]
     for h in hs:
         for c in range(K.shape[0]):
-            k = K[c, h]
-            if not k.any():
+            fit = envelope_fit(K[c, h])
+            if fit is None:
                 skipped.append(f"{n} h={h}: all-zero kernel (a dead channel).")
                 continue
-            centers, values = envelope(k, stat="rms")
             label = f"{n} h={h}" if K.shape[0] == 1 else f"{n} c={c} h={h}"
-            series.append({"label": label, "centers": centers, "values": values,
-                           "power": power_law_fit(k), "exp": exp_fit(k)})
+            series.append(fit.series(label))
+            fits.append({"kernel": label, "t (power law)": fit.power["t"], "R² (power)": fit.power["r2"],
+                         "r (exp, 1/tap)": fit.exp["r"], "R² (exp)": fit.exp["r2"]})
 for msg in skipped:
     st.info(msg)
 if series:
@@ -55,9 +55,7 @@ if series:
     fig.update_layout(height=520)
     fig_.clip_log_y(fig, [s["values"] for s in series])  # fitted lines may run far outside the envelopes
     ui.show_figure(fig, fig_.figure_data(fig), f"decay-layers.{layer}", key="d-fig")
-    fits = pd.DataFrame([{"kernel": s["label"], "t (power law)": s["power"]["t"], "R² (power)": s["power"]["r2"],
-                          "r (exp, 1/tap)": s["exp"]["r"], "R² (exp)": s["exp"]["r2"]} for s in series])
-    st.dataframe(fits, hide_index=True)
+    st.dataframe(pd.DataFrame(fits), hide_index=True)
 elif not hs:
     st.info("Choose at least one feature to plot its envelope.")
 
@@ -86,17 +84,13 @@ with st.spinner("Summarising every layer..."):
 st.subheader("SSM poles", anchor=False)
 poles, pole_rows = {}, []
 for n, ck in cks.items():
-    if layer >= len(ck.kernels):
-        continue
-    modes = ssm_modes(ck.kernels[layer])
+    modes = ssm_modes(ck.kernels[layer]) if layer < len(ck.kernels) else None
     if modes is None:
         continue
-    lam = modes[1]
-    poles[n] = lam
-    pd_ = pole_decay(lam)
-    pole_rows.append({"model": n, "layer": f"layers.{layer}", "modes": lam.size,
-                      "slowest rate (1/tap)": pd_["slowest_rate"], "half-life (taps)": pd_["half_life"],
-                      "max |λ|": float(abs(lam).max())})
+    poles[n] = modes[1]
+    p = pole_summary(modes[1])
+    pole_rows.append({"model": n, "layer": f"layers.{layer}", "modes": p.modes, "slowest rate (1/tap)": p.slowest_rate,
+                      "half-life (taps)": p.half_life, "max |λ|": p.max_abs_pole})
 if not poles:
     st.caption("None of the chosen models is an S4 / S4D state-space model (SGConv kernels have no poles).")
 else:

@@ -1,12 +1,11 @@
 """Frequency: magnitude and phase responses per channel; exact SSM transfer functions vs the truncated-kernel FFT."""
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from analysis import figures as afig
 from analysis.extract import ssm_modes
-from analysis.frequency import frequency_response, ssm_transfer
+from analysis.frequency import channel_responses
 from app import figures as fig_
 from app import state, ui
 
@@ -23,7 +22,7 @@ cks = {n: state.checkpoint(loaded[n]) for n in names}
 
 c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
 layer = ui.layer_select(cks, "f-layer", c1)
-H_min = min(ck.kernels[0].H for ck in cks.values())
+H_min = min(ck.d_model for ck in cks.values())
 hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="f-hs")
 lengths = ui.length_controls(cks, "f", c3, c4)
 o1, o2, o3 = st.columns([1, 1.4, 2.6])
@@ -38,27 +37,15 @@ for n, ck in cks.items():
     if layer >= len(ck.kernels):
         notes.append(f"{n} has no layers.{layer}.")
         continue
-    L = lengths[n]
-    K = list(state.kernels(loaded[n], L).values())[layer]
+    K = list(state.kernels(loaded[n], lengths[n]).values())[layer]
     modes = ssm_modes(ck.kernels[layer]) if analytic else None
-    for h in hs:
-        for c in range(K.shape[0]):
-            label = f"{n} h={h}" if K.shape[0] == 1 else f"{n} c={c} h={h}"
-            fr = frequency_response(K[c, h])
-            s = {"label": label, "freq": fr["freq"], "mag_db": fr["mag_db"]}
-            if modes is not None:
-                r, lam = modes
-                omega = 2 * np.pi * fr["freq"]
-                s["analytic_freq"] = fr["freq"]
-                with np.errstate(divide="ignore"):
-                    s["analytic_mag_db"] = 20 * np.log10(np.abs(ssm_transfer(r[c, h], lam[h], omega, L=L)))
-                    if np.all(np.abs(lam[h]) < 1):
-                        s["analytic_inf_mag_db"] = 20 * np.log10(np.abs(ssm_transfer(r[c, h], lam[h], omega)))
-                    else:
-                        notes.append(f"{label}: a pole is on or outside the unit circle, so the infinitely long "
-                                     "kernel has no response; only the length-L one is drawn.")
-            series.append(s)
-            phases.append({"label": label, "freq": fr["freq"], "phase": fr["phase"]})
+    for resp in channel_responses(K, [(c, h) for h in hs for c in range(K.shape[0])], modes):
+        label = f"{n} h={resp.h}" if K.shape[0] == 1 else f"{n} c={resp.c} h={resp.h}"
+        series.append(resp.magnitude_series(label))
+        phases.append(resp.phase_series(label))
+        if modes is not None and resp.exact_inf_db is None:
+            notes.append(f"{label}: a pole is on or outside the unit circle, so the infinitely long kernel has no "
+                         "response; only the length-L one is drawn.")
 for msg in notes:
     st.info(msg)
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
+from analysis.decay import envelope, has_builtin_decay, reference_envelopes
 from app import figures as fig_
 from app import state, ui
 
@@ -27,8 +28,8 @@ overlay = c4.toggle("Overlay on shared axes", key="k-overlay", disabled=len(name
 overlay = overlay and len(names) > 1 and not heatmap
 log = axes.startswith("log") and not heatmap
 
-H_min = min(ck.kernels[0].H for ck in cks.values())
-C_max = max(ck.kernels[0].C_k for ck in cks.values())
+H_min = min(ck.d_model for ck in cks.values())
+C_max = max(ck.kernel_channels for ck in cks.values())
 d1, d2, d3 = st.columns([1.2, 1.4, 2.6])
 lengths = ui.length_controls(cks, "k", d1, d2)
 channels: list[tuple[int, int]] = []
@@ -59,7 +60,7 @@ if not heatmap:
     if any((ck.card or {}).get("task") == "delay" for ck in cks.values()):
         show_ideal = e3.checkbox("Ideal kernel (delay task)", value=True, key="k-ideal",
                                  help="For models trained on the delay task: the spike at the lag.")
-    if show_ref and any(ck.kernels[0].kind != "sgconv" for ck in cks.values()):
+    if show_ref and any(not has_builtin_decay(f) for ck in cks.values() for f in ck.families):
         with e4:
             r1, r2 = st.columns(2)
             ref_d = r1.number_input("d (non-SGConv)", 1, 4096, 64, key="k-ref-d")
@@ -70,19 +71,11 @@ else:
 
 
 # ---------------------------------------------------------------------------------------------------- figures
-def reference_for(kernel, K, chans, L):
-    """{label: (centers, curve)} of the SGConv reference envelope for each plotted channel."""
-    from analysis.decay import MIN_FIT_LENGTH, envelope, reference_envelope, sgconv_decay_params
-
-    if L < MIN_FIT_LENGTH:
-        return None
-    out = {}
-    for c, h in chans:
-        d, m = sgconv_decay_params(kernel, h) if kernel.kind == "sgconv" else (float(ref_d), float(ref_m))
-        centers, values = envelope(K[c, h], 64, "rms")
-        label = f"reference h={h}" if K.shape[0] == 1 else f"reference c={c}, h={h}"
-        out[label] = reference_envelope(values, centers, d, m)
-    return out
+def reference_for(kernel, K, chans):
+    """{label: (centers, curve)} of the SGConv reference envelope of each plotted channel (analysis.decay)."""
+    refs = reference_envelopes(kernel, K, chans, ref_d or 64, ref_m or 2.0)
+    return {(f"reference h={h}" if K.shape[0] == 1 else f"reference c={c}, h={h}"): curve
+            for (c, h), curve in refs.items()} or None
 
 
 def ideal_for(ck, L):
@@ -122,11 +115,9 @@ for n, ck in cks.items():
         tables[n] = df
         continue
     chans = [(c, h) for c, h in channels if c < K.shape[0] and h < K.shape[1]]
-    ref = reference_for(kernel, K, chans, L) if show_ref else None
+    ref = reference_for(kernel, K, chans) if show_ref else None
     env = True if show_env else None
     if ref and env:
-        from analysis.decay import envelope
-
         env = {f"envelope h={h}": envelope(K[c, h], 64, "max") for c, h in chans}
         env = {**env, **ref}
     elif ref:

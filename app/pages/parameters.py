@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
-from analysis.fit import DEFAULT_DIMS, fit_sgconv
-from analysis.params import DEFAULT_LENGTHS, default_families, families_from_checkpoint, scaling_table
+from analysis.fit import dims_for, fit_sgconv
+from analysis.params import TABLE_LENGTHS, model_families, scaling_lengths, scaling_pivot, scaling_table
 from app import figures as fig_
 from app import state, ui
+from sgconv_core.lengths import default_length
 
 ui.frame_guard()
 
@@ -23,29 +24,16 @@ cks = {n: state.checkpoint(e) for n, e in loaded.items()}
 c1, _ = st.columns([2, 3])
 others = c1.toggle("Also the other families at the first model's H", value=True, key="p-others",
                    help="SGConv (d=32), S4 and S4D with n_ssm = H and 1, and a free kernel, at the same H and C.")
-families = []
-for n, ck in cks.items():
-    own = dict(families_from_checkpoint(ck)[0])
-    own["label"] = f"{n} ({own['kind']})"
-    families.append(own)
-if others:
-    k0 = next(iter(cks.values())).kernels[0]
-    own_kinds = {(f["kind"], f.get("n_ssm", "x")) for f in families}
-    families += [f for f in default_families(k0.H, k0.C_k) if (f["kind"], f.get("n_ssm", "x")) not in own_kinds]
-l_maxes = sorted({int(ck.kernels[0].l_max) for ck in cks.values() if ck.kernels[0].l_max})
-lengths = sorted(set(DEFAULT_LENGTHS) | set(l_maxes))
-rows = scaling_table(lengths, families)
-first_lmax = next(iter(cks.values())).kernels[0].l_max
+rows = scaling_table(scaling_lengths(cks), model_families(cks, others))
+first_lmax = next(iter(cks.values())).l_max
 sfig = afig.scaling_figure(rows, title="kernel parameters per layer vs length (log-log)", mark_L=first_lmax)
 sfig.update_layout(height=520)
 ui.show_figure(sfig, pd.DataFrame(rows), "parameter-scaling", key="p-scaling")
-shown_L = sorted(set(l_maxes) | {1024, 16384, 262144, 1048576})
-table = pd.DataFrame(rows).pivot_table(index="family", columns="L", values="params", sort=False)
-table = table[[L for L in table.columns if L in shown_L]]
-table.columns = [f"L={L:,}" for L in table.columns]
+table = scaling_pivot(rows, {ck.l_max for ck in cks.values() if ck.l_max} | set(TABLE_LENGTHS))
 st.caption("Kernel parameters per layer" + (f" (dotted line in the plot: the first model's training length "
                                             f"l_max = {first_lmax:,})" if first_lmax else ""))
-ui.table(table.map(lambda v: "—" if v != v else f"{int(v):,}").reset_index())
+ui.table(pd.DataFrame([{k: v if k == "family" else ("—" if v is None else f"{int(v):,}") for k, v in r.items()}
+                       for r in table]))
 
 # ---------------------------------------------------------------------------------------------------- fit
 st.subheader("Can SGConv express this kernel?", anchor=False)
@@ -60,10 +48,9 @@ c = int(f3.number_input("c", 0, kernel.C_k - 1, 0, key="p-c")) if kernel.C_k > 1
 h = int(f3.number_input(f"h (0..{kernel.H - 1})", 0, kernel.H - 1, 0, key="p-h"))
 m = float(f4.number_input("m (decay)", 1.0, 8.0, 2.0, step=0.5, key="p-m"))
 mode = f5.selectbox("mode", ["cat", "sum"], key="p-mode")
-L = int(kernel.l_max or 1024)
-dims = [d for d in DEFAULT_DIMS if d <= L]
+L = default_length(kernel.l_max)
 with st.spinner("Fitting SGConv kernels..."):
-    fit_rows = state.fit_curve_rows(loaded[name], L, layer, c, h, m, mode, dims)
+    fit_rows = state.fit_curve_rows(loaded[name], L, layer, c, h, m, mode, dims_for(L))
 left, right = st.columns(2)
 with left:
     ffig = afig.fit_curve_figure({f"{name} layers.{layer} h={h}": fit_rows},
@@ -72,7 +59,7 @@ with left:
     ui.show_figure(ffig, pd.DataFrame(fit_rows), f"sgconv-fit-{name}-layers.{layer}-h{h}", key="p-fit")
 with right:
     d_options = [r["d"] for r in fit_rows]
-    own_d = kernel.config.get("kernel_dim") if kernel.kind == "sgconv" else None
+    own_d = kernel.config.get("kernel_dim")  # an SGConv layer's own d (other families have none)
     d_show = st.select_slider("Show the fit at d", d_options, key="p-d",
                               value=own_d if own_d in d_options else d_options[len(d_options) // 2])
     target = list(state.kernels(loaded[name], L).values())[layer][c, h]
