@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attribution import attribute, distance_profile
+from analysis.attribution import attribute, distance_profile, envelope_comparison
 from sgconv_core import Checkpoint, ModelConfig, SequenceModel
 
 
@@ -92,5 +92,27 @@ def test_distance_profile_known_answer():
     assert centers[0] == 0 and values[0] == 2.0
     assert centers[1] == 1.0 and values[1] == 1.0  # both distance-1 taps in the first bin
     assert np.all(np.diff(centers) > 0) and centers[-1] <= 50
+    # the bins by their definition, written out here: geometric edges over distances 1..51, a distance d in the
+    # bin [e_i, e_i+1); every distance 1..50 occurs twice (left and right of position 50)
+    edges = np.geomspace(1.0, 51.0, 9)
+    bins = [[d for d in range(1, 51) if lo <= d < hi] for lo, hi in zip(edges[:-1], edges[1:])]
+    counts = [2 * len(b) for b in bins if b]
+    assert len(values) == 1 + len(counts)
+    np.testing.assert_allclose(centers[1:], [np.mean(b) for b in bins if b], rtol=1e-12)
+    # the far bin (distances 32..50, 38 taps) holds only the tap at distance 50: mean 4/38
+    assert bins[-1] == list(range(32, 51)) and values[-1] == pytest.approx(4.0 / 38)
     # mean |attr| over every tap at distance >= 1 equals the count-weighted mean of the bins
-    assert values[-1] > 0  # the far bin holds the tap at distance 50
+    far = np.abs(np.delete(attr, 50))
+    assert np.dot(counts, values[1:]) / sum(counts) == pytest.approx(far.mean(), rel=1e-12)
+
+
+def test_envelope_comparison_scales_each_curve_to_peak_one():
+    from analysis.records import RMSProfile
+
+    prof = RMSProfile(np.array([0.0, 1.0, 3.0]), np.array([2.0, 4.0, 1.0]), 1.0, 0.0, 0.1, 0.0)
+    dead = RMSProfile(np.zeros(1), np.zeros(1), np.nan, np.nan, np.nan, np.nan)
+    series = envelope_comparison((np.array([0, 1, 5]), np.array([0.5, 0.25, 0.1])), {"a": prof, "b": dead})
+    assert [s["label"] for s in series] == ["mean |attribution| by distance", "kernel RMS envelope a"]
+    np.testing.assert_allclose(series[0]["values"], [1.0, 0.5, 0.2])
+    np.testing.assert_allclose(series[1]["values"], [0.5, 1.0, 0.25])
+    np.testing.assert_array_equal(series[1]["centers"], prof.centers)

@@ -210,3 +210,56 @@ def test_sgconv_reference_matches_a_built_kernel_with_known_decay():
     c, curve = reference_envelope(np.ones(5), np.array([1.0, 8.0, 16.0, 64.0, 256.0]), d, m)
     assert curve[0] == curve[1] == curve[2]  # flat over the first scale
     assert np.log(curve[4] / curve[3]) / np.log(4.0) == pytest.approx(-np.log2(m))
+
+
+def test_envelope_fit_known_answers_and_dead_channel():
+    from analysis.decay import envelope_fit
+
+    k = 3.0 * (POS + 1) ** -1.5
+    fit = envelope_fit(k)
+    assert fit.power["t"] == pytest.approx(1.5, rel=1e-3) and fit.power["r2"] == pytest.approx(1.0, abs=1e-6)
+    e = envelope_fit(np.exp(-0.02 * (POS + 1)))
+    assert e.exp["r"] == pytest.approx(0.02, rel=1e-9)
+    s = fit.series("x")
+    assert s["label"] == "x" and s["power"] is fit.power and s["exp"] is fit.exp
+    assert s["centers"][0] == 0.0 and s["values"][0] == pytest.approx(3.0)  # lag 0 is its own point: |k[0]|
+    assert envelope_fit(np.zeros(64)) is None
+
+
+def test_pole_summary():
+    from analysis.decay import pole_summary
+
+    p = pole_summary(np.array([[0.5, 0.9j], [0.25, -0.8]]))
+    assert p.modes == 4 and p.max_abs_pole == pytest.approx(0.9)
+    assert p.slowest_rate == pytest.approx(-math.log(0.9)) and p.half_life == pytest.approx(math.log(2) / -math.log(0.9))
+
+
+def test_reference_envelopes_own_and_given_parameters():
+    """SGConv kernels use their own (d, m) (the registry's decay knob 't'); other families the given ones."""
+    import torch
+
+    from analysis.decay import has_builtin_decay, reference_envelope, reference_envelopes, sgconv_decay_params
+    from sgconv_core.kernels import S4DKernel, SGConvKernel
+
+    assert has_builtin_decay("sgconv") and not has_builtin_decay("s4d") and not has_builtin_decay("nonsense")
+    torch.manual_seed(0)
+    sg = SGConvKernel(4, l_max=512, kernel_dim=16, decay_min=2.0, decay_max=4.0)
+    with torch.no_grad():
+        K = sg(512).double().numpy()
+    refs = reference_envelopes(sg, K, [(0, 1), (0, 3)], d=999, m=9.0)
+    for c, h in [(0, 1), (0, 3)]:
+        d, m = sgconv_decay_params(sg, h)
+        centers, values = envelope(K[c, h], 64, "rms")
+        want = reference_envelope(values, centers, d, m)
+        np.testing.assert_allclose(refs[(c, h)][1], want[1])
+        # past d the curve falls as (lag/d)^-log2(m) with the kernel's own m (not the given 9)
+        i, j = np.searchsorted(centers, [64, 256])
+        slope = np.log(refs[(c, h)][1][j] / refs[(c, h)][1][i]) / np.log(centers[j] / centers[i])
+        assert slope == pytest.approx(-np.log2(m), rel=1e-9)
+    s4d = S4DKernel(4, l_max=512, d_state=8)
+    with torch.no_grad():
+        K4 = s4d(512).double().numpy()
+    c4, curve = reference_envelopes(s4d, K4, [(0, 0)], d=32, m=4.0)[(0, 0)]
+    i, j = np.searchsorted(c4, [64, 256])
+    assert np.log(curve[j] / curve[i]) / np.log(c4[j] / c4[i]) == pytest.approx(-2.0, rel=1e-9)  # -log2(4)
+    assert reference_envelopes(s4d, K4[..., :4], [(0, 0)]) == {}  # too short to fit

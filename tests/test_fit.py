@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.fit import fit_curve, fit_sgconv, sgconv_design
+from analysis.fit import DEFAULT_DIMS, dims_for, fit_curve, fit_sgconv, sgconv_design
 from sgconv_core.kernels import SGConvKernel
 
 
@@ -77,3 +77,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         fit_sgconv(np.ones(64), 4, mode="concat")
     assert fit_sgconv(np.zeros(64), 4)["rel_error"] == 0.0
+
+
+def test_dims_for():
+    assert dims_for(256) == list(DEFAULT_DIMS)
+    assert dims_for(20) == [1, 2, 4, 8, 16] and dims_for(1) == [1]

@@ -1,4 +1,4 @@
-"""analysis.params: parameter-count formulas against NOTES §3 and against counting our kernel classes' tensors."""
+"""analysis.params: parameter counts against docs/official-layouts.md §8 and against our kernel classes' tensors."""
 import math
 
 import pytest
@@ -13,7 +13,7 @@ def _count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-# NOTES-models §3, measured with the official classes (H=256, N=64, d=32, unidirectional)
+# docs/official-layouts.md §8, measured with the official classes (H=256, N=64, d=32, unidirectional)
 @pytest.mark.parametrize("L,S,sg", [(1024, 6, 49_152), (4096, 8, 65_536), (16_384, 10, 81_920),
                                     (65_536, 12, 98_304), (1_048_576, 16, 131_072)])
 def test_notes_table(L, S, sg):
@@ -96,3 +96,30 @@ def test_families_from_checkpoint():
     assert fams[0]["label"].startswith("this model") and fams[0]["n_ssm"] == 2 and fams[0]["N"] == 16
     rows = scaling_table([1024], fams)
     assert rows[0]["params"] == k.n_params
+
+
+def test_model_families_lengths_and_pivot():
+    """The Parameters page's families: each model's own labelled by its name, then the comparison families at
+    the first model's H and C_k except those a model already is; the table pivots the scaling rows."""
+    from analysis.params import TABLE_LENGTHS, model_families, scaling_lengths, scaling_pivot
+    from sgconv_core import Checkpoint
+
+    sg = Checkpoint(path="a", kernels=[SGConvKernel(8, l_max=300, kernel_dim=16)])
+    s4d = Checkpoint(path="b", kernels=[S4DKernel(8, l_max=None, d_state=16, n_ssm=1)])
+    fams = model_families({"a": sg, "b": s4d})
+    labels = [f["label"] for f in fams]
+    assert labels[:2] == ["a (sgconv)", "b (s4d)"]
+    assert "S4D (n_ssm=1)" not in labels and "S4D (n_ssm=H)" in labels and "free kernel" in labels
+    assert "SGConv (d=32)" not in labels  # model a is an SGConv
+    assert [f["label"] for f in model_families({"a": sg}, others=False)] == ["a (sgconv)"]
+    assert scaling_lengths({"a": sg, "b": s4d}) == sorted(set(DEFAULT_LENGTHS) | {300})
+    rows = scaling_table([8, 300, 1024], fams)
+    table = scaling_pivot(rows, {300, *TABLE_LENGTHS})
+    assert list(table[0]) == ["family", "L=300", "L=1,024"]  # lengths the rows do not hold are left out
+    assert table[0]["L=300"] == param_count("sgconv", 300, 8, d=16) == 6 * 8 * 16  # S = 1 + ceil(log2(300/16))
+    by = {r["family"]: r for r in table}
+    assert by["b (s4d)"]["L=1,024"] == param_count("s4d", 1024, 8, N=16, n_ssm=1)
+    assert by["free kernel"]["L=300"] == 8 * 300
+    by8 = {r["family"]: r for r in scaling_pivot(rows, [8])}
+    assert "a (sgconv)" not in by8  # SGConv d=16 is undefined at L=8: a family with no value is left out
+    assert by8["b (s4d)"]["L=8"] == param_count("s4d", 8, 8, N=16, n_ssm=1)
