@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.bench import MODELS, format_table, parse_lengths, run_benchmark
+from analysis.bench import MODELS, Settings, format_table, parse_lengths, run_benchmark
+from analysis.bench.kernels import KernelCells
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(H=8, min_reps=1, max_reps=1, layer_lengths=[1024], layer_l_max=1024)
@@ -43,6 +44,22 @@ def test_parse_lengths():
     assert parse_lengths("1k, 4k,1M,300") == [1024, 4096, 1 << 20, 300]
     with pytest.raises(ValueError):
         parse_lengths("0")
+
+
+def test_skip_rules():
+    s = Settings.make(True, "cpu")  # --quick: 4 s per call at most, 25 s for all cells, fwd+bwd up to 16k
+    cells = KernelCells(s, "cpu", mem=None, say=lambda msg: None)
+    assert cells.predict("fwd", 4096, "s4") is None  # nothing measured yet
+    cells.last[("s4", "fwd")] = (1024, 1.0)
+    assert cells.predict("fwd", 4096, "s4") == pytest.approx(4 ** s.growth)
+    cells.done[("fwd", 1024, "s4d")] = {"ms": 2000.0}
+    assert cells.predict("fwd+bwd", 1024, "s4d") == pytest.approx(3.0)  # at least 1.5x the forward
+    assert "only up to 16k" in cells.skip_note("fwd+bwd", 64 * 1024, 0.0, 1.0, None)
+    assert "GB budget" in cells.skip_note("fwd", 1024, 2.0, 1.0, None)
+    assert "s/call > 4 s cap" in cells.skip_note("fwd", 4096, 0.0, 1.0, 4 ** s.growth)
+    cells.spent = 24.5
+    assert "time budget" in cells.skip_note("fwd", 1024, 0.0, 1.0, 0.5)
+    assert cells.skip_note("fwd", 1024, 0.0, 1.0, None) is None
 
 
 def test_cli_tiny(tmp_path):
