@@ -1,19 +1,24 @@
-"""Command line: reports and comparisons of checkpoints' kernels.
+"""Command line: reports and comparisons of checkpoints' kernels, and a causality check of a model.
 
     python -m analysis report CHECKPOINT [--length L] [--out DIR] [--channels K]
     python -m analysis compare CK1 CK2 ... [--length L] [--out DIR] [--channels K]
+    python -m analysis causality CHECKPOINT [--length L] [--positions P1,P2] [--json]
 
-Writes CSV + JSON (every number) and an offline HTML page with the figures. A checkpoint that cannot be
-read gives a one-line message on stderr and exit code 2. Progress goes to stderr.
+report / compare write CSV + JSON (every number) and an offline HTML page with the figures. causality prints
+whether an output depends on later inputs (float64 gradients, `analysis.causality`); exit code 0 when the
+model behaves as built (causal, or bidirectional and reading the future), 1 when not. A checkpoint that
+cannot be read gives a one-line message on stderr and exit code 2. Progress goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_AS_BUILT = 1
 
 
 def _bar(desc: str, quiet: bool):
@@ -113,16 +118,34 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_causality(args) -> int:
+    """`causality CHECKPOINT`: does y[t] depend on x[t+1:]? Prints the verdict; returns the exit code."""
+    from .causality import causality_check
+
+    ck = _load(args.checkpoint)
+    L = args.length if args.length is not None else ck.default_length
+    positions = [int(p) for p in args.positions.split(",") if p.strip()] if args.positions else None
+    res = causality_check(ck, L, d_input=args.d_input, position=positions, seed=args.seed)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{os.path.basename(args.checkpoint)} at L = {L:,}, output positions {res['positions']}: {res['note']}")
+        print(f"  largest |dy[t]/dx[s]|: s > t {res['max_future_grad']:.3e}, s <= t {res['max_past_grad']:.3e}")
+    as_built = res["ok"] if res["expected_ok"] is None else res["ok"] == res["expected_ok"]
+    return 0 if as_built and res["max_past_grad"] > 0 else EXIT_NOT_AS_BUILT
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of `python -m analysis` (subcommands report and compare)."""
+    """The argparse parser of `python -m analysis` (subcommands report, compare and causality)."""
     ap = argparse.ArgumentParser(prog="python -m analysis",
                                  description="Kernel reports (decay, frequency response, poles, parameters) of "
-                                             "SGConv / S4 / S4D checkpoints.")
+                                             "SGConv / S4 / S4D checkpoints, and a causality check.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
         p.add_argument("--length", "-L", type=int, default=None,
-                       help="kernel length in taps (default: the model's l_max, else 1024)")
+                       help="kernel length in taps (default: the model's l_max, else the length policy's "
+                            "default, 1024)")
         p.add_argument("--out", "-o", default=None, help="output folder (created)")
         p.add_argument("--channels", default=None,
                        help="channels per layer in the figures: a count K (evenly spaced) or a comma list of feature indices")
@@ -138,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoints", nargs="+")
     common(c)
     c.set_defaults(func=cmd_compare)
+    k = sub.add_parser("causality", help="check that a runnable model's outputs do not depend on later inputs")
+    k.add_argument("checkpoint")
+    k.add_argument("--length", "-L", type=int, default=None,
+                   help="probe sequence length (default: the model's l_max, else the length policy's default)")
+    k.add_argument("--positions", default=None, help="output positions t, a comma list (default L // 2)")
+    k.add_argument("--d-input", type=int, default=None, help="input channels, where the checkpoint does not say")
+    k.add_argument("--seed", type=int, default=0, help="seed of the random probe input")
+    k.add_argument("--json", action="store_true", help="print the full result as JSON")
+    k.set_defaults(func=cmd_causality)
     return ap
 
 

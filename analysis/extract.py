@@ -28,12 +28,13 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from sgconv_core.families import FAMILIES
+
 __all__ = ["extract_kernels", "kernel_table", "ssm_modes", "modal_kernel", "clear_cache", "CACHE_BYTES"]
 
 #: Most bytes of kernel arrays kept in the cache.
 CACHE_BYTES = 1 << 30
 
-_SSM_KINDS = ("s4", "s4d")
 _CONFIG_KEYS = ("kernel_dim", "n_scales", "init_scale", "mode", "decay_min", "decay_max",
                 "d_state", "n_ssm", "rank", "init", "disc", "dt_transform", "dt_tie", "l_max")
 
@@ -118,6 +119,12 @@ def _owner(ck):
 
 
 # ----------------------------------------------------------------------------------------------- SSM modes
+def _is_ssm(kernel) -> bool:
+    """A state-space family's kernel (poles and residues exist): the registry's ``ssm``."""
+    fam = FAMILIES.get(getattr(kernel, "kind", None))
+    return fam is not None and fam.ssm
+
+
 def _float64_copy(kernel):
     return copy.deepcopy(kernel).double()
 
@@ -129,7 +136,7 @@ def ssm_modes(kernel):
     non-SSM kernels (SGConv, free) and for the S4D 'dss' discretisation (no fixed modal form).
     Cached per kernel module and parameter version.
     """
-    if getattr(kernel, "kind", None) not in _SSM_KINDS or getattr(kernel, "disc", None) == "dss":
+    if not _is_ssm(kernel) or getattr(kernel, "disc", None) == "dss":
         return None
     key = ("modes", id(kernel), _fingerprint([kernel]))
     hit = _cache_get(kernel, key)
@@ -196,7 +203,7 @@ def _kernel_array(kernel, L: int) -> np.ndarray:
         check_length(L, kernel.H, kernel.C_k)
         return modal_kernel(modes[0], modes[1], L)
     with torch.no_grad():
-        src = _float64_copy(kernel) if getattr(kernel, "kind", None) in _SSM_KINDS else kernel
+        src = _float64_copy(kernel) if _is_ssm(kernel) else kernel
         K = src(L)
     return K.detach().cpu().to(torch.float64).numpy()
 

@@ -61,3 +61,36 @@ def test_errors():
         causality_check(m, 16, position=16)
     with pytest.raises(ValueError, match="no runnable model"):
         causality_check(Checkpoint(path="k.pt", kernels=m.kernels), 16)
+
+
+def test_cli_causality(tmp_path, capsys):
+    """`python -m analysis causality FILE`: the verdict on stdout, exit 0 when the model behaves as built (a
+    causal model is causal, a bidirectional one reads the future), 2 for a file that cannot be read."""
+    import json
+
+    import sgconv_core
+    from analysis.__main__ import main
+
+    for name, bidir in (("causal", False), ("bidir", True)):
+        sgconv_core.save(_model("s4d", bidir=bidir), tmp_path / f"{name}.safetensors")
+    assert main(["causality", str(tmp_path / "causal.safetensors"), "-L", "32", "--positions", "3,20"]) == 0
+    out = capsys.readouterr().out
+    assert "causal.safetensors at L = 32, output positions [3, 20]: causal:" in out
+    assert main(["causality", str(tmp_path / "bidir.safetensors"), "--json"]) == 0  # L = l_max = 64
+    res = json.loads(capsys.readouterr().out)
+    assert res["bidirectional"] is True and res["ok"] is False and res["positions"] == [32]
+    assert main(["causality", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_causality_exit_1_when_a_causal_model_reads_the_future(tmp_path, monkeypatch, capsys):
+    import analysis.causality
+    import sgconv_core
+    from analysis.__main__ import main
+
+    sgconv_core.save(_model("sgconv"), tmp_path / "m.safetensors")
+    leaky = {"max_future_grad": 0.5, "max_past_grad": 1.0, "ratio": 0.5, "ok": False, "positions": [8],
+             "per_position": [], "bidirectional": False, "expected_ok": True, "note": "not causal: ..."}
+    monkeypatch.setattr(analysis.causality, "causality_check", lambda *a, **k: leaky)
+    assert main(["causality", str(tmp_path / "m.safetensors"), "-L", "16"]) == 1
+    assert "not causal" in capsys.readouterr().out
