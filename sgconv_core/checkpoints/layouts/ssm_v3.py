@@ -22,7 +22,8 @@ Marker ``kernel.kernel.log_dt`` under the layer prefix p; q = p + 'kernel.kernel
     p + D (C, H), p + output_linear.0.weight (2H, C*H): runnable.py (the S4 layer owns them).
 
 Settings not stored: real_transform (config name real_type), imag_transform, disc (S4D: v3 default bilinear),
-bandlimit; dt_fast exists for the v3 NPLR kernel only. A 'Q' key (untied low-rank term, v2) is refused.
+bandlimit; dt_fast exists for the v3 NPLR kernel only. A 'Q' key (untied low-rank term, v2) is refused, and so is
+a layer with neither NPLR nor diag keys.
 """
 from __future__ import annotations
 
@@ -137,12 +138,15 @@ class S4Dv3(SSMLayout):
     clips_at_l_max = True
 
     def matches(self, sd: dict, prefix: str, key: str) -> bool:
+        """Any v3 layer that is not NPLR; one without inv_A_real / log_A_real either is refused by map_keys."""
         q = prefix + "kernel.kernel."
-        no_w = q + "inv_w_real" not in sd and q + "log_w_real" not in sd
-        return no_w and (q + "inv_A_real" in sd or q + "log_A_real" in sd)
+        return q + "inv_w_real" not in sd and q + "log_w_real" not in sd
 
     def map_keys(self, ctx: Ctx, p: str) -> SSMParams:
         q = p + "kernel.kernel."
+        if not ctx.has(q + "inv_A_real") and not ctx.has(q + "log_A_real"):
+            raise ctx.err(f"layer '{p.rstrip('.')}' has v3-style key '{p}kernel.kernel.log_dt' but neither "
+                          "inv_w_real/log_w_real nor inv_A_real")
         _refuse_v4_only_settings(ctx, q)
         re_name = "inv_A_real" if ctx.has(q + "inv_A_real") else "log_A_real"
         kp = {"inv_dt": q + "log_dt", "A_real": q + re_name, "A_imag": q + "A_imag", "B": q + "B", "C": q + "C"}
@@ -153,14 +157,4 @@ class S4Dv3(SSMLayout):
         return resolve(ctx, self, V3_DEFAULTS, names, fixed={"dt_transform": "exp"}, hp_aliases=_ALIASES)
 
 
-class UnknownV3(SSMLayout):
-    """A v3-style layer that is neither NPLR nor diag: recognised so that the error names it."""
-
-    family, title, marker = "v3-unknown", "v3 (unknown kernel)", "kernel.kernel.log_dt"
-
-    def build_kernel(self, ctx: Ctx, p: str):
-        raise ctx.err(f"layer '{p.rstrip('.')}' has v3-style key '{p}kernel.kernel.log_dt' but neither "
-                      "inv_w_real/log_w_real nor inv_A_real")
-
-
-ADAPTERS = (S4NPLRv3(), S4NPLRv2(), S4Dv3(), UnknownV3())
+ADAPTERS = (S4NPLRv3(), S4NPLRv2(), S4Dv3())
