@@ -3,7 +3,7 @@
 Pure numpy/scipy. Every kernel ``k`` is a 1-D real array of length L indexed by lag
 t = 0..L-1 (taps = samples). Fits use the position ``pos = lag + 1`` so that they read in
 SGConv's own convention, where the 'learnable' decay multiplies the kernel by (pos+1)^-t with
-pos starting at 0 (NOTES-models §1.2), i.e. by (lag+1)^-t; lag 0 then sits at pos = 1 and the
+pos starting at 0 (docs/official-layouts.md §2.2), i.e. by (lag+1)^-t; lag 0 then sits at pos = 1 and the
 log-log fit never needs log(0).
 
 Why the fits use binned RMS and not the raw taps: learned kernels oscillate (a carrier times an

@@ -4,7 +4,7 @@ Pure numpy/scipy. Units: lag in taps (samples); ``freq`` in cycles/sample (0..0.
 grid); ``omega`` in rad/sample (omega = 2*pi*freq); gains in dB are 20*log10|H|.
 
 SSM kernels are written in the general complex form K[l] = sum_n r_n * lambda_n^l with
-residues r_n and discrete poles lambda_n (NOTES-models §2.1). The callers pass conjugate pairs
+residues r_n and discrete poles lambda_n (docs/official-layouts.md §3.1). The callers pass conjugate pairs
 explicitly (S4D's ``2*Re sum C' lambda^l`` over N' modes = sum over the 2N' modes
 {C', conj C'} x {lambda, conj lambda}), so the kernel is real.
 """

@@ -1,6 +1,6 @@
 """Kernel parameter counts per family (the paper's principle 1: sub-linear parameters in L).
 
-Formulas (NOTES-models §3; H = d_model, C_k = kernel channels (doubled when bidirectional), L taps):
+Formulas (docs/official-layouts.md §8; H = d_model, C_k = kernel channels (doubled when bidirectional), L taps):
     sgconv:  S * C_k * H * d          S = 1 + ceil(log2(L / d)) - init_scale   (+ H with a learnable decay)
     s4:      H + C_k*H*N + n_ssm*N*(2 + R)                                       (DPLR, rank R)
     s4d:     H + C_k*H*N + 2*n_ssm*N                                             (- n_ssm*N without B)
@@ -16,7 +16,7 @@ from sgconv_core.kernels.sgconv import n_scales_for
 __all__ = ["param_count", "sgconv_scales", "scaling_table", "default_families", "families_from_checkpoint",
            "DEFAULT_LENGTHS", "TABLE_LENGTHS", "model_families", "scaling_lengths", "scaling_pivot"]
 
-#: Lengths of the NOTES §3 table plus the powers of 4 in between (1k .. 1M).
+#: Lengths of the docs/official-layouts.md §8 table plus the powers of 4 in between (1k .. 1M).
 DEFAULT_LENGTHS = tuple(2 ** p for p in range(10, 21))
 #: Lengths of the parameter table (beside the models' own l_max).
 TABLE_LENGTHS = (1024, 16384, 262144, 1048576)
@@ -48,7 +48,7 @@ def param_count(kind: str, L: int, H: int, C_k: int = 1, d: int = 64, N: int = 6
 
 
 def default_families(H: int = 256, C_k: int = 1, d: int = 32, N: int = 64) -> list[dict]:
-    """The NOTES §3 comparison: SGConv (d), S4 DPLR and S4D with n_ssm = H and 1, and the free kernel."""
+    """The docs/official-layouts.md §8 comparison: SGConv (d), S4 DPLR and S4D (n_ssm = H and 1), free kernel."""
     return [
         {"label": f"SGConv (d={d})", "kind": "sgconv", "H": H, "C_k": C_k, "d": d},
         {"label": "S4 DPLR (n_ssm=H)", "kind": "s4", "H": H, "C_k": C_k, "N": N, "n_ssm": None},
