@@ -103,7 +103,7 @@ def cmd_compare(args) -> int:
     cks = [_load(p) for p in args.checkpoints]
     L = args.length if args.length is not None else max(ck.default_length for ck in cks)
     results = []
-    for p, ck in zip(args.checkpoints, cks):
+    for p, ck in zip(args.checkpoints, cks, strict=True):
         cb, close = _bar(f"analyse {os.path.basename(p)}", args.quiet)
         try:
             results.append(analyze(ck, L, channels=_channels(args.channels), progress=cb))

@@ -90,6 +90,71 @@ def _input_kind(model, x: torch.Tensor) -> str:
     return kind
 
 
+def _one_example(model, x, baseline) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(x as a batch of one, the baseline of the same shape, input kind 'tokens' | 'continuous')."""
+    x = torch.as_tensor(x)
+    kind = _input_kind(model, x)
+    if kind == "tokens":
+        x = (x.unsqueeze(0) if x.dim() == 1 else x).long()
+    else:
+        x = (x.unsqueeze(0) if x.dim() == 2 else x).to(next(model.parameters()).dtype)
+    if x.shape[0] != 1:
+        raise ValueError(f"attribute() takes one example, got a batch of {x.shape[0]}")
+    base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype).reshape(x.shape)
+    return x, base, kind
+
+
+def _which_output(out: torch.Tensor, L: int, target, position) -> tuple[bool, int, int, str]:
+    """(sequence output?, position, target, note) of the output to attribute, from the model's output ``out``."""
+    seq = out.dim() == 3
+    pos = L - 1 if position is None else int(position)
+    if seq:
+        if not 0 <= pos < L:
+            raise ValueError(f"position {pos} is outside 0..{L - 1}")
+        tgt = 0 if target is None else int(target)
+        note = f"output channel {tgt} at position {pos}"
+    else:
+        tgt = int(out[0].argmax()) if target is None else int(target)
+        note = (f"class {tgt} logit (a pooled output has no position; distances are measured from "
+                f"position {pos}{' = L-1, the last position' if pos == L - 1 else ''})")
+    n_out = out.shape[-1]
+    if not 0 <= tgt < n_out:
+        raise ValueError(f"target {tgt} is outside 0..{n_out - 1}")
+    return seq, pos, tgt, note
+
+
+def _integrated_gradients(model, x, base, kind: str, seq: bool, pos: int, tgt: int, n_steps: int,
+                          internal_batch_size, method: str, progress):
+    """captum's (Layer)IntegratedGradients of output (pos, tgt): (attr, delta, f(x), f(baseline), method label)."""
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+
+    calls = {"n": 0}
+    total = math.ceil(n_steps / (internal_batch_size or n_steps)) + 1  # + the forward pass for the delta
+
+    def forward(inp):
+        y = model(inp)
+        if seq:
+            y = y[:, pos, :]
+        calls["n"] += 1
+        if progress:
+            progress(min(calls["n"], total), total)
+        return y
+
+    if kind == "tokens":
+        if not isinstance(getattr(model, "encoder", None), nn.Embedding):
+            raise ValueError("token input needs an nn.Embedding at model.encoder")
+        ig, label = LayerIntegratedGradients(forward, model.encoder), "LayerIntegratedGradients(encoder)"
+    else:
+        ig, label = IntegratedGradients(forward), "IntegratedGradients"
+    with torch.enable_grad():
+        attr, delta = ig.attribute(x, baselines=base, target=tgt, n_steps=n_steps, method=method,
+                                   internal_batch_size=internal_batch_size, return_convergence_delta=True)
+    with torch.no_grad():
+        f_x = forward(x)[0, tgt].item()
+        f_b = forward(base)[0, tgt].item()
+    return attr, delta, f_x, f_b, label
+
+
 def attribute(ck_or_model, x, target: int | None = None, position: int | None = None, n_steps: int = 50,
               internal_batch_size: int | None = 10, baseline=None, progress=None, method: str = "gausslegendre",
               n_bins: int = 32) -> dict:
@@ -109,75 +174,17 @@ def attribute(ck_or_model, x, target: int | None = None, position: int | None = 
         attributed output), distance_profile (centers, values), method ('IntegratedGradients' |
         'LayerIntegratedGradients(encoder)'), note (str)).
     """
-    from captum.attr import IntegratedGradients, LayerIntegratedGradients
-
     model = get_model(ck_or_model)
-    x = torch.as_tensor(x)
-    kind = _input_kind(model, x)
-    if kind == "tokens":
-        if x.dim() == 1:
-            x = x.unsqueeze(0)
-        x = x.long()
-    else:
-        if x.dim() == 2:
-            x = x.unsqueeze(0)
-        x = x.to(next(model.parameters()).dtype)
-    if x.shape[0] != 1:
-        raise ValueError(f"attribute() takes one example, got a batch of {x.shape[0]}")
+    x, base, kind = _one_example(model, x, baseline)
     L = x.shape[1]
-    if baseline is None:
-        base = torch.zeros_like(x)
-    else:
-        base = torch.as_tensor(baseline, dtype=x.dtype).reshape(x.shape)
-
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             out = model(x)
-        seq = out.dim() == 3
-        if seq:
-            pos = L - 1 if position is None else int(position)
-            if not 0 <= pos < L:
-                raise ValueError(f"position {pos} is outside 0..{L - 1}")
-            tgt = 0 if target is None else int(target)
-            note = f"output channel {tgt} at position {pos}"
-        else:
-            pos = L - 1 if position is None else int(position)
-            tgt = int(out[0].argmax()) if target is None else int(target)
-            note = (f"class {tgt} logit (a pooled output has no position; distances are measured from "
-                    f"position {pos}{' = L-1, the last position' if pos == L - 1 else ''})")
-        n_out = out.shape[-1]
-        if not 0 <= tgt < n_out:
-            raise ValueError(f"target {tgt} is outside 0..{n_out - 1}")
-
-        calls = {"n": 0}
-        per = internal_batch_size or n_steps
-        total = math.ceil(n_steps / per) + 1  # + the forward pass captum makes for the delta
-
-        def forward(inp):
-            y = model(inp)
-            if seq:
-                y = y[:, pos, :]
-            calls["n"] += 1
-            if progress:
-                progress(min(calls["n"], total), total)
-            return y
-
-        if kind == "tokens":
-            if not isinstance(getattr(model, "encoder", None), nn.Embedding):
-                raise ValueError("token input needs an nn.Embedding at model.encoder")
-            ig = LayerIntegratedGradients(forward, model.encoder)
-            label = "LayerIntegratedGradients(encoder)"
-        else:
-            ig = IntegratedGradients(forward)
-            label = "IntegratedGradients"
-        with torch.enable_grad():
-            attr, delta = ig.attribute(x, baselines=base, target=tgt, n_steps=n_steps, method=method,
-                                       internal_batch_size=internal_batch_size, return_convergence_delta=True)
-        with torch.no_grad():
-            f_x = forward(x)[0, tgt].item()
-            f_b = forward(base)[0, tgt].item()
+        seq, pos, tgt, note = _which_output(out, L, target, position)
+        attr, delta, f_x, f_b, label = _integrated_gradients(model, x, base, kind, seq, pos, tgt, n_steps,
+                                                             internal_batch_size, method, progress)
     finally:
         model.train(was_training)
 

@@ -144,10 +144,10 @@ def compare_results(results, labels=None) -> Comparison:
         sim_rows += rows
     return Comparison(
         labels=labels, L=Ls.pop(),
-        summaries=[{"label": lab, **r.checkpoint.summary} for lab, r in zip(labels, results)],
-        tables={lab: r.layer_rows() for lab, r in zip(labels, results)},
-        warnings={lab: r.all_warnings() for lab, r in zip(labels, results)},
+        summaries=[{"label": lab, **r.checkpoint.summary} for lab, r in zip(labels, results, strict=True)],
+        tables={lab: r.layer_rows() for lab, r in zip(labels, results, strict=True)},
+        warnings={lab: r.all_warnings() for lab, r in zip(labels, results, strict=True)},
         similarity=sim_rows, matrices=matrices,
-        scaling=[dict(row, family=f"{lab}: {row['family']}") for lab, r in zip(labels, results)
+        scaling=[dict(row, family=f"{lab}: {row['family']}") for lab, r in zip(labels, results, strict=True)
                  for row in r.params.scaling if row["family"].startswith("this model")],
         reports=list(results))

@@ -39,7 +39,7 @@ _CONFIG_KEYS = ("kernel_dim", "n_scales", "init_scale", "mode", "decay_min", "de
                 "d_state", "n_ssm", "rank", "init", "disc", "dt_transform", "dt_tie", "l_max")
 
 _lock = threading.Lock()
-_cache: "OrderedDict[tuple, tuple]" = OrderedDict()  # key -> (weakref to owner, value, nbytes)
+_cache: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (weakref to owner, value, nbytes)
 _cache_bytes = 0
 
 

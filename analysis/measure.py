@@ -29,12 +29,30 @@ from sgconv_core.families import family
 from sgconv_core.lengths import default_length
 
 from . import params as P
-from .decay import (MIN_FIT_LENGTH, batch_decay, energy_curve, envelope, exp_fit, median_iqr, pole_decay,
-                    power_law_fit, summarize_layer)
+from .decay import (
+    MIN_FIT_LENGTH,
+    batch_decay,
+    energy_curve,
+    envelope,
+    exp_fit,
+    median_iqr,
+    pole_decay,
+    power_law_fit,
+    summarize_layer,
+)
 from .extract import extract_kernels, kernel_table, ssm_modes
 from .frequency import _db, frequency_summary, ssm_response_db, ssm_transfer, ssm_transfer_on_grid
-from .records import (ChannelStats, CheckpointInfo, LayerFigures, LayerParams, LayerStats, ParamsInfo, Report,
-                      RMSProfile, SSMStats)
+from .records import (
+    ChannelStats,
+    CheckpointInfo,
+    LayerFigures,
+    LayerParams,
+    LayerStats,
+    ParamsInfo,
+    Report,
+    RMSProfile,
+    SSMStats,
+)
 
 __all__ = ["analyze", "select_channels", "formula_params", "ANALYTIC_GRID", "CHUNK_ELEMENTS", "MAX_BYTES"]
 
@@ -274,7 +292,7 @@ def analyze(ck, L: int | None = None, channels=None, progress=None, n_bins: int 
     Ks = extract_kernels(ck, L, progress=lambda i, n: prog(1.0 / max(n, 1), f"extracted layer {i}/{n}"))
     t_extract = time.perf_counter() - t0
     layers, channel_stats, per_layer, figures, warnings = [], [], [], {}, []
-    for li, (kmod, (name, K)) in enumerate(zip(ck.kernels, Ks.items())):
+    for li, (kmod, (name, K)) in enumerate(zip(ck.kernels, Ks.items(), strict=True)):
         stats, chans, lp, figs = _analyze_layer(li, kmod, name, K, channels, n_bins, prog, warnings)
         layers.append(stats)
         channel_stats.extend(chans)

@@ -16,7 +16,7 @@ def _label(c: int, h: int, C_k: int) -> str:
 
 def _decay_series(a: LayerFigures, C_k: int) -> list[dict]:
     series = [{"label": _label(c, h, C_k), "centers": env[0], "values": env[1], **fit}
-              for (c, h), env, fit in zip(a.shown, a.envelopes, a.fits) if env is not None]
+              for (c, h), env, fit in zip(a.shown, a.envelopes, a.fits, strict=True) if env is not None]
     return series + [a.profile.series("layer RMS profile")]
 
 
@@ -42,7 +42,7 @@ def _layer_figures(name: str, a: LayerFigures, kernels: dict, L: int, max_heatma
             (f"{name}: channel x lag", FG.heatmap_figure(rows, f"{name}: forward channel 0, feature x lag")),
             (f"{name}: decay", FG.decay_figure(_decay_series(a, C_k), f"{name}: RMS envelope with power-law and "
                                                                       f"exponential fits", L=L))]
-    eser = [{"label": lab, **e} for lab, e in zip(labels, a.energy) if e is not None]
+    eser = [{"label": lab, **e} for lab, e in zip(labels, a.energy, strict=True) if e is not None]
     if eser:
         figs.append((f"{name}: energy", FG.energy_figure(eser, f"{name}: cumulative energy vs lag "
                                                                f"(markers: 50/90/99 % ranges)")))
@@ -76,7 +76,7 @@ def compare_figures(cmp: Comparison) -> list[tuple[str, object]]:
     figs = []
     for li in range(min(len(r.layers) for r in cmp.reports)):
         series, fser = [], []
-        for lab, r in zip(cmp.labels, cmp.reports):
+        for lab, r in zip(cmp.labels, cmp.reports, strict=True):
             name, a = list(r.figures.items())[li]
             series.append(a.profile.series(f"{lab} [{name}]"))
             mk = a.mean_kernel

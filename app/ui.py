@@ -9,6 +9,7 @@ import streamlit as st
 from app import state
 from sgconv_core.lengths import APP_MAX_KERNEL_VALUES, app_max_length
 
+
 #: Plotly toolbar: keep the PNG download ("toImage") and name the file after the figure.
 def plotly_config(name: str) -> dict:
     return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": slug(name), "scale": 2}}

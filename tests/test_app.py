@@ -153,7 +153,7 @@ def test_models_page_loads_and_shows_what_was_detected(app_env):
     assert set(cards["task"]) == {"delay", "digits"}
     detected = [f for f in frames if "field" in f and "kernel parameters" in set(f["field"])]
     assert len(detected) == 2
-    d = dict(zip(detected[0]["field"], detected[0]["value"]))
+    d = dict(zip(detected[0]["field"], detected[0]["value"], strict=True))
     s = ck.summary()
     assert d["family"] == "sgconv" and d["layout"] == s["layout"]
     assert d["layers"] == str(s["layers"]) and d["H (d_model)"] == str(s["H"]) and d["kernel_dim"] == "16"
@@ -487,7 +487,7 @@ def test_bad_uploads_through_the_uploader_widget(bad_uploads, app_env):
     errors = [e.value for e in ok(at).error]
     names = [n for n, d in cases if d]
     assert len(errors) == len(names), errors
-    for name, err in zip(names, errors):
+    for name, err in zip(names, errors, strict=True):
         assert name in err and "Traceback" not in err, (name, err)
     assert not marker.exists()
     assert "ks_models" not in at.session_state or not at.session_state["ks_models"]

@@ -95,7 +95,7 @@ def test_distance_profile_known_answer():
     # the bins by their definition, written out here: geometric edges over distances 1..51, a distance d in the
     # bin [e_i, e_i+1); every distance 1..50 occurs twice (left and right of position 50)
     edges = np.geomspace(1.0, 51.0, 9)
-    bins = [[d for d in range(1, 51) if lo <= d < hi] for lo, hi in zip(edges[:-1], edges[1:])]
+    bins = [[d for d in range(1, 51) if lo <= d < hi] for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     counts = [2 * len(b) for b in bins if b]
     assert len(values) == 1 + len(counts)
     np.testing.assert_allclose(centers[1:], [np.mean(b) for b in bins if b], rtol=1e-12)

@@ -30,7 +30,7 @@ def test_sgconv_and_free_equal_the_module_output_exactly():
         m = _model(kind, **ka)
         K = extract_kernels(_ck(m), 300)
         assert list(K) == ["layers.0", "layers.1"]
-        for k, arr in zip(m.kernels, K.values()):
+        for k, arr in zip(m.kernels, K.values(), strict=True):
             with torch.no_grad():
                 ref = k(300).double().numpy()
             assert arr.dtype == np.float64 and arr.shape == (1, 8, 300)
@@ -112,6 +112,6 @@ def test_modal_kernel_known_answer():
     lam = np.array([[0.9, 0.5 + 0.5j, 0.5 - 0.5j, 0.0]])
     r = np.array([[[1.0, 2.0 + 1j, 2.0 - 1j, 3.0]]])
     L = 37
-    ref = np.array([(r[0, 0] * lam[0] ** l).sum().real if l else r.sum().real for l in range(L)])
+    ref = np.array([(r[0, 0] * lam[0] ** j).sum().real if j else r.sum().real for j in range(L)])
     for block in (None, 1, 5, 64):
         np.testing.assert_allclose(modal_kernel(r, lam, L, block)[0, 0], ref, rtol=1e-13, atol=1e-15)

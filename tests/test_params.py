@@ -4,8 +4,14 @@ import math
 import pytest
 import torch
 
-from analysis.params import (DEFAULT_LENGTHS, default_families, families_from_checkpoint, param_count,
-                             scaling_table, sgconv_scales)
+from analysis.params import (
+    DEFAULT_LENGTHS,
+    default_families,
+    families_from_checkpoint,
+    param_count,
+    scaling_table,
+    sgconv_scales,
+)
 from sgconv_core.kernels import FreeKernel, S4DKernel, S4Kernel, SGConvKernel
 
 

@@ -14,9 +14,9 @@ import sgconv_core
 from analysis import figures as FG
 from analysis.__main__ import main
 from analysis.decay import batch_decay, exp_fit, power_law_fit
-from analysis.frequency import bandwidth, frequency_response, frequency_summary, peak_gain, spectral_centroid
 from analysis.extract import extract_kernels, ssm_modes
-from analysis.report import analyze, compare_results, report_figures, write_report
+from analysis.frequency import bandwidth, frequency_response, frequency_summary, peak_gain, spectral_centroid
+from analysis.report import analyze, compare_results, report_figures
 from sgconv_core import Checkpoint, ModelConfig, SequenceModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,8 +88,9 @@ def _known_kernels():
                      np.cos(2 * np.pi * 64 / L_KNOWN * np.arange(L_KNOWN))])
 
 
-def _exp_range(p, q=math.exp(-0.04), L=L_KNOWN):
+def _exp_range(p, L=L_KNOWN):
     """Taps holding p % of the energy of e^(-0.02 pos): smallest n with (1 - q^n) >= p/100 (1 - q^L)."""
+    q = math.exp(-0.04)  # the energy's ratio per tap
     return math.ceil(math.log(1 - p / 100 * (1 - q ** L)) / math.log(q))
 
 
@@ -201,7 +202,7 @@ def test_analyze_s4d_ssm_numbers():
     m = _model("s4d", L=512)
     fr = []
     res = analyze(_ck(m), 512, progress=lambda f, msg: fr.append(f))
-    assert fr and fr[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(fr, fr[1:]))
+    assert fr and fr[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(fr, fr[1:], strict=False))
     ssm = res.layers[0].ssm
     assert ssm.analytic_vs_fft_rel < 1e-10  # exact transfer function = FFT of the float64 kernel
     assert ssm.n_modes == 16 and ssm.unstable_modes == 0
@@ -356,7 +357,7 @@ def test_chunked_analysis_equals_one_pass(monkeypatch):
     monkeypatch.setattr(M, "CHUNK_ELEMENTS", 3 * 256)  # 3 rows per block
     many = analyze(ck, 256, channels=[5, 1, 6])
     assert [r.h for r in many.channels] == list(range(8))
-    for a, b in zip(one.channels, many.channels):
+    for a, b in zip(one.channels, many.channels, strict=True):
         assert a.row() == pytest.approx(b.row(), nan_ok=True)
     np.testing.assert_array_equal(one.figures["layers.0"].mag_db, many.figures["layers.0"].mag_db)
     with pytest.raises(ValueError, match="GiB"):

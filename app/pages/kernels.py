@@ -155,7 +155,7 @@ if overlay and len(figs) > 1:
     ui.show_figure(fig, data, f"kernels-layers.{layer}-overlay", key="k-overlay-fig")
 else:
     cols = st.columns(len(figs))
-    for col, (n, fig) in zip(cols, figs.items()):
+    for col, (n, fig) in zip(cols, figs.items(), strict=True):
         with col:
             fig_.compact(fig, height=520 if len(figs) > 1 else 600, legend_below=len(figs) > 1 and not heatmap)
             ui.show_figure(fig, tables[n], f"kernels-{n}-layers.{layer}", key=f"k-fig-{n}")
