@@ -4,12 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from references import up_linear, up_nearest
 
+from sgconv_core import CheckpointError
 from sgconv_core.kernels import FreeKernel, S4DKernel, S4Kernel, SGConvKernel
 from sgconv_core.lengths import MAX_KERNEL_LENGTH as MAX_LENGTH
-from sgconv_core import CheckpointError
-
-from references import up_linear, up_nearest
 
 
 # ---------------------------------------------------------------------------------------------- SGConv
@@ -128,8 +127,10 @@ def test_s4d_modal_form_reproduces_kernel():
 # ---------------------------------------------------------------------------------------------- S4 (DPLR)
 def s4_dense_powers(k: S4Kernel, L: int) -> np.ndarray:
     """K[l] = C^T dA^l dB with dA, dB the bilinear discretisation of diag(Lambda) - P P^*, C from C~."""
-    g = lambda t: t.detach().double().numpy()
-    c = lambda t: g(t)[..., 0] + 1j * g(t)[..., 1]
+    def g(t):
+        return t.detach().double().numpy()
+    def c(t):
+        return g(t)[..., 0] + 1j * g(t)[..., 1]
     H, Nh = k.H, k.N // 2
     dt = np.exp(g(k.inv_dt))[:, 0]
     lam = -np.exp(g(k.A_real)) - 1j * g(k.A_imag)

@@ -85,8 +85,8 @@ def test_save_load_round_trip_is_bitwise(tmp_path, kind, args):
 
 
 def test_nan_weights_and_wrong_shapes_are_refused(tmp_path):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     m = SequenceModel(ModelConfig(d_input=1, d_output=2, d_model=4, n_layers=1, kernel="s4d", kernel_args={"d_state": 4}))
     path = tmp_path / "m.safetensors"

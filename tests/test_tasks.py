@@ -154,7 +154,7 @@ def test_digits_splits_disjoint_and_stratified():
 def test_delay_splits_disjoint(delay_default):
     seen = set()
     sizes = []
-    for w, (x, _) in _all_splits(delay_default).items():
+    for _w, (x, _) in _all_splits(delay_default).items():
         keys = {r.numpy().tobytes() for r in x}
         sizes.append(len(keys))
         assert not keys & seen

@@ -49,7 +49,7 @@ folder. Any object with ``run(groups, train_kw, on_result, progress, should_stop
 """
 from .batched import BatchedModel, Cancelled, RunOutcome, train_group
 from .runner import InProcessExecutor, Progress, RayExecutor, SweepJob, SweepResult, run_sweep
-from .spec import (PAPER_DECAY, PAPER_KERNEL_DIM, PAPER_SOURCE, PRESETS, RunSpec, SweepSpec, preset)
+from .spec import PAPER_DECAY, PAPER_KERNEL_DIM, PAPER_SOURCE, PRESETS, RunSpec, SweepSpec, preset
 from .store import DB_ENV, Store, default_db_path
 
 __all__ = [

@@ -8,6 +8,7 @@ from .s4 import S4Kernel
 from .s4d import S4DKernel
 from .sgconv import SGConvKernel
 
+
 def build_kernel(kind: str, config: dict) -> Kernel:
     """Build a kernel of the given kind ('sgconv' | 's4' | 's4d' | 'conv') from its config dict."""
     from ..families import family
