@@ -70,7 +70,12 @@ def _family_args(kernel) -> dict:
 
 
 def _same_family(a: dict, b: dict) -> bool:
-    return a["kind"] == b["kind"] and a.get("n_ssm", "x") == b.get("n_ssm", "x")
+    """Same kind and the same number of SSM copies (n_ssm None means one per feature, i.e. H)."""
+    def copies(f: dict):
+        n = f.get("n_ssm", "x")
+        return f.get("H") if n is None else n
+
+    return a["kind"] == b["kind"] and copies(a) == copies(b)
 
 
 def families_from_checkpoint(ck) -> list[dict]:

@@ -112,9 +112,9 @@ achieves and say so):
 - centroid sums |H|^2 over the one-sided rfft grid with the DC bin at full weight (a two-sided spectrum counts
   it half as much as the others), so low-pass centroids come out low by about P(0) / (2 sum P): -0.9 % for
   a one-pole low-pass with a = 0.9, -9 % for a = 0.99 (L = 2048). Symmetric band-pass spectra are exact.
-- params_scaling.csv repeats an SSM model's own row as "S4D (n_ssm=H)" / "S4 DPLR (n_ssm=H)" (the model's
-  n_ssm is the number H, the default family's None, so `families_from_checkpoint` does not see them as equal);
-  same numbers, one curve drawn twice. The test accepts the row present or absent.
+- params_scaling.csv used to repeat an SSM model's own row as "S4D (n_ssm=H)" / "S4 DPLR (n_ssm=H)" (the
+  model's n_ssm is the number H, the default family's None); fixed in `analysis.params._same_family`, and
+  `test_parameter_scaling_table` now requires the row to be absent.
 - the power-law fit of an SGConv staircase (fixed multiplier m, constant sub-kernels) gives t about 2.6 %
   below log2(m) at L = 4096, d = 8 (4.7 % at L = 1024): a least-squares line through a staircase over K octaves
   has slope (1 - 1/K^2) times the stair's mean slope; not a bug of the fit.
@@ -945,9 +945,8 @@ def test_layer_shapes_and_counts(reports):
 def _expected_scaling(name):
     """(H, {family label: params(L)}, optional labels) for the scaling plot of a checkpoint: its own layer-0
     family first, then the NOTES §3 families at its H and C_k (SGConv d / SSM N from the model, else 32 / 64),
-    without the default row that is its own family. For an SSM model with n_ssm = H the default
-    "(n_ssm=H)" row of its own family repeats its own row; today it is written (the model's n_ssm is the
-    number H, the default's is None), so it is optional here: present with the same numbers, or absent."""
+    without the default row that is its own family (for an SSM model with n_ssm = H, the default
+    "(n_ssm=H)" row of its own family: it would draw the same curve twice)."""
     if name == "powerlaw":
         H, C_k, d, N, own = 5, 1, 32, 64, ("this model (conv)", lambda L: 1 * 5 * L)
     elif name == "sg_learn":
@@ -969,7 +968,7 @@ def _expected_scaling(name):
             "free kernel": lambda L: C_k * H * L}
     skip = {"this model (conv)": "free kernel", "this model (sgconv)": f"SGConv (d={d})"}.get(own[0])
     optional = {"this model (s4d)": "S4D (n_ssm=H)", "this model (s4)": "S4 DPLR (n_ssm=H)"}.get(own[0])
-    return H, {k: v for k, v in fams.items() if k != skip}, {optional} - {None}
+    return H, {k: v for k, v in fams.items() if k not in (skip, optional)}, set()
 
 
 @pytest.mark.parametrize("name", ["powerlaw", "sg_learn", "sg_bidir", "s4d", "s4"])
