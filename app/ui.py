@@ -171,6 +171,16 @@ def length_controls(cks: dict, key: str, own_col=None, value_col=None) -> dict[s
     return {n: L for n in cks}
 
 
+def layer_features_length(cks: dict, key: str, features_help: str | None = None) -> tuple[int, list[int], dict]:
+    """The Decay / Frequency pages' control row: layer, features h (multi-select over the narrowest model),
+    and the length controls. Returns (layer index, [h, ...], {model name: L})."""
+    c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
+    layer = layer_select(cks, f"{key}-layer", c1)
+    H_min = min(ck.d_model for ck in cks.values())
+    hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key=f"{key}-hs", help=features_help)
+    return layer, hs, length_controls(cks, key, c3, c4)
+
+
 def layer_select(cks: dict, key: str, container=None) -> int:
     """Layer index (over the deepest of the chosen models)."""
     container = container or st

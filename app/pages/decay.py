@@ -19,12 +19,8 @@ loaded = ui.require_models("decay")
 names = ui.pick_models(loaded, key="d-models")
 cks = {n: state.checkpoint(loaded[n]) for n in names}
 
-c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
-layer = ui.layer_select(cks, "d-layer", c1)
-H_min = min(ck.d_model for ck in cks.values())
-hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="d-hs",
-                    help="Each chosen feature of each model gets its envelope and both fitted lines.")
-lengths = ui.length_controls(cks, "d", c3, c4)
+layer, hs, lengths = ui.layer_features_length(
+    cks, "d", features_help="Each chosen feature of each model gets its envelope and both fitted lines.")
 
 # ---------------------------------------------------------------------------------------------------- envelopes
 series, fits, skipped = [], [], []

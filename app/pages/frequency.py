@@ -20,11 +20,7 @@ loaded = ui.require_models("frequency responses")
 names = ui.pick_models(loaded, key="f-models")
 cks = {n: state.checkpoint(loaded[n]) for n in names}
 
-c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
-layer = ui.layer_select(cks, "f-layer", c1)
-H_min = min(ck.d_model for ck in cks.values())
-hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key="f-hs")
-lengths = ui.length_controls(cks, "f", c3, c4)
+layer, hs, lengths = ui.layer_features_length(cks, "f")
 o1, o2, o3 = st.columns([1, 1.4, 2.6])
 log_x = o1.toggle("Log frequency axis", key="f-logx")
 analytic = o2.toggle("Exact SSM response", value=True, key="f-analytic",
