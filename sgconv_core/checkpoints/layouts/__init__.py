@@ -16,8 +16,10 @@ Shared: context.py (per-file context, settings precedence, containers), ssm.py (
 layouts use), runnable.py (the runnable layer and Lightning backbone), base.py (the adapter interface).
 The official facts they rely on are in docs/official-layouts.md.
 
-To add a layout: write a module with a `base.Layout` subclass (marker, matches, build_kernel, the runnable-layer
-facts) and list its adapter in `LAYOUTS` below.
+To add a layout: write one module with a `base.Layout` subclass (marker, matches, build_kernel, the runnable-layer
+facts; an `ssm.SSMLayout` needs only map_keys and resolve_settings) and list its adapter in `LAYOUTS` below; put
+the official facts it relies on in docs/official-layouts.md, and a float64 reference test in
+tests/test_foreign.py that records under the layout's family (test_report_errors fails for a layout without one).
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def _detect_layers(ctx: Ctx, tensors: dict) -> list[tuple[str, Layout]]:
 
 
 def _build_model(ctx: Ctx, kernels: list, layers: list[tuple[str, Layout]], tensors: dict):
-    """The runnable model where it can be rebuilt exactly (one layer, or a Lightning backbone), else None + a warning."""
+    """The runnable model where it can be rebuilt exactly (one layer, or a Lightning backbone); else None, warned."""
     model, why = None, None
     layer_keys_only = True
     if len(kernels) == 1:
@@ -107,7 +109,8 @@ def _build_model(ctx: Ctx, kernels: list, layers: list[tuple[str, Layout]], tens
         model, why2 = build_backbone(ctx, kernels, layers)
         why = why2 if model is None else None
     if model is None:
-        ctx.warn(f"{ctx.source}: kernels only: the full model was not rebuilt ({why or 'its layout is not one we rebuild'}).")
+        why = why or "its layout is not one we rebuild"
+        ctx.warn(f"{ctx.source}: kernels only: the full model was not rebuilt ({why}).")
     return model
 
 
@@ -131,7 +134,8 @@ def from_object(obj, source: str, settings: dict | None = None) -> Checkpoint:
     layout_tag = f"{tag}-{'standalone' if standalone else ctx.container}"
     config = {"layout": layout_tag, "container": ctx.container, "settings": dict(ctx.settings), "layers": layer_cfgs}
     if ctx.hp:
-        config["hyper_parameters_layer"] = {k: v for k, v in ctx.hp.items() if isinstance(v, (str, int, float, bool, type(None)))}
+        plain = (str, int, float, bool, type(None))
+        config["hyper_parameters_layer"] = {k: v for k, v in ctx.hp.items() if isinstance(v, plain)}
     return Checkpoint(path=source, kernels=kernels, model=model, config=config, card={}, warnings=list(ctx.warnings),
                       layout=layout_tag)
 

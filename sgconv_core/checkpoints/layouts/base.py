@@ -47,7 +47,7 @@ class Layout:
     rebuild_note: str | None = None
 
     def matches(self, sd: dict, prefix: str, key: str) -> bool:
-        """Whether the layer marked by ``key`` (at ``prefix``) is of this layout; called only when key ends in marker."""
+        """Whether the layer marked by ``key`` (at ``prefix``) is of this layout; key ends in ``marker``."""
         return True
 
     def build_kernel(self, ctx, prefix: str) -> tuple[Kernel, dict]:

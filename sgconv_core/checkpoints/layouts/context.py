@@ -1,6 +1,6 @@
 """What every layout adapter shares: the per-file context, the settings and their precedence, the containers.
 
-Containers (`unwrap`), see docs/official-layouts.md, "Checkpoint files":
+Containers (`unwrap`), see docs/official-layouts.md §6:
 
 - a Lightning ``.ckpt`` (v3/v4 train.py): ``{'state_dict': {...}, 'hyper_parameters': <the Hydra config>,
   'pytorch-lightning_version': ..., ...}``; the layers sit under ``model.``, the encoder / decoder under
@@ -10,7 +10,8 @@ Containers (`unwrap`), see docs/official-layouts.md, "Checkpoint files":
 
 Settings the weights do not hold (`Ctx.setting`) come from, in order: the ``settings`` argument (official
 argument names, `KNOWN_SETTINGS`), the stored Hydra config (``hyper_parameters['model']['layer']``, flattened by
-`layer_hparams`), then the detected version's default, which is reported in ``Checkpoint.warnings``.
+`layer_hparams`), then the detected version's default, which is reported in ``Checkpoint.warnings``
+(docs/official-layouts.md §7).
 
 Helpers used by several layouts: `channels` (C and bidirectional from the kernel channels C_k and ``D`` (C, H)),
 `l_max`, `load_into` (strict load of converted tensors into one of our kernels), `natkey` and `layer_name`.
@@ -136,7 +137,8 @@ def validate_settings(settings: dict, source: str) -> dict:
     _check_choice(settings, source, ("disc",), DISCS)
     if "mode" in settings and not isinstance(settings["mode"], str):
         raise CheckpointError(f"{source}: setting mode={settings['mode']!r} must be a string")
-    if "init_scale" in settings and (isinstance(settings["init_scale"], bool) or not isinstance(settings["init_scale"], int)):
+    init_scale = settings.get("init_scale")
+    if "init_scale" in settings and (isinstance(init_scale, bool) or not isinstance(init_scale, int)):
         raise CheckpointError(f"{source}: setting init_scale={settings['init_scale']!r} must be an integer")
     _check_number(settings, source, "bandlimit", lambda b: isinstance(b, (int, float)) and b > 0,
                   "a positive number or None")
@@ -156,7 +158,8 @@ def unwrap(obj, source: str):
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         hp = obj.get("hyper_parameters")
         lightning = "pytorch-lightning_version" in obj or isinstance(hp, Mapping)
-        return obj["state_dict"], (hp if isinstance(hp, Mapping) else None), ("lightning" if lightning else "state-dict")
+        hp = hp if isinstance(hp, Mapping) else None
+        return obj["state_dict"], hp, ("lightning" if lightning else "state-dict")
     if "model" in obj and isinstance(obj["model"], Mapping) and not torch.is_tensor(obj["model"]):
         return obj["model"], None, "example"
     return obj, None, "state-dict"
@@ -217,7 +220,7 @@ def load_into(kernel: nn.Module, tensors: dict[str, torch.Tensor], dtype: torch.
 def channels(ctx: Ctx, prefix: str, C_k: int, ck_key: str) -> tuple[int, bool]:
     """channels C and bidirectional from settings / hparams / the D shape (C_k = C, or 2C when bidirectional).
 
-    ``D`` (C, H) keeps C when the kernel doubles its channels for two directions (docs/official-layouts.md).
+    ``D`` (C, H) keeps C when the kernel doubles its channels for two directions (docs/official-layouts.md §2.1, §3.2).
     """
     bidir = ctx.settings.get("bidirectional", ctx.hp.get("bidirectional"))
     if not isinstance(bidir, bool):

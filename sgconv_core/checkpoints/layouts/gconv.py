@@ -1,6 +1,6 @@
 """SGConv layers: ctlllll/SGConv's ``GConv`` (gconv_standalone.py, and gconv.py inside the state-spaces pipeline).
 
-Marker ``kernel_list.0``. Keys under the layer prefix (docs/official-layouts.md, "SGConv"), C_k = C (2C when
+Marker ``kernel_list.0``. Keys under the layer prefix (docs/official-layouts.md §2), C_k = C (2C when
 bidirectional), S scales of d taps each:
 
     D                        (C, H)          -> the layer's skip term (runnable.py)
@@ -120,7 +120,8 @@ def _norm(ctx: Ctx, p: str, C_k: int, H: int) -> dict:
     if initialised and not (torch.as_tensor(norm) > 0).all():
         raise ctx.err(f"key '{p}kernel_norm' holds a zero or negative norm")
     if not initialised:
-        ctx.warn(f"{ctx.source}: layer '{p.rstrip('.') or 'layer'}' has kernel_norm_initialized = False (it never ran a "
+        name = p.rstrip(".") or "layer"
+        ctx.warn(f"{ctx.source}: layer '{name}' has kernel_norm_initialized = False (it never ran a "
                  "forward): the kernel is divided by the norm of its current weights, as the official first forward "
                  "would do.")
     return {"kernel_norm": norm.contiguous().clone(), "kernel_norm_initialized": torch.tensor(initialised)}

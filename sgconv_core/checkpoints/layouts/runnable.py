@@ -3,7 +3,7 @@
 `layer_module`: one official layer -> our ``ConvLayer`` (B, H, L) -> (B, H, L): causal FFT convolution with the
 kernel, + D u (``D`` (C, H)), activation, then the output linear: (2H, C*H) + GLU, or (H, C*H) plain. Where D and
 the output linear live, whether the layer clips its kernel at l_max, and the config entry naming the output
-activation are facts of the layout (`base.Layout`); see docs/official-layouts.md, "Runnable layers".
+activation are facts of the layout (`base.Layout`); see docs/official-layouts.md §2.4, §3.2, §4, §5.
 
 `build_backbone`: a v3/v4 Lightning checkpoint's whole model, from its Hydra config (``hyper_parameters['model']``)
 and keys: ``encoder.0.weight`` (H, d_in) + bias (a linear) or (n_tokens, H) (an embedding);

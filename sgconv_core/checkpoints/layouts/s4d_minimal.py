@@ -1,7 +1,7 @@
 """The minimal S4D layer: state-spaces/s4 models/s4/s4d.py ``S4D`` (used by example.py, layer 's4d' in v4).
 
 Marker ``kernel.log_dt`` with ``kernel.log_A_real`` beside it. Its own keys and conventions, mapped to v4's
-(docs/official-layouts.md, "The minimal S4D"):
+(docs/official-layouts.md §4):
 
     kernel.log_dt      (H,)          -> inv_dt (H, 1); dt = exp(log_dt)
     kernel.log_A_real  (H, N')       -> A_real; Re A = -exp(log_A_real)

@@ -17,7 +17,7 @@ v4-convention shapes (M = N' = d_state/2 complex modes, or N real modes for S4D-
     C       (C_k, H, M, 2)          (C_k, H, M) real
     P       (R, n_ssm, M, 2)        DPLR only, with l_kernel () int64 (the length C~ is attuned to)
 
-Facts (why dt_fast, bandlimit and relu apply where they do) are in docs/official-layouts.md.
+Facts (why dt_fast, bandlimit and relu apply where they do) are in docs/official-layouts.md §3.1 and §5.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def check_shapes(ctx: Ctx, prm: SSMParams) -> tuple[int, int, int, int]:
 
 def resolve(ctx: Ctx, layout: Layout, defaults: dict, names: tuple[str, ...], real: bool = False,
             fixed: dict | None = None, hp_aliases: dict | None = None) -> dict:
-    """The settings ``names`` (settings > stored config > ``defaults`` with a warning), then the version's ``fixed`` ones.
+    """The settings ``names`` (settings > stored config > ``defaults``, warned), then the version's ``fixed`` ones.
 
     imag_transform is not asked for (and is 'none') when ``real`` (S4D-Real has no A_imag). hp_aliases: other
     config names per setting (v3 'real_type'). A value read from the config must still be a known choice.

@@ -2,7 +2,7 @@
 
 Read from src/models/sequence/ss/{s4.py, kernel.py, dplr.py} (v3.0.0 to late 2022; v2.x for its key names).
 Marker ``kernel.kernel.log_dt`` under the layer prefix p; q = p + 'kernel.kernel.'. Stored -> our v4 convention
-(docs/official-layouts.md, "state-spaces v3 and v2"):
+(docs/official-layouts.md §5):
 
     q + log_dt      (H,), later (H, 1) or (H, N')   -> inv_dt (H, 1) / (H, N'); dt = exp(log_dt) always
     NPLR (S4):

@@ -2,7 +2,7 @@
 
 Read from models/s4/s4.py and src/models/sequence/{kernels/ssm.py, kernels/fftconv.py, modules/s4block.py}.
 Marker ``kernel.inv_dt`` under the FFTConv prefix p (a block prefix + 'layer.'); with ``kernel.P`` the layer is
-S4 (DPLR), without it S4D. The keys are already in our convention (docs/official-layouts.md, "state-spaces v4"):
+S4 (DPLR), without it S4D. The keys are already in our convention (docs/official-layouts.md §3):
 
     p + kernel.inv_dt    (H, 1) or (H, N')       dt = dt_transform(inv_dt)
     p + kernel.A_real    (n_ssm, N')             Re A = -real_transform(A_real)
@@ -52,8 +52,8 @@ def _map_v4(ctx: Ctx, p: str, dplr: bool) -> SSMParams:
         raise ctx.shape_err(kp["C"], C, "(C_k, H, N', 2) (complex, as view_as_real)")
     is_real = ctx.settings.get("is_real")
     if is_real is not None and is_real != real:
-        raise ctx.err(f"is_real={is_real} does not match the file: "
-                      + ("it has no A_imag and a real C (S4D-Real)" if real else f"it holds '{kp['A_imag']}' (complex modes)"))
+        why = "it has no A_imag and a real C (S4D-Real)" if real else f"it holds '{kp['A_imag']}' (complex modes)"
+        raise ctx.err(f"is_real={is_real} does not match the file: " + why)
     return SSMParams(kp, q, inv_dt, A_real, A_imag, B, C, real)
 
 
