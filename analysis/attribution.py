@@ -1,15 +1,18 @@
 """Which input positions does one output depend on? Integrated Gradients (captum) over a whole sequence.
 
-    res = attribute(ck_or_model, x, target=None, position=None)
-    res["attr"]              # (L,) attribution per input position
-    res["distance_profile"]  # (centers, values): mean |attr| against distance from the output position
+    res = attribute(ck_or_model, x, target=None, position=None)   # an Attribution
+    res.attr                          # (L,) attribution per input position (units of the attributed output)
+    res.distance_profile              # DistanceProfile: mean |attr| against distance from the output position
+    res.total, res.f_x - res.f_baseline, res.delta   # completeness: total = f_x - f_baseline + delta
+    res.envelope_series(layer_profiles)              # beside each layer's kernel RMS envelope (decay_figure)
 
 - Continuous input (B, L, d_input): ``IntegratedGradients`` on the input; the baseline defaults to zeros.
 - Token input (B, L) int64 into an ``nn.Embedding`` encoder: ``LayerIntegratedGradients`` on
   ``model.encoder`` (the path runs between the embeddings of the baseline tokens, default pad id 0, and
   of the input tokens); attributions are per embedding dimension and summed here.
 - Attributions are summed over input channels / embedding dims, giving one number per position.
-  Completeness: sum(attr) = f(x) - f(baseline) - delta, with captum's convergence ``delta``.
+  Completeness: sum(attr) = f(x) - f(baseline) + delta, with captum's convergence ``delta``
+  (captum defines delta = sum(attr) - (f(x) - f(baseline))).
 - Which output: sequence outputs (pool 'none', (B, L, d_out)): output channel ``target`` (default 0) at
   ``position`` (default L-1). Class outputs (pool 'mean'/'last', (B, d_out)): the logit of class
   ``target`` (default the predicted class); such an output has no position of its own, so the distance
@@ -17,16 +20,74 @@
   the whole sequence).
 
 Runs with gradients on (never under ``torch.inference_mode``), the model in eval mode (restored after).
+Nothing writes an Attribution to a file, so it has no ``to_dict``; ``table`` gives the page's CSV columns.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["attribute", "distance_profile", "envelope_comparison", "get_model"]
+__all__ = ["Attribution", "DistanceProfile", "attribute", "distance_profile", "envelope_comparison",
+           "get_model", "input_per_position"]
+
+
+class DistanceProfile(NamedTuple):
+    """Mean |attribution| against distance from the output position; unpacks as ``centers, values``."""
+
+    centers: np.ndarray  # (n,) float64, taps: mean distance |j - position| of the positions in each bin
+    values: np.ndarray  # (n,) float64, mean |attr| of those positions (units of the attributed output)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Integrated-Gradients attribution of one output of a model to every input position of one example;
+    see `attribute`. Attributions and f values are in the units of the attributed output (a logit for class
+    outputs, the output channel's value for sequence outputs); positions and distances in taps."""
+
+    attr: np.ndarray  # (L,) float64: attribution per input position, summed over input channels / embedding dims
+    delta: float  # captum's convergence delta = sum(attr) - (f_x - f_baseline); small means enough steps
+    f_x: float  # the attributed output at the input
+    f_baseline: float  # ... at the baseline
+    output_kind: str  # 'sequence' (output channel `target` at `position`) | 'class' (logit of class `target`)
+    position: int  # output position (sequence outputs) or reference point of the distance profile (class)
+    target: int  # output channel (sequence outputs) or class (class outputs)
+    distance_profile: DistanceProfile  # binned mean |attr| against distance |j - position|
+    method: str  # 'IntegratedGradients' | 'LayerIntegratedGradients(encoder)'
+    note: str  # which output was attributed, in words
+
+    @property
+    def L(self) -> int:
+        """Sequence length (taps)."""
+        return int(self.attr.size)
+
+    @property
+    def total(self) -> float:
+        """Sum of the attributions (= f_x - f_baseline + delta)."""
+        return float(np.sum(self.attr))
+
+    def table(self, x=None) -> dict:
+        """Columns of the attribution table: position (L,), attribution (L,) and, given the input x (L,) or
+        (L, d), input (L,) summed over channels."""
+        cols = {"position": np.arange(self.L), "attribution": self.attr}
+        if x is not None:
+            cols["input"] = input_per_position(x)
+        return cols
+
+    def envelope_series(self, layer_profiles: dict) -> list[dict]:
+        """The distance profile beside each layer's kernel RMS envelope, each scaled to peak 1 (see
+        `envelope_comparison`)."""
+        return envelope_comparison(self.distance_profile, layer_profiles)
+
+
+def input_per_position(x) -> np.ndarray:
+    """An input (L,) or (L, d, ...) as one float64 number per position (summed over the other axes)."""
+    xv = np.asarray(x, dtype=np.float64)
+    return xv.reshape(xv.shape[0], -1).sum(-1) if xv.ndim > 1 else xv
 
 
 def get_model(ck_or_model) -> nn.Module:
@@ -40,11 +101,11 @@ def get_model(ck_or_model) -> nn.Module:
     return model
 
 
-def distance_profile(attr, position: int, n_bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def distance_profile(attr, position: int, n_bins: int = 32) -> DistanceProfile:
     """Mean |attr| against distance |j - position| (taps), over log-spaced distance bins.
 
     Distance 0 is its own point; distances 1..max go into ``n_bins`` geometric bins (empty ones dropped).
-    Returns (centers (n,), values (n,)): centers = mean distance of the positions in each bin.
+    Returns a DistanceProfile (centers (n,), values (n,)): centers = mean distance of the positions in each bin.
     """
     a = np.abs(np.asarray(attr, dtype=np.float64).reshape(-1))
     L = a.size
@@ -64,11 +125,12 @@ def distance_profile(attr, position: int, n_bins: int = 32) -> tuple[np.ndarray,
         keep = cnt > 0
         centers += list(s_d[keep] / cnt[keep])
         values += list(s_a[keep] / cnt[keep])
-    return np.asarray(centers), np.asarray(values)
+    return DistanceProfile(np.asarray(centers), np.asarray(values))
 
 
 def envelope_comparison(profile, layer_profiles: dict) -> list[dict]:
-    """Series for `analysis.figures.decay_figure`: the distance profile of an attribution (centers, values) and
+    """Series for `analysis.figures.decay_figure`: the distance profile of an attribution (a DistanceProfile or
+    (centers, values)) and
     each layer's kernel RMS profile ({layer name: `analysis.records.RMSProfile`}), each scaled to peak 1
     (layers whose profile is all zero are left out)."""
     centers, values = (np.asarray(a, dtype=np.float64) for a in profile)
@@ -157,7 +219,7 @@ def _integrated_gradients(model, x, base, kind: str, seq: bool, pos: int, tgt: i
 
 def attribute(ck_or_model, x, target: int | None = None, position: int | None = None, n_steps: int = 50,
               internal_batch_size: int | None = 10, baseline=None, progress=None, method: str = "gausslegendre",
-              n_bins: int = 32) -> dict:
+              n_bins: int = 32) -> Attribution:
     """Integrated-Gradients attribution of one output to every input position of one example.
 
     Args:
@@ -169,10 +231,9 @@ def attribute(ck_or_model, x, target: int | None = None, position: int | None = 
         n_steps, internal_batch_size, method: passed to captum.
         baseline: same shape as x; default zeros (continuous) or pad id 0 everywhere (tokens).
         progress: optional callable(done, total) called after each forward batch.
-    Returns dict(attr (L,) float64, delta (float, captum's convergence delta), output_index (dict: kind
-        'sequence'|'class', position, target), position (int), target (int), f_x, f_baseline (floats, the
-        attributed output), distance_profile (centers, values), method ('IntegratedGradients' |
-        'LayerIntegratedGradients(encoder)'), note (str)).
+        n_bins: geometric distance bins of the distance profile.
+    Returns an Attribution (attr (L,), delta, f_x, f_baseline, output_kind, position, target,
+        distance_profile, method, note).
     """
     model = get_model(ck_or_model)
     x, base, kind = _one_example(model, x, baseline)
@@ -189,15 +250,6 @@ def attribute(ck_or_model, x, target: int | None = None, position: int | None = 
         model.train(was_training)
 
     a = attr.detach().double().reshape(1, L, -1).sum(-1)[0].cpu().numpy()
-    return {
-        "attr": a,
-        "delta": float(delta.detach().reshape(-1)[0]),
-        "output_index": {"kind": "sequence" if seq else "class", "position": pos, "target": tgt},
-        "position": pos,
-        "target": tgt,
-        "f_x": f_x,
-        "f_baseline": f_b,
-        "distance_profile": distance_profile(a, pos, n_bins),
-        "method": label,
-        "note": note,
-    }
+    return Attribution(attr=a, delta=float(delta.detach().reshape(-1)[0]), f_x=f_x, f_baseline=f_b,
+                       output_kind="sequence" if seq else "class", position=pos, target=tgt,
+                       distance_profile=distance_profile(a, pos, n_bins), method=label, note=note)

@@ -11,10 +11,16 @@ cycles/sample (0..0.5); gains in dB.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+if TYPE_CHECKING:
+    from analysis.attribution import Attribution
 
 __all__ = [
     "kernel_figure", "heatmap_figure", "decay_figure", "frequency_figure", "phase_figure", "energy_figure",
@@ -385,12 +391,16 @@ def fit_curve_figure(rows, title: str = "best SGConv fit: error vs parameters") 
 
 
 # ----------------------------------------------------------------------------------------------- attribution
-def attribution_figure(result: dict, x=None, title: str | None = None, max_points: int = MAX_POINTS) -> go.Figure:
+def attribution_figure(result: Attribution, x=None, title: str | None = None,
+                       max_points: int = MAX_POINTS) -> go.Figure:
     """Integrated-Gradients attribution per input position (top) and mean |attr| against distance from the
-    output position (bottom, log-log). result: the dict of `analysis.attribution.attribute`; x: optional
-    input (L,) (or (L, d), summed) drawn faintly on a second axis for reference."""
-    a = np.asarray(result["attr"], dtype=np.float64)
-    pos = int(result["position"])
+    output position (bottom, log-log). result: the `analysis.attribution.Attribution` of ``attribute`` (a
+    mapping with the same names, the former dict form, is still read); x: optional input (L,) (or (L, d),
+    summed) drawn faintly on a second axis for reference."""
+    if isinstance(result, Mapping):  # the former dict form (tests/test_report.py builds one by hand)
+        result = SimpleNamespace(**result)
+    a = np.asarray(result.attr, dtype=np.float64)
+    pos = int(result.position)
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
                         subplot_titles=("attribution per input position", "mean |attribution| vs distance"),
                         specs=[[{"secondary_y": True}], [{}]])
@@ -405,16 +415,16 @@ def attribution_figure(result: dict, x=None, title: str | None = None, max_point
         fig.add_trace(go.Scatter(x=j, y=w, mode="lines", name="input", opacity=0.35,
                                  line={"color": "gray", "width": 1}), row=1, col=1, secondary_y=True)
     fig.add_vline(x=pos, line={"color": "black", "dash": "dot"}, row=1, col=1)
-    centers, values = result["distance_profile"]
+    centers, values = result.distance_profile
     values = _finite(values)
     values[values <= 0] = np.nan
     fig.add_trace(go.Scatter(x=np.asarray(centers) + 1, y=values, mode="lines+markers", name="|attr| by distance",
                              line={"color": _color(1)}), row=2, col=1)
     fig.update_xaxes(title_text="input position", row=1, col=1)
     fig.update_xaxes(title_text="distance from output position + 1 (taps)", type="log", row=2, col=1)
-    fig.update_yaxes(type="log", row=2, col=1)
-    default = (f"{result.get('method', 'IG')}: {result.get('note', '')}  (delta {result.get('delta', float('nan')):.2g})")
-    _style(fig, title=title or default, height=650)
+    fig.update_yaxes(title_text="attribution", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="mean |attribution|", type="log", row=2, col=1)
+    _style(fig, title=title or f"{result.method}: {result.note}  (delta {result.delta:.2g})", height=650)
     return fig
 
 

@@ -380,11 +380,19 @@ def test_attribution_page_matches_captum(app_env, stem):
     else:
         want = attribute(ck, x[3], target=None, n_steps=32, internal_batch_size=10)
     fig = chart(at, f"{stem}: test example 3")
-    close(trace(fig, "attribution")["y"], want["attr"], rtol=1e-5, atol=1e-9)
+    close(trace(fig, "attribution")["y"], want.attr, rtol=1e-5, atol=1e-9)
+    dist = np.where(want.distance_profile.values > 0, want.distance_profile.values, np.nan)
+    close(trace(fig, "|attr| by distance")["y"], dist, rtol=1e-5, atol=1e-12)
+    assert fig["layout"]["yaxis"]["title"]["text"] == "attribution"  # the attribution per position
+    assert fig["layout"]["yaxis3"]["title"]["text"] == "mean |attribution|"  # by distance (yaxis2: the input)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Convergence δ"] == f"{want['delta']:.3g}"
-    assert metrics["f(x)"] == f"{want['f_x']:.4g}"
+    assert metrics["Convergence δ"] == f"{want.delta:.3g}"
+    assert metrics["f(x)"] == f"{want.f_x:.4g}"
+    assert metrics["f(baseline)"] == f"{want.f_baseline:.4g}"
+    assert metrics["Σ attributions"] == f"{float(np.sum(want.attr)):.4g}"
     env = chart(at, "attribution vs kernel envelopes")
+    close(trace(env, "mean |attribution| by distance")["y"],
+          want.distance_profile.values / want.distance_profile.values.max(), rtol=1e-5, atol=1e-12)
     assert [t["name"] for t in env["data"]][:3] == ["mean |attribution| by distance", "kernel RMS envelope layers.0",
                                                     "kernel RMS envelope layers.1"]
 

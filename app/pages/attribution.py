@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from analysis import figures as afig
-from analysis.attribution import attribute, envelope_comparison
+from analysis.attribution import attribute
 from app import figures as fig_
 from app import state, ui
 from sgconv_core.tasks import TASKS
@@ -88,11 +87,11 @@ if res is None:
     st.stop()
 
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Convergence δ", f"{res['delta']:.3g}")
-m2.metric("f(x)", f"{res['f_x']:.4g}")
-m3.metric("f(baseline)", f"{res['f_baseline']:.4g}")
-m4.metric("Σ attributions", f"{float(np.sum(res['attr'])):.4g}")
-note = f"{res['method']}: {res['note']}."
+m1.metric("Convergence δ", f"{res.delta:.3g}")
+m2.metric("f(x)", f"{res.f_x:.4g}")
+m3.metric("f(baseline)", f"{res.f_baseline:.4g}")
+m4.metric("Σ attributions", f"{res.total:.4g}")
+note = f"{res.method}: {res.note}."
 if spec.output_kind == "class":
     note += f" True class of this example: {int(y_test[idx])}."
 st.caption(note)
@@ -101,9 +100,7 @@ x_plot = x_test[idx].numpy() if spec.input_kind == "continuous" else None
 afig_ = afig.attribution_figure(res, x=x_plot, title=f"{name}: test example {idx}")
 afig_.update_layout(height=760, margin={"l": 60, "r": 20, "t": 80, "b": 40},
                     legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "xanchor": "right", "x": 1})
-data = pd.DataFrame({"position": np.arange(res["attr"].size), "attribution": res["attr"]})
-if x_plot is not None:
-    data["input"] = x_plot.reshape(x_plot.shape[0], -1).sum(-1)
+data = pd.DataFrame(res.table(x_plot))
 left, right = st.columns([3, 2])
 with left:
     ui.show_figure(afig_, data, f"attribution-{name}-{idx}", key="a-fig")
@@ -111,7 +108,7 @@ with right:
     # Beside it: how |attribution| falls with distance against how each layer's kernels fall with lag (the RMS
     # profile over channels, analysis.measure), each scaled to peak 1.
     layers = state.analysis(entry, ck.l_max or spec.L).figures
-    series = envelope_comparison(res["distance_profile"], {n: a.profile for n, a in layers.items()})
+    series = res.envelope_series({n: a.profile for n, a in layers.items()})
     efig = afig.decay_figure(series, title="attribution vs kernel envelopes (each scaled to peak 1)")
     efig.update_layout(xaxis_title="distance or lag + 1 (taps)", yaxis_title="relative magnitude")
     fig_.compact(efig, height=760, legend_below=True)
