@@ -22,6 +22,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from sgconv_core.cards import read_card as read_card_strict
+from sgconv_core.cards import read_metadata
+from sgconv_core.errors import CheckpointError
+from sgconv_core.settings import OFFERED
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_ENV = "KERNELSCOPE_PRETRAINED"
 UPLOADS_ENV = "KERNELSCOPE_UPLOADS"
@@ -29,18 +34,9 @@ EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
 MAX_COMPARE = 4  # models shown side by side / overlaid at once
 _SESSION_KEY = "ks_models"
 
-#: Official kernel settings a foreign file may not hold; shown in the Models page's settings box.
-#: name -> (choices, help). An empty choice list means free text.
-SETTINGS_CHOICES: dict[str, tuple[list, str]] = {
-    "mode": (["cat_randn", "sum_randn", "cat_cos", "sum_cos", "cat_randn_learnable_fixed", "cat_randn_learnable",
-              "cat_randn_nearest"], "SGConv: how scales are combined ('cat' | 'sum'), init, interpolation, decay mode"),
-    "init_scale": ([0, 1, 2, 3], "SGConv: the first scale's upsampling exponent"),
-    "dt_transform": (["exp", "softplus", "relu", "sigmoid", "none"], "S4/S4D: stored timescale -> dt"),
-    "real_transform": (["exp", "relu", "softplus", "sigmoid", "none"], "S4/S4D: stored A_real -> -Re A"),
-    "imag_transform": (["none", "exp", "relu", "softplus", "sigmoid"], "S4/S4D: stored A_imag -> -Im A"),
-    "disc": (["zoh", "bilinear", "dss"], "S4/S4D: discretisation"),
-    "is_real": ([False, True], "S4D-Real (real diagonal A)"),
-}
+#: Official kernel settings a foreign file may not hold, as the Models page's settings box offers them:
+#: name -> (choices, help); the one table of load settings is `sgconv_core.checkpoints.settings`.
+SETTINGS_CHOICES: dict[str, tuple[list, str]] = OFFERED
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -196,8 +192,6 @@ def load_path(path: str | os.PathLike, settings: dict | None = None, source: str
 
     Settings are dropped (with a note) for kernelscope's own files, which hold every setting themselves.
     """
-    from sgconv_core import CheckpointError
-
     raw = os.fspath(path).strip()
     name = display_name or os.path.basename(raw) or raw
     if not raw:
@@ -230,9 +224,6 @@ def load_path(path: str | os.PathLike, settings: dict | None = None, source: str
 
 def read_header(path: str | os.PathLike) -> dict:
     """The string metadata of a .safetensors file (its header only; nothing is executed); {} otherwise."""
-    from sgconv_core import CheckpointError
-    from sgconv_core.checkpoints.ours import read_metadata
-
     try:
         return read_metadata(path)
     except CheckpointError:
@@ -241,9 +232,6 @@ def read_header(path: str | os.PathLike) -> dict:
 
 def read_card(path: str | os.PathLike) -> dict:
     """The model card stored in a kernelscope .safetensors file's metadata ({} when there is none)."""
-    from sgconv_core import CheckpointError
-    from sgconv_core.checkpoints.ours import read_card as read_card_strict
-
     try:
         return read_card_strict(path)
     except CheckpointError:

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from .checkpoints.ours import read_card
+from .cards import read_card
 
 #: The zoo's targets on the test split: (metric, comparison, threshold or '2x baseline', families it applies to).
 #: SGConv has no delay target: with a small kernel_dim its resolution at lag tau is ~tau/d taps, so it is

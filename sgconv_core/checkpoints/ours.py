@@ -8,11 +8,11 @@ import os
 import torch
 from safetensors.torch import save_file
 
+from ..cards import FORMAT
 from ..errors import CheckpointError
 from ..model import ModelConfig, SequenceModel
 from .checkpoint import Checkpoint, check_finite
 
-FORMAT = "kernelscope"
 VERSION = "1"
 
 
@@ -26,34 +26,6 @@ def save(model: SequenceModel, path: str | os.PathLike, card: dict | None = None
     tmp = f"{os.fspath(path)}.tmp"
     save_file(tensors, tmp, metadata=meta)
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata of a .safetensors file, read by safetensors from the header alone (no tensors).
-
-    Raises CheckpointError naming the file when it cannot be read or is not a safetensors file.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(os.fspath(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"{os.fspath(path)}: cannot read a safetensors header ({e})") from None
-
-
-def read_card(path: str | os.PathLike) -> dict:
-    """The model card of one of our checkpoints (header only). CheckpointError when the file is not ours."""
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{os.fspath(path)}: not a kernelscope checkpoint")
-    try:
-        card = json.loads(meta.get("card") or "{}")
-    except ValueError as e:
-        raise CheckpointError(f"{os.fspath(path)}: its model card is not JSON ({e})") from None
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{os.fspath(path)}: its model card is not a JSON object")
-    return card
 
 
 def from_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, str], source: str) -> Checkpoint:

@@ -28,10 +28,11 @@ from collections.abc import Mapping
 import torch
 
 from ...errors import CheckpointError
+from ...settings import KNOWN_SETTINGS, validate_settings
 from ..checkpoint import Checkpoint, check_finite
 from . import conv_v4, gconv, s4d_minimal, ssm_v3, ssm_v4
 from .base import Layout
-from .context import KNOWN_SETTINGS, Ctx, describe, layer_hparams, layer_name, natkey, unwrap, validate_settings
+from .context import Ctx, describe, layer_hparams, layer_name, natkey, unwrap
 from .runnable import build_backbone, layer_module
 
 #: Every layout, in detection order. A state-dict key belongs to the first layout whose marker it ends with (so a

@@ -25,14 +25,6 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ...kernels.s4d import DISCS
-from ...kernels.ssm import TRANSFORMS
-
-#: settings a caller may pass (official argument names).
-KNOWN_SETTINGS = (
-    "dt_transform", "disc", "real_transform", "imag_transform", "is_real", "bandlimit", "dt_fast",
-    "mode", "init_scale", "l_max", "bidirectional",
-)
 
 
 def natkey(s: str):
@@ -111,42 +103,6 @@ class Ctx:
         self.warn(f"{layout.title}: '{name}' is not stored in {self.source}; assumed "
                   f"{default!r} ({layout.default_source}). Pass {name}=... to override.")
         return default
-
-
-# ------------------------------------------------------------------------------------------ settings
-def _check_choice(settings: dict, source: str, names: tuple[str, ...], choices) -> None:
-    for k in names:
-        if k in settings and settings[k] not in choices:
-            raise CheckpointError(f"{source}: setting {k}={settings[k]!r} is not one of {list(choices)}")
-
-
-def _check_number(settings: dict, source: str, name: str, ok, what: str) -> None:
-    if name in settings and settings[name] is not None:
-        v = settings[name]
-        if isinstance(v, bool) or not ok(v):
-            raise CheckpointError(f"{source}: setting {name}={v!r} must be {what}")
-
-
-def validate_settings(settings: dict, source: str) -> dict:
-    """A copy of the caller's settings; CheckpointError for an unknown name or a value of the wrong kind."""
-    settings = dict(settings or {})
-    unknown = sorted(k for k in settings if k not in KNOWN_SETTINGS)
-    if unknown:
-        raise CheckpointError(f"{source}: unknown setting(s) {unknown}; known settings are {list(KNOWN_SETTINGS)}")
-    _check_choice(settings, source, ("dt_transform", "real_transform", "imag_transform"), TRANSFORMS)
-    _check_choice(settings, source, ("disc",), DISCS)
-    if "mode" in settings and not isinstance(settings["mode"], str):
-        raise CheckpointError(f"{source}: setting mode={settings['mode']!r} must be a string")
-    init_scale = settings.get("init_scale")
-    if "init_scale" in settings and (isinstance(init_scale, bool) or not isinstance(init_scale, int)):
-        raise CheckpointError(f"{source}: setting init_scale={settings['init_scale']!r} must be an integer")
-    _check_number(settings, source, "bandlimit", lambda b: isinstance(b, (int, float)) and b > 0,
-                  "a positive number or None")
-    for k in ("is_real", "bidirectional", "dt_fast"):
-        if k in settings and not isinstance(settings[k], bool):
-            raise CheckpointError(f"{source}: setting {k}={settings[k]!r} must be True or False")
-    _check_number(settings, source, "l_max", lambda lm: isinstance(lm, int) and lm >= 1, "a positive integer")
-    return settings
 
 
 # ------------------------------------------------------------------------------------------ containers
