@@ -11,8 +11,6 @@ cycles/sample (0..0.5); gains in dB.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -394,11 +392,8 @@ def fit_curve_figure(rows, title: str = "best SGConv fit: error vs parameters") 
 def attribution_figure(result: Attribution, x=None, title: str | None = None,
                        max_points: int = MAX_POINTS) -> go.Figure:
     """Integrated-Gradients attribution per input position (top) and mean |attr| against distance from the
-    output position (bottom, log-log). result: the `analysis.attribution.Attribution` of ``attribute`` (a
-    mapping with the same names, the former dict form, is still read); x: optional input (L,) (or (L, d),
-    summed) drawn faintly on a second axis for reference."""
-    if isinstance(result, Mapping):  # the former dict form (tests/test_report.py builds one by hand)
-        result = SimpleNamespace(**result)
+    output position (bottom, log-log). result: the `analysis.attribution.Attribution` of ``attribute``;
+    x: optional input (L,) (or (L, d), summed) drawn faintly on a second axis for reference."""
     a = np.asarray(result.attr, dtype=np.float64)
     pos = int(result.position)
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14,

@@ -252,8 +252,11 @@ def test_figure_functions_directly():
     assert len(idx) <= 1000 and big[0].max() in v and big[0].min() in v
     assert isinstance(FG.fit_curve_figure([{"d": 1, "n_params": 5, "rel_error": 0.5}]), go.Figure)
     assert isinstance(FG.similarity_figure(np.eye(2), ["x", "y"]), go.Figure)
-    att = {"attr": np.r_[np.ones(10), np.zeros(5)], "position": 9, "distance_profile": (np.r_[0, 1, 3], np.r_[1, 1, 1]),
-           "delta": 0.0, "method": "IG", "note": "n"}
+    from analysis.attribution import Attribution, DistanceProfile
+
+    att = Attribution(attr=np.r_[np.ones(10), np.zeros(5)], delta=0.0, f_x=1.0, f_baseline=0.0, output_kind="sequence",
+                      position=9, target=0, distance_profile=DistanceProfile(np.r_[0, 1, 3], np.r_[1, 1, 1]),
+                      method="IG", note="n")
     assert len(FG.attribution_figure(att, x=np.ones((15, 2))).data) == 3
     k = _kernels(L=300)[0]
     assert len(FG.energy_figure({"label": "k", "curve": np.cumsum(k**2) / np.sum(k**2),

@@ -16,7 +16,7 @@ ui.frame_guard()
 
 st.title("Attribution")
 st.caption("Integrated gradients (captum) of one output with respect to every input position of one test example. "
-           "Completeness: Σ attributions = f(x) − f(baseline) − δ; a small convergence δ means enough steps.")
+           "Completeness: Σ attributions = f(x) − f(baseline) + δ; a small convergence δ means enough steps.")
 loaded = ui.require_models("attributions")
 runnable = {n: e for n, e in loaded.items() if state.checkpoint(e).model is not None}
 if not runnable:
