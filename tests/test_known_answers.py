@@ -138,7 +138,7 @@ from sgconv_core import ModelConfig, SequenceModel
 LN2 = math.log(2.0)
 #: the report's band edge: exactly 3 dB below the peak (10^(-3/20) = 0.70795, not half power 0.70711)
 THR = 10.0 ** (-3.0 / 20.0)
-#: the parameter-scaling lengths of the report (NOTES §3): 2^10 .. 2^20
+#: the parameter-scaling lengths of the report (analysis.params.DEFAULT_LENGTHS): 2^10 .. 2^20
 SCALING_LENGTHS = [2 ** p for p in range(10, 21)]
 D_IN, D_OUT = 1, 2
 
@@ -944,7 +944,7 @@ def test_layer_shapes_and_counts(reports):
 
 def _expected_scaling(name):
     """(H, {family label: params(L)}, optional labels) for the scaling plot of a checkpoint: its own layer-0
-    family first, then the NOTES §3 families at its H and C_k (SGConv d / SSM N from the model, else 32 / 64),
+    family first, then the default comparison families (analysis.params.default_families) at its H and C_k (SGConv d / SSM N from the model, else 32 / 64),
     without the default row that is its own family (for an SSM model with n_ssm = H, the default
     "(n_ssm=H)" row of its own family: it would draw the same curve twice)."""
     if name == "powerlaw":
