@@ -8,6 +8,7 @@ from references import up_linear, up_nearest
 
 from sgconv_core import CheckpointError
 from sgconv_core.kernels import FreeKernel, S4DKernel, S4Kernel, SGConvKernel
+from sgconv_core.kernels.ssm import vandermonde
 from sgconv_core.lengths import MAX_KERNEL_LENGTH as MAX_LENGTH
 
 
@@ -122,6 +123,84 @@ def test_s4d_modal_form_reproduces_kernel():
     l = torch.arange(100, dtype=torch.float64)
     K = torch.einsum("chm,hml->chl", r, lam.unsqueeze(-1) ** l).real
     assert torch.allclose(K, k(100), rtol=0, atol=1e-12 * float(K.abs().max()))
+
+
+# ---------------------------------------------------------------------------------------------- Vandermonde
+def vandermonde_powers(coef, poles, L: int) -> np.ndarray:
+    """K[c,h,l] = sum_m coef[c,h,m] poles[h,m]^l by numpy powers (0^0 = 1), complex128."""
+    lam = np.asarray(poles, dtype=np.complex128)
+    P = lam[..., None] ** np.arange(L)  # numpy: 0**0 = 1
+    return np.einsum("chm,hml->chl", np.asarray(coef, dtype=np.complex128), P)
+
+
+def vandermonde_direct(coef: torch.Tensor, log_pole: torch.Tensor, L: int) -> torch.Tensor:
+    """The straightforward route: exp of the full (H, M, L) outer product, then a contraction (complex)."""
+    l = torch.arange(L, dtype=log_pole.real.dtype)
+    return torch.einsum("chn,hnl->chl", coef, torch.exp(log_pole.unsqueeze(-1) * l))
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 37, 64, 65, 1000])
+def test_vandermonde_known_answer(L):
+    """Blocked product = plain powers, any L (square, non-square, 1), with a zero pole and a conjugate pair."""
+    lam = np.array([[0.9, 0.5 + 0.5j, 0.5 - 0.5j, 0.0], [-0.99, 0.3j, 1.0, 0.999 * np.exp(2.5j)]])
+    r = np.array([[[1.0, 2.0 + 1j, 2.0 - 1j, 3.0], [0.5, -1j, 0.25, 1.0 - 2j]],
+                  [[-1.0, 1j, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]]])
+    ref = vandermonde_powers(r, lam, L)
+    rt, lt = torch.as_tensor(r), torch.log(torch.as_tensor(lam))
+    full = vandermonde(rt, lt, L).numpy()
+    re = vandermonde(rt, lt, L, real=True).numpy()
+    assert full.dtype == np.complex128 and re.dtype == np.float64 and full.shape == re.shape == (2, 2, L)
+    scale = np.abs(ref).max()
+    assert np.abs(full - ref).max() <= 1e-13 * scale
+    assert np.abs(re - ref.real).max() <= 1e-13 * scale
+    assert np.abs(re - full.real).max() <= 1e-14 * scale  # the same products (BLAS may sum in another order)
+    f32 = vandermonde(rt.to(torch.complex64), lt.to(torch.complex64), L, real=True)
+    assert f32.dtype == torch.float32 and np.abs(f32.double().numpy() - ref.real).max() <= 1e-5 * scale
+
+
+def test_vandermonde_chunks_over_features_give_the_same_kernel():
+    torch.manual_seed(9)
+    coef = torch.randn(2, 8, 6, dtype=torch.complex128)
+    lp = torch.complex(-torch.rand(8, 6) * 0.05, torch.randn(8, 6))
+    whole = vandermonde(coef, lp, 500, real=True)
+    chunked = vandermonde(coef, lp, 500, real=True, chunk_elems=1)  # one feature at a time
+    tol = 1e-14 * float(whole.abs().max())  # the same arithmetic per feature; BLAS may order its sums otherwise
+    assert torch.allclose(whole, chunked, rtol=0, atol=tol)
+    assert torch.allclose(vandermonde(coef, lp, 500), vandermonde(coef, lp, 500, chunk_elems=1000), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_vandermonde_gradcheck(real):
+    torch.manual_seed(10)
+    coef = torch.randn(2, 3, 4, dtype=torch.complex128, requires_grad=True)
+    lp = torch.complex(-torch.rand(3, 4, dtype=torch.float64) * 0.2, torch.randn(3, 4, dtype=torch.float64))
+    lp.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda c, p: vandermonde(c, p, 23, real=real), (coef, lp))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("disc", ["zoh", "bilinear"])
+def test_s4d_forward_and_backward_equal_the_straightforward_route(monkeypatch, dtype, tol, disc):
+    """The S4D kernel and its parameter gradients through the blocked product and through the plain one."""
+    import sgconv_core.kernels.s4d as s4dmod
+
+    torch.manual_seed(11)
+    k = S4DKernel(8, d_state=16, channels=2, disc=disc, n_ssm=4, dt_min=0.01, dt_max=0.5).to(dtype)
+    w = torch.randn(2, 8, 700, dtype=dtype)
+
+    def run():
+        K = k(700)
+        (K * w).sum().backward()
+        grads = {n: p.grad.clone() for n, p in k.named_parameters()}
+        k.zero_grad()
+        return K.detach(), grads
+
+    K_new, g_new = run()
+    monkeypatch.setattr(s4dmod, "vandermonde", lambda c, p, L, real=False: vandermonde_direct(c, p, L).real)
+    K_old, g_old = run()
+    assert (K_new - K_old).abs().max() <= tol * K_old.abs().max()
+    for n, g in g_old.items():
+        assert (g_new[n] - g).abs().max() <= tol * g.abs().max(), n
 
 
 # ---------------------------------------------------------------------------------------------- S4 (DPLR)

@@ -136,12 +136,12 @@ class S4DKernel(Kernel):
             ctype = torch.complex128 if dtA.dtype == torch.float64 else torch.complex64
             dtA, A, Cp, dt = dtA.to(ctype), A.to(ctype), Cp.to(ctype), dt.to(ctype)
         if self.disc == "zoh":
-            K = vandermonde(Cp * (torch.exp(dtA) - 1.0) / A, dtA, L)
+            K = vandermonde(2 * Cp * (torch.exp(dtA) - 1.0) / A, dtA, L, real=True)
         elif self.disc == "bilinear":
-            K = vandermonde(Cp * dt / (1.0 - dtA / 2), torch.log((1.0 + dtA / 2) / (1.0 - dtA / 2)), L)
+            K = vandermonde(2 * Cp * dt / (1.0 - dtA / 2), torch.log((1.0 + dtA / 2) / (1.0 - dtA / 2)), L, real=True)
         else:
             return self._dss(dtA, A, Cp, L)
-        return 2 * K.real
+        return K
 
     def _dss(self, dtA, A, Cp, L):
         """DSS discretisation (Gupta et al.), as state-spaces v4 writes it (no factor 2, real part)."""
