@@ -263,6 +263,22 @@ class SweepSpec:
     # -- validation ----------------------------------------------------------------------------------------
     def check(self) -> SweepSpec:
         """Raise ValueError naming the bad field; returns the resolved spec. Nothing is built or trained."""
+        L = self._check_task()
+        s = self.resolved()
+        s._check_training()
+        s._check_seeds()
+        s._check_axes(L)
+        if not isinstance(s.extra_kernel_args, dict):
+            raise ValueError("extra_kernel_args must be a dict")
+        runs = s.expand(check=False)
+        if len(runs) > MAX_RUNS:
+            raise ValueError(f"the grid has {len(runs)} runs; at most {MAX_RUNS} (fewer decays, sizes or seeds)")
+        for r in runs[:1]:
+            r.train_config().check()
+        return s
+
+    def _check_task(self) -> int:
+        """Task, family and task parameters; returns the task's sequence length L."""
         from sgconv_core.tasks import TASKS, get_task
 
         if self.task not in TASKS:
@@ -278,63 +294,60 @@ class SweepSpec:
             task = get_task(self.task, seed=_int(self.task_seed, "task_seed", 0, 2**32 - 1), **self.task_params)
         except ValueError as e:
             raise ValueError(f"task_params: {e}") from None
-        L = task.spec.L
-        if L > MAX_L:
-            raise ValueError(f"task_params.L: sequence length {L} is beyond the ablation maximum {MAX_L}")
-        s = self.resolved()
+        if task.spec.L > MAX_L:
+            raise ValueError(f"task_params.L: sequence length {task.spec.L} is beyond the ablation maximum {MAX_L}")
+        return task.spec.L
+
+    def _check_training(self) -> None:
+        """Step budget, sizes of the backbone and the optimiser's numbers."""
         for name, hi in (("steps", MAX_STEPS), ("batch_size", MAX_BATCH), ("d_model", MAX_D_MODEL),
                          ("n_layers", MAX_LAYERS), ("eval_every", MAX_STEPS), ("eval_batch_size", MAX_BATCH)):
-            _int(getattr(s, name), name, 1, hi)
+            _int(getattr(self, name), name, 1, hi)
         for name in ("lr", "kernel_lr", "weight_decay"):
-            v = _num(getattr(s, name), name)
+            v = _num(getattr(self, name), name)
             if v < 0 or v > 10:
                 raise ValueError(f"{name} must be in [0, 10], got {v}")
-        if not s.seeds:
+
+    def _check_seeds(self) -> None:
+        if not self.seeds:
             raise ValueError("seeds: give at least one seed")
-        if len(s.seeds) > MAX_SEEDS:
-            raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got {len(s.seeds)}")
-        for i, sd in enumerate(s.seeds):
+        if len(self.seeds) > MAX_SEEDS:
+            raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got {len(self.seeds)}")
+        for i, sd in enumerate(self.seeds):
             _int(sd, f"seeds[{i}]", 0, 2**31 - 1)
-        if len(set(s.seeds)) != len(s.seeds):
-            raise ValueError(f"seeds: repeated seed in {list(s.seeds)}")
-        if not s.decays and not s.sizes:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: repeated seed in {list(self.seeds)}")
+
+    def _check_axes(self, L: int) -> None:
+        """The decay and size values (and the base point) against the family's axes (`DECAY_AXES`, `SIZE_AXES`)."""
+        if not self.decays and not self.sizes:
             raise ValueError("decays and sizes are both empty: nothing to sweep")
-        if not s.decay_modes:
+        if not self.decay_modes:
             raise ValueError("decay_modes: give at least one of 'fixed', 'learnable'")
-        for m in s.decay_modes:
+        for m in self.decay_modes:
             if m not in DECAY_MODES:
                 raise ValueError(f"decay_modes: unknown mode {m!r}; choose from {list(DECAY_MODES)}")
-        if s.ssm_knob not in SSM_KNOBS:
-            raise ValueError(f"ssm_knob: unknown knob {s.ssm_knob!r}; choose from {list(SSM_KNOBS)}")
-        fam = family(s.family)
+        if self.ssm_knob not in SSM_KNOBS:
+            raise ValueError(f"ssm_knob: unknown knob {self.ssm_knob!r}; choose from {list(SSM_KNOBS)}")
+        fam = family(self.family)
         decay_axis, size_axis = DECAY_AXES[fam.decay_knob], SIZE_AXES[fam.size_key]
         dname = f"decays ({decay_axis.title})"
-        for i, t in enumerate((*s.decays, s.base_decay)):
-            where = f"decays[{i}]" if i < len(s.decays) else "base_decay"
+        for i, t in enumerate((*self.decays, self.base_decay)):
+            where = f"decays[{i}]" if i < len(self.decays) else "base_decay"
             t = _num(t, where)
             if t < decay_axis.lo:
                 raise ValueError(f"{where} = {t}: {dname} must be >= 0 (0 means no decay)")
             if t > decay_axis.hi:
                 raise ValueError(f"{where} = {t}: {dname} must be at most {decay_axis.hi}")
-            if fam.decay_knob == "r" and s.ssm_knob == "dt" and t == 0:
+            if fam.decay_knob == "r" and self.ssm_knob == "dt" and t == 0:
                 raise ValueError(f"{where} = 0: with ssm_knob='dt' the dt factor must be > 0")
         sname = fam.size_key
-        for i, n in enumerate((*s.sizes, s.base_size)):
-            where = f"sizes[{i}] ({sname})" if i < len(s.sizes) else f"base_size ({sname})"
-            if sname == "kernel_dim":
-                n = _int(n, where, size_axis.lo, min(size_axis.hi, L))
-            else:
-                n = _int(n, where, size_axis.lo, size_axis.hi)
-                if n % 2:
-                    raise ValueError(f"{where} = {n}: the state size must be even")
-        if not isinstance(s.extra_kernel_args, dict):
-            raise ValueError("extra_kernel_args must be a dict")
-        runs = s.expand(check=False)
-        if len(runs) > MAX_RUNS:
-            raise ValueError(f"the grid has {len(runs)} runs; at most {MAX_RUNS} (fewer decays, sizes or seeds)")
-        for r in runs[:1]:
-            r.train_config().check()
-        return s
+        hi = min(size_axis.hi, L) if sname == "kernel_dim" else size_axis.hi  # a kernel_dim cannot exceed L
+        for i, n in enumerate((*self.sizes, self.base_size)):
+            where = f"sizes[{i}] ({sname})" if i < len(self.sizes) else f"base_size ({sname})"
+            n = _int(n, where, size_axis.lo, hi)
+            if sname == "d_state" and n % 2:
+                raise ValueError(f"{where} = {n}: the state size must be even")
 
     # -- runs ----------------------------------------------------------------------------------------------
     def expand(self, check: bool = True) -> list[RunSpec]:
