@@ -7,11 +7,10 @@
 How each family is computed (always under torch.no_grad, never touching the checkpoint's modules):
 - SGConv and free kernels: ``kernel(L)`` in the kernel's own dtype, then converted to float64 (the
   float32 result *is* what the model convolves with).
-- S4D / S4: the modal form of a float64 deep copy (``kernel.modal()``), K[c,h,l] = Re sum_m r lambda^l,
-  evaluated with a blocked Vandermonde product (lambda^(jB+i) = lambda^(jB) lambda^i: two small tables
-  of exponentials and one complex matmul instead of H*M*L exponentials; ~30x faster than the torch
-  Vandermonde at L=16k, equal to ``float64_copy(L)`` to ~1e-15 relative). The S4D 'dss' discretisation
-  has no fixed modal form and goes through ``float64_copy(L)``.
+- S4D / S4: ``kernel(L)`` of a float64 deep copy: the kernel module's own evaluator (for S4D the blocked
+  Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`; for S4 the Cauchy route within
+  ``l_kernel`` and the modal route beyond, as in training), in float64. There is no second evaluator here:
+  `ssm_modes` gives the poles and residues for analysis, not kernels.
 
 The cache is keyed by the checkpoint object (its id, checked against a weak reference so a recycled id
 never hits), a fingerprint of every kernel tensor (storage pointer + in-place version counter, so an
@@ -30,7 +29,7 @@ import torch
 
 from sgconv_core.families import FAMILIES
 
-__all__ = ["extract_kernels", "kernel_table", "ssm_modes", "modal_kernel", "clear_cache", "CACHE_BYTES"]
+__all__ = ["extract_kernels", "kernel_table", "ssm_modes", "clear_cache", "CACHE_BYTES"]
 
 #: Most bytes of kernel arrays kept in the cache.
 CACHE_BYTES = 1 << 30
@@ -155,53 +154,9 @@ def ssm_modes(kernel):
     return value
 
 
-def modal_kernel(residues, poles, L: int, block: int | None = None) -> np.ndarray:
-    """K[c,h,l] = Re sum_m residues[c,h,m] poles[h,m]^l for l < L: (C, H, L) float64.
-
-    Blocked Vandermonde: with B ~ sqrt(L) and J = ceil(L/B), lambda^(jB+i) = lambda^(jB) * lambda^i, so
-    the work is H*M*(B+J) exponentials plus one (J x M) @ (M x B) complex matmul per (c, h).
-    Every power is exp(l * log(lambda)) evaluated directly (no repeated products, no error growth).
-    """
-    r = np.asarray(residues, dtype=np.complex128)
-    lam = np.asarray(poles, dtype=np.complex128)
-    if r.ndim != 3 or lam.ndim != 2 or r.shape[1:] != lam.shape:
-        raise ValueError(f"expected residues (C, H, M) and poles (H, M), got {r.shape} and {lam.shape}")
-    L = int(L)
-    if L < 1:
-        raise ValueError(f"L must be >= 1, got {L}")
-    C, H, M = r.shape
-    B = int(block) if block else max(1, int(np.sqrt(L)))
-    J = -(-L // B)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ll = np.log(lam)  # log(0) = -inf: exp(-inf * l) = 0 for l > 0; l = 0 fixed below
-        inner = np.exp(ll[..., None] * np.arange(B))  # (H, M, B)
-        outer = np.exp(ll[..., None] * (np.arange(J) * B))  # (H, M, J)
-    zero = lam == 0
-    if zero.any():  # 0^0 = 1, 0^l = 0
-        inner[zero] = 0.0
-        inner[zero, 0] = 1.0
-        outer[zero] = 0.0
-        outer[zero, 0] = 1.0
-    out = np.empty((C, H, J * B))
-    in_re, in_im = np.ascontiguousarray(inner.real), np.ascontiguousarray(inner.imag)
-    for c in range(C):
-        a = np.swapaxes(r[c][..., None] * outer, -1, -2)  # (H, J, M)
-        # Re(a @ inner) = Re a @ Re inner - Im a @ Im inner: half the work of the complex product
-        blk = np.matmul(np.ascontiguousarray(a.real), in_re)
-        blk -= np.matmul(np.ascontiguousarray(a.imag), in_im)
-        out[c] = blk.reshape(H, J * B)
-    return out[..., :L]
-
-
 # ----------------------------------------------------------------------------------------------- kernels
 def _kernel_array(kernel, L: int) -> np.ndarray:
-    """One layer's kernel at length L as float64 (C_k, H, L)."""
-    modes = ssm_modes(kernel)
-    if modes is not None:
-        from sgconv_core.kernels import check_length
-
-        check_length(L, kernel.H, kernel.C_k)
-        return modal_kernel(modes[0], modes[1], L)
+    """One layer's kernel at length L as float64 (C_k, H, L): the module's own forward (SSMs: a float64 copy's)."""
     with torch.no_grad():
         src = _float64_copy(kernel) if _is_ssm(kernel) else kernel
         K = src(L)
