@@ -38,7 +38,7 @@ def param_count(kind: str, L: int, H: int, C_k: int = 1, d: int = 64, N: int = 6
     Raises ValueError where the family is undefined (e.g. SGConv with fewer than one scale).
     """
     fam = family(kind)
-    if fam.name == "sgconv":
+    if fam.size_key == "kernel_dim":
         settings = {"kernel_dim": d, "init_scale": init_scale, "learnable_decay": learnable_decay}
     elif fam.ssm:
         settings = {"d_state": N, "n_ssm": n_ssm, "dt_tie": dt_tie, "has_B": has_B, "rank": rank}

@@ -12,10 +12,9 @@ import streamlit as st
 
 from analysis.ablation import PAPER_SOURCE, Store, SweepJob, SweepSpec, default_db_path, preset
 from analysis.ablation import figures as afig
-from analysis.ablation.spec import DECAY_NAME, FAMILIES, SIZE_NAME
+from analysis.ablation.spec import DECAY_NAME, FAMILIES, PAPER_FAMILY, SIZE_NAME
 from app import state, ui
-
-TASKS = ("digits", "delay", "listops")
+from sgconv_core.tasks import TASKS
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,7 +100,7 @@ with st.container(border=True):
     d1, d2, d3, d4 = st.columns([3, 2, 3, 2])
     d1.text_input(f"Decay values {dn}", key="abl-decays",
                   help=("SGConv decay speed t: envelope ~ pos^-t; fixed mode uses the multiplier m = 2^t, learnable "
-                        "mode multiplies by (pos+1)^-t with t trained. Empty: skip this axis." if family == "sgconv"
+                        "mode multiplies by (pos+1)^-t with t trained. Empty: skip this axis." if dn == "t"
                         else "S4/S4D: factor r on the real part of A (the kernel's envelope decays r times faster)."))
     d2.multiselect("Decay modes", ["fixed", "learnable"], key="abl-modes")
     d3.text_input(f"Sizes ({sn})", key="abl-sizes", help="Empty: skip this axis.")
@@ -225,7 +224,7 @@ else:
     with right:
         if spec.sizes:
             ui.show_figure(afig.size_figure(spec, rows, metric, show_paper), None, "ablation-size", key="abl-size")
-    if family == "sgconv" and show_paper:
+    if family == PAPER_FAMILY and show_paper:
         st.caption(f"Dashed grey: the paper's numbers ({PAPER_SOURCE}), accuracy % — their task and model, not "
                    "ours; compare the shape (no decay costs accuracy, t >= 0.75 is near the best; d barely matters).")
     table = pd.DataFrame([{
