@@ -13,6 +13,10 @@ What is measured (speed is measured here, never asserted; every ratio compares n
    forward+backward; S4's construction (``attune``) timed apart (`kernels`).
 2. One SGConv layer (``ConvLayer`` around ``SGConvKernel``: d_model 256, bidirectional, l_max = 1M), batch 1,
    forward and forward+backward, on a GPU only, next to the official code's memory at L = 1M (`layer`).
+3. The S4D kernel against the hardware's floor: ours (the blocked Vandermonde product) next to the straightforward
+   route (exp of the full (H, N/2, L) outer product, then a contraction), forward and forward+backward, with the
+   ratio and the forward's GFLOP/s (8 real flops per complex multiply-add) against a plain float32 matmul timed
+   in the same run (`floor`; runs before section 2).
 
 Timing: one warm-up call, then the median of k timed calls, k adaptive (`timing`). Cells whose estimated peak
 memory exceeds the budget, whose predicted time per call exceeds the cap, or that would overrun the run's time
@@ -26,6 +30,7 @@ Modules, one concern each:
     timing   one measured cell: warm-up, median of k calls, peak memory; failures recorded, not raised
     kernels  section 1: build SGConv/S4/S4D per length, time them, skip what would not fit
     layer    section 2: the SGConv layer
+    floor    section 3: S4D ours vs the straightforward route, GFLOP/s against a plain matmul
     run      `run_benchmark`: all of the above, as rows
     table    `format_table`: the printed report
     cli      `python -m analysis.bench`

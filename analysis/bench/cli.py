@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-gb", type=float, default=None, help="CPU memory budget per cell (default 8)")
     p.add_argument("--budget-s", type=float, default=None, help="time budget for the kernel cells")
     p.add_argument("--no-layer", action="store_true", help="skip the layer benchmark")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the S4D floor section (ours vs the straightforward route, and a plain matmul)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # H=8, L=256,1024, 1 repeat (tests)
     return p
 
@@ -66,7 +68,9 @@ def _lengths_and_settings(a: argparse.Namespace, device: str) -> tuple[list[int]
     if a.tiny:
         lengths = lengths or [256, 1024]
         ov.update({"H": ov["H"] or 8, "min_reps": 1, "max_reps": 1, "layer_lengths": [1024], "layer_l_max": 1024,
-                   "layer_on_cpu": True})
+                   "layer_on_cpu": True, "floor_matmul_n": 256})
     if a.no_layer:
         ov["layer"] = False
+    if a.no_floor:
+        ov["floor"] = False
     return lengths, Settings.make(a.quick or a.tiny, device, **ov)

@@ -1,4 +1,5 @@
-"""`run_benchmark`: the env row, the build rows, the kernel rows (section 1) and the layer rows (section 2)."""
+"""`run_benchmark`: the env row, the build rows, the kernel rows (section 1), the matmul and floor rows (section 3)
+and the layer rows (section 2)."""
 from __future__ import annotations
 
 import gc
@@ -10,6 +11,7 @@ import torch
 from sgconv_core.device import resolve_device
 
 from .env import environment, loadavg
+from .floor import floor_rows
 from .kernels import build_rows, kernel_rows
 from .layer import layer_rows
 from .memory import memory_probe
@@ -22,7 +24,8 @@ def run_benchmark(lengths=None, device: str = "auto", quick: bool = False, *, se
 
     Rows: one ``section="env"`` row (device, torch, threads, load average at start and end, settings, wall time),
     ``section="build"`` rows (construction times per L, S4 attune apart), ``section="kernel"`` rows (one per
-    pass and L, a cell per model plus the SGConv/S4 and SGConv/S4D time ratios) and ``section="layer"`` rows.
+    pass and L, a cell per model plus the SGConv/S4 and SGConv/S4D time ratios), one ``section="matmul"`` row and
+    ``section="floor"`` rows (S4D ours vs the straightforward route, per pass and L) and ``section="layer"`` rows.
     ``overrides`` are `Settings` fields (e.g. H=8, min_reps=1, layer=False, layer_lengths=[1024]).
     """
     t_start = time.perf_counter()
@@ -46,6 +49,12 @@ def run_benchmark(lengths=None, device: str = "auto", quick: bool = False, *, se
     rows += measured
     del kernels_at
     gc.collect()
+
+    if s.floor:
+        t_floor = time.perf_counter()
+        rows.extend(floor_rows(lengths, s, device, mem, say))
+        env["floor_s"] = time.perf_counter() - t_floor
+        gc.collect()
 
     if s.layer and s.layer_lengths:
         t_layer = time.perf_counter()

@@ -40,12 +40,17 @@ class Settings:
     layer_l_max: int = 1 * M
     layer_on_cpu: bool = False        # the layer runs on a GPU only; True lets the tests run it tiny on a CPU
     growth: float = 1.25              # predicted time per call ~ L^growth (from the previous length)
+    floor: bool = True                # section 3: S4D ours vs the straightforward route, and a plain matmul
+    floor_cap_s: float = 60.0         # skip a floor cell predicted slower than this per call
+    floor_budget_s: float = 300.0     # time for all floor cells together
+    floor_matmul_n: int = 2048        # the matmul's size: float32 (n x n) @ (n x n)
 
     @classmethod
     def make(cls, quick: bool, device: str, **overrides) -> Settings:
         """The defaults for --quick (or not) on this device, then every override that is not None."""
         if quick:
-            s = cls(min_reps=1, max_reps=10, cell_target_s=0.3, per_call_cap_s=4.0, budget_s=25.0, fb_max_L=16 * K)
+            s = cls(min_reps=1, max_reps=10, cell_target_s=0.3, per_call_cap_s=4.0, budget_s=25.0, fb_max_L=16 * K,
+                    floor_cap_s=10.0, floor_budget_s=30.0)
         else:
             s = cls()
         if device == "cuda" and not quick:

@@ -1,6 +1,7 @@
 """`format_table`: the printed report of a run's rows. Sections, in order: the environment, the two kernel tables
-(forward, forward+backward) with SGConv's time ratios, S4's construction times, the layer table, and the notes
-that the skipped / failed cells point to ("skip[1]")."""
+(forward, forward+backward) with SGConv's time ratios, S4's construction times, the S4D floor table (ours vs the
+straightforward route, GFLOP/s against a plain matmul), the layer table, and the notes that the skipped / failed
+cells point to ("skip[1]")."""
 from __future__ import annotations
 
 from sgconv_core.families import title
@@ -22,6 +23,7 @@ def format_table(rows: list[dict]) -> str:
     for mode, what in KERNEL_TABLES:
         out += _kernel_table(rows, mode, what, st, notes)
     out += _build_lines(rows)
+    out += _floor_section(rows, st, notes)
     out += _layer_section(rows, st, notes)
     out += notes.lines()
     return "\n".join(out)
@@ -121,6 +123,34 @@ def _build_lines(rows: list[dict]) -> list[str]:
             "S4 construction, not in the per-call times: attune (C~ = C (I - dA^L), dense float64, once per l_max) ms: "
             + attune,
             "other construction ms (SGConv incl. its norm / S4 without attune / S4D): " + other]
+
+
+def _floor_section(rows: list[dict], st: dict, notes: _Notes) -> list[str]:
+    """S4D ours vs the straightforward route per pass and L: ms, ratio, forward GFLOP/s, % of the matmul's."""
+    frows = [r for r in rows if r.get("section") == "floor"]
+    if not frows:
+        return []
+    mm = next((r for r in rows if r.get("section") == "matmul"), {})
+    peak = mm.get("gflops")
+    body = []
+    for r in frows:
+        (o_ms, o_mb), (s_ms, s_mb) = notes.cell(r.get("ours")), notes.cell(r.get("straightforward"))
+        og, sg = r.get("ours_gflops"), r.get("straightforward_gflops")
+        pct = [fmt_num(100 * g / peak) if (g and peak) else "-" for g in (og, sg)]
+        body.append([fmt_L(r["L"]), r["pass"], o_ms, s_ms, fmt_num(r.get("ratio")), fmt_num(og), fmt_num(sg),
+                     *pct, o_mb, s_mb])
+    header = ["L", "pass", "ours ms", "straight ms", "straight/ours", "ours GFLOP/s", "straight GFLOP/s",
+              "ours %mm", "straight %mm", "ours MB", "straight MB"]
+    caption = [f"S4D kernel, float32, H={st.get('H')}, N={st.get('d_state')} (N/2 complex modes), "
+               f"channels={st.get('channels')}: ours (blocked Vandermonde product, sgconv_core.kernels.ssm) vs the "
+               "straightforward route ('straight': exp of the full (H, N/2, L) outer product, then a contraction; "
+               "chunked over l)",
+               "GFLOP/s (forward only) count 8 real flops per complex multiply-add, C*H*(N/2)*L of them; ours forms only "
+               "the real part (half of those flops), so it can exceed the matmul's rate by up to 2x; %mm = % of the "
+               f"plain float32 matmul ({mm.get('n')} x {mm.get('n')}) @ ({mm.get('n')} x {mm.get('n')}) in this run: "
+               + (f"{fmt_num(peak)} GFLOP/s ({fmt_num(mm['cell'].get('ms'))} ms)" if peak else
+                  notes.cell(mm.get("cell"))[0])]
+    return [""] + caption + _table(header, body, "rl" + "r" * (len(header) - 2))
 
 
 def _layer_section(rows: list[dict], st: dict, notes: _Notes) -> list[str]:

@@ -147,8 +147,13 @@ class S4Kernel(S4DKernel):
         L = check_length(L, self.H, self.C_k)
         if 0 < L <= int(self.l_kernel):
             return self.cauchy_kernel(L)
+        return vandermonde(*self.vandermonde_terms(), L, real=True).to(self.C.dtype)
+
+    def vandermonde_terms(self):
+        """The modal form as `S4DKernel.vandermonde_terms` gives it: residues (C_k, H, 2N') and log poles (H, 2N'),
+        complex128, without gradient (K = Re vandermonde(residues, log_poles, L) at any L)."""
         r, lam = self.modal()
-        return vandermonde(r, torch.log(lam), L, real=True).to(self.C.dtype)
+        return r, torch.log(lam)
 
     @staticmethod
     def _state_params(n_ssm: int, N: int, has_B: bool, rank: int) -> int:

@@ -129,21 +129,33 @@ class S4DKernel(Kernel):
     def forward(self, L: int) -> torch.Tensor:
         """Kernel at length L: (C_k, H, L)."""
         L = check_length(L, self.H, self.C_k)
+        if self.disc == "dss":
+            return self._dss(*self._discretised(), L)
+        return vandermonde(*self.vandermonde_terms(), L, real=True)
+
+    def vandermonde_terms(self):
+        """coef (C_k, H, N') and log_pole (H, N'), complex, with K = Re vandermonde(coef, log_pole, L)
+        (`ssm.vandermonde`: K[c,h,l] = Re sum_n coef[c,h,n] exp(log_pole[h,n] l)); the factor 2 of the
+        conjugate pairs is in coef. zoh and bilinear only ('dss' depends on L)."""
+        dtA, A, Cp, dt = self._discretised()
+        if self.disc == "zoh":
+            return 2 * Cp * (torch.exp(dtA) - 1.0) / A, dtA
+        if self.disc == "bilinear":
+            return 2 * Cp * dt / (1.0 - dtA / 2), torch.log((1.0 + dtA / 2) / (1.0 - dtA / 2))
+        raise ValueError("the 'dss' discretisation has a length-dependent kernel and no fixed Vandermonde form")
+
+    def _discretised(self):
+        """dt A (H, M), A (H, M), C' = B C (C_k, H, M), dt (H, 1|M); complex (S4D-Real too: complex arithmetic
+        keeps negative bilinear poles, dtA < -2, finite)."""
         dt, A, B, C = self.ssm_params()
         Cp = C if B is None else B * C
         dtA = dt * A
-        if self.is_real:  # complex arithmetic keeps negative bilinear poles (dtA < -2) finite
+        if self.is_real:
             ctype = torch.complex128 if dtA.dtype == torch.float64 else torch.complex64
             dtA, A, Cp, dt = dtA.to(ctype), A.to(ctype), Cp.to(ctype), dt.to(ctype)
-        if self.disc == "zoh":
-            K = vandermonde(2 * Cp * (torch.exp(dtA) - 1.0) / A, dtA, L, real=True)
-        elif self.disc == "bilinear":
-            K = vandermonde(2 * Cp * dt / (1.0 - dtA / 2), torch.log((1.0 + dtA / 2) / (1.0 - dtA / 2)), L, real=True)
-        else:
-            return self._dss(dtA, A, Cp, L)
-        return K
+        return dtA, A, Cp, dt
 
-    def _dss(self, dtA, A, Cp, L):
+    def _dss(self, dtA, A, Cp, dt, L):
         """DSS discretisation (Gupta et al.), as state-spaces v4 writes it (no factor 2, real part)."""
         pos = A.real > 0
         P = dtA.unsqueeze(-1) * torch.arange(L, device=dtA.device, dtype=dtA.real.dtype)
