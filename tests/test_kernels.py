@@ -315,3 +315,13 @@ def test_s4_cauchy_chunks_give_the_same_kernel(monkeypatch):
         graded = k(512)
     assert torch.allclose(chunked, whole, rtol=0, atol=1e-14 * float(whole.abs().max()))
     assert torch.allclose(graded.detach(), whole, rtol=0, atol=1e-14 * float(whole.abs().max()))
+
+
+def test_s4d_real_with_bandlimit_keeps_every_mode():
+    """S4D-Real has no imaginary part: every mode sits at frequency 0, below any band limit, so the kernel is the
+    one without a band limit (it used to fail with "imag is not implemented for tensors with non-complex dtypes")."""
+    torch.manual_seed(0)
+    k = S4DKernel(d_model=3, d_state=4, init="real").double()
+    kb = S4DKernel(d_model=3, d_state=4, init="real", bandlimit=0.1).double()
+    kb.load_state_dict(k.state_dict())
+    assert torch.equal(kb(64), k(64)) and k(64).abs().max() > 0

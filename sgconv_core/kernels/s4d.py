@@ -103,8 +103,8 @@ class S4DKernel(Kernel):
         A = tile(A, self.H, 0)
         if B is not None:
             B = tile(B, self.H, 1)
-        if self.bandlimit is not None:  # zero modes above the band limit
-            freqs = dt * A.imag.abs() / (2 * math.pi)
+        if self.bandlimit is not None:  # zero modes above the band limit (S4D-Real: every mode is at frequency 0)
+            freqs = dt * (A.imag.abs() if A.is_complex() else torch.zeros_like(A)) / (2 * math.pi)
             C = C * (freqs < self.bandlimit * 0.5).to(C.dtype)
         return dt, A, B, C
 
