@@ -1,7 +1,7 @@
 """kernelscope app entry point: ``streamlit run app/main.py`` (from the repository root).
 
 The entry point is the frame around every page: it sets up the page, the sidebar (device, torch threads,
-loaded models) and the navigation; each page in app/pages/ is a short script over sgconv_core and analysis.
+loaded models) and the navigation; each page in app/views/ is a short script over sgconv_core and analysis.
 
 Links can preload pretrained checkpoints (by file name or stem, from the pretrained folder only) and open a
 page directly: ``http://localhost:8501/kernels?model=digits-sgconv&model=digits-s4d``.
@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-# `streamlit run app/main.py` puts app/ on sys.path, not the repository root that holds the packages.
+# `streamlit run app/main.py` puts app/ on sys.path, not the repository root that holds the `app` package the
+# pages import from; the pages always run from here (st.navigation below), after this line.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
@@ -24,14 +25,17 @@ from app import state, ui  # noqa: E402
 
 st.set_page_config(page_title="kernelscope", page_icon=":material/waves:", layout="wide")
 
+# The page scripts live in app/views/, not app/pages/: a pages/ folder beside the main script switches on
+# Streamlit's older folder-based navigation, which runs a page on its own (without this frame) when a link is a
+# fresh server's first request. The URL of a page is its file name: /kernels, /decay, ... (Models is /).
 PAGES = [
-    st.Page("pages/models.py", title="Models", icon=":material/folder_open:", default=True),
-    st.Page("pages/kernels.py", title="Kernels", icon=":material/show_chart:"),
-    st.Page("pages/decay.py", title="Decay", icon=":material/trending_down:"),
-    st.Page("pages/frequency.py", title="Frequency", icon=":material/graphic_eq:"),
-    st.Page("pages/parameters.py", title="Parameters", icon=":material/functions:"),
-    st.Page("pages/attribution.py", title="Attribution", icon=":material/target:"),
-    st.Page("pages/ablation.py", title="Ablation", icon=":material/content_cut:"),
+    st.Page("views/models.py", title="Models", icon=":material/folder_open:", default=True),
+    st.Page("views/kernels.py", title="Kernels", icon=":material/show_chart:"),
+    st.Page("views/decay.py", title="Decay", icon=":material/trending_down:"),
+    st.Page("views/frequency.py", title="Frequency", icon=":material/graphic_eq:"),
+    st.Page("views/parameters.py", title="Parameters", icon=":material/functions:"),
+    st.Page("views/attribution.py", title="Attribution", icon=":material/target:"),
+    st.Page("views/ablation.py", title="Ablation", icon=":material/content_cut:"),
 ]
 
 page = st.navigation(PAGES)

@@ -20,22 +20,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "data"
 
 
-def frame_guard() -> None:
-    """Make sure a page runs inside app/main.py (page setup, navigation, sidebar, links); call it first in a page.
-
-    Streamlit still has its older folder-based navigation for apps with a ``pages/`` folder beside the main
-    script: until the first ``st.navigation`` call in a server process, a request for a page (a link to
-    ``/kernels`` on a fresh server, for one) runs ``app/pages/kernels.py`` on its own. Switch that mode off and
-    run again through main.py, which lands on the same page (same URL path)."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a Streamlit without the folder-based navigation
-        return
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def prefetch_plotly():
     """On a session's first run, draw a tiny blank plotly chart at once and return its placeholder (else None).
 
@@ -99,7 +83,7 @@ def require_models(what: str = "this page") -> dict:
     if not loaded:
         st.info(f"No model is loaded yet: load a model on the Models page to see {what}.",
                 icon=":material/info:")
-        st.page_link("pages/models.py", label="Go to the Models page", icon=":material/folder_open:")
+        st.page_link("views/models.py", label="Go to the Models page", icon=":material/folder_open:")
         st.stop()
     return loaded
 

@@ -27,30 +27,6 @@ def _is_app_test(request) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _no_folder_navigation(request, monkeypatch):
-    """Run every AppTest script run through app/main.py, as a real server does after its first run.
-
-    app/ has a ``pages/`` folder, so Streamlit's older folder-based navigation runs a page script on its own
-    until the first ``st.navigation`` call in the process, and AppTest resets that state before every run:
-    each run after the first would run the page without main.py (no sidebar, no links) and the page's
-    ``ui.frame_guard()`` would rerun it, losing one-shot widget events such as button clicks. The first run
-    of a real server is covered by the browser test (a link straight to /kernels on a fresh server)."""
-    if not _is_app_test(request):
-        yield
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.testing.v1 import app_test
-
-    class _MainScriptPages(PagesManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test, "PagesManager", _MainScriptPages)
-    yield
-
-
-@pytest.fixture(autouse=True)
 def _clear_app_caches(request):
     """Clear st.cache_data / st.cache_resource / analysis.extract's cache before and after each app test."""
     if not _is_app_test(request):

@@ -104,7 +104,7 @@ def app_with(*files):
 
 
 def goto(at, page: str):
-    return ok(at.switch_page(f"pages/{page}.py").run())
+    return ok(at.switch_page(f"views/{page}.py").run())
 
 
 def ck_of(models_dir, stem):

@@ -41,6 +41,13 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--disable-dev-shm-usage"]
 EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
+#: The README's command: the `streamlit` console script, which (unlike `python -m streamlit`) does not put the
+#: working directory on sys.path, so a page that runs without app/main.py cannot import `app` by luck.
+_SCRIPT = Path(sys.executable).with_name("streamlit")
+STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []),
+                                                    "-m", "streamlit"]
+#: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).
+NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Attribution", "Ablation"]
 
 
 def _free_port() -> int:
@@ -88,7 +95,7 @@ def server(browser, app_models_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(folder),
                KERNELSCOPE_UPLOADS=str(tmp_path_factory.mktemp("uploads")), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless=true",
+    cmd = [*STREAMLIT, "run", "app/main.py", "--server.headless=true",
            "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
            "--server.fileWatcherType=none"]
     t_start = time.perf_counter()
@@ -117,6 +124,15 @@ def server(browser, app_models_dir, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+#: URLs opened on the module's server, in order: the cold-start test checks that it opens the first one.
+OPENED: list[str] = []
+
+
+def open_url(pg, url: str) -> None:
+    OPENED.append(url)
+    pg.goto(url)
 
 
 @pytest.fixture
@@ -152,6 +168,19 @@ def settle(pg, started: float = 1.0) -> None:
         pass
     pg.wait_for_function(_IDLE, timeout=90_000)
     pg.wait_for_timeout(150)  # let the last deltas render
+
+
+def wait_plots_or_exception(pg, n: int, timeout: float = 90.0) -> None:
+    """Wait until n titled plots are drawn or the page shows an exception (which fails at once, not on a timeout)."""
+    pg.wait_for_function("(n) => document.querySelector('[data-testid=\"stException\"]') || [...document"
+                         ".querySelectorAll('.js-plotly-plot')].filter(p => p.layout && p.layout.title"
+                         " && p.layout.title.text && p.querySelector('.main-svg')).length >= n",
+                         arg=n, timeout=timeout * 1000, polling="raf")
+
+
+def nav_titles(pg) -> list[str]:
+    """The sidebar navigation's page titles (the text after each link's icon)."""
+    return [t.strip().splitlines()[-1].strip() for t in pg.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
 
 def no_exception(pg, where: str) -> None:
@@ -263,12 +292,16 @@ def timed_channel_switch(pg, h: int) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------------- cold start
 def test_cold_start_link_to_kernels(server, page):
-    """A fresh server and a link that opens the Kernels page with two pretrained models: time to the first plot,
-    then the latency of switching layer and channel. Runs first (module order), while the server is cold."""
+    """A fresh server whose FIRST request is the README's link to the Kernels page with two pretrained models:
+    the page runs inside app/main.py (its navigation and sidebar, no exception), time to the first plot, then the
+    latency of switching layer and channel. Runs first (module order), while the server is cold."""
     url, folder, files, t_start, t_healthy = server
+    assert not OPENED, f"this test must open the server's first page; opened before: {OPENED}"
     pg = page
     stems = [f.rsplit(".", 1)[0] for f in files]
-    pg.goto(f"{url}/kernels?model={stems[0]}&model={stems[1]}")
+    open_url(pg, f"{url}/kernels?model={stems[0]}&model={stems[1]}")
+    wait_plots_or_exception(pg, 2)
+    no_exception(pg, "kernels from a link on a fresh server")
     wait_plots(pg, 2)
     t_plot = time.perf_counter()
     TIMINGS["cold start: server start to first kernel plot (s)"] = t_plot - t_start
@@ -278,6 +311,8 @@ def test_cold_start_link_to_kernels(server, page):
     no_exception(pg, "kernels from a link")
     titles = [plot_title(pg, i) for i in range(2)]
     assert all("layers.0" in t for t in titles) and [t.split(" ·")[0] for t in titles] == stems, titles
+    assert nav_titles(pg) == NAV_TITLES, nav_titles(pg)  # app/main.py's navigation, not a folder listing
+    assert pg.locator('[data-testid="stSidebarNav"] a[aria-current="page"]').inner_text().strip().endswith("Kernels")
     shot(pg, "00-kernels-cold-link")
 
     layer = np.array([timed_layer_switch(pg, o) for o in ("layers.1", "layers.0") * 3])
@@ -299,7 +334,7 @@ def test_walkthrough(server, page, app_models_dir):
     pg = page
     timings = TIMINGS
 
-    pg.goto(url)
+    open_url(pg, url)
     settle(pg)
     pg.get_by_text("Start here").first.wait_for()
     no_exception(pg, "landing")
@@ -385,7 +420,7 @@ def test_walkthrough(server, page, app_models_dir):
     pg.get_by_text("Convergence δ").first.wait_for()
     shot(pg, "10-attribution")
 
-    # the Ablation page joins the navigation once app/pages/ablation.py exists (visit only; no sweep is started)
+    # the Ablation page joins the navigation once app/views/ablation.py exists (visit only; no sweep is started)
     if pg.locator('[data-testid="stSidebarNav"] a').filter(has_text="Ablation").count():
         goto(pg, "Ablation")
         pg.get_by_role("heading", name="Ablation").first.wait_for()

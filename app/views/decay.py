@@ -10,8 +10,6 @@ from analysis.extract import ssm_modes
 from app import figures as fig_
 from app import state, ui
 
-ui.frame_guard()
-
 st.title("Decay")
 st.caption("How fast the kernels fall off with lag: |k| ≈ A·pos^(-t) (power law, pos = lag + 1) or "
            "A·exp(-r·pos). SGConv's built-in decay has t = log2(m); the paper finds any t ≥ 0.75 works.")

@@ -10,8 +10,6 @@ from analysis.decay import envelope, has_builtin_decay, reference_envelopes
 from app import figures as fig_
 from app import state, ui
 
-ui.frame_guard()
-
 st.title("Kernels")
 loaded = ui.require_models("kernels")
 names = ui.pick_models(loaded, key="k-models")

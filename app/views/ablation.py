@@ -254,7 +254,7 @@ else:
             name, added = state.add_model(res.entry)
             st.success(f"Loaded **{name}**" + ("" if added else " (already loaded)") + ".",
                        icon=":material/check_circle:")
-        st.page_link("pages/kernels.py", label="Go to the Kernels page", icon=":material/show_chart:")
+        st.page_link("views/kernels.py", label="Go to the Kernels page", icon=":material/show_chart:")
 
 with st.expander("All sweeps in the database"):
     sweeps = store.sweeps()

@@ -9,8 +9,6 @@ from analysis.frequency import channel_responses
 from app import figures as fig_
 from app import state, ui
 
-ui.frame_guard()
-
 st.title("Frequency")
 st.caption("H(f) = Σ k[l]·e^(-2πifl) of each kernel (FFT of the length-L kernel). For S4 / S4D the exact "
            "transfer function of the state-space model is drawn too: of the length-L kernel (dashed, on top of the "

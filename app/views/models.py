@@ -7,8 +7,6 @@ import streamlit as st
 from analysis.extract import kernel_table
 from app import state, ui
 
-ui.frame_guard()
-
 st.title("Models")
 loaded = state.models()
 if not loaded:

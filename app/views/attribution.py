@@ -12,8 +12,6 @@ from app import figures as fig_
 from app import state, ui
 from sgconv_core.tasks import TASKS
 
-ui.frame_guard()
-
 st.title("Attribution")
 st.caption("Integrated gradients (captum) of one output with respect to every input position of one test example. "
            "Completeness: Σ attributions = f(x) − f(baseline) + δ; a small convergence δ means enough steps.")

@@ -12,8 +12,6 @@ from app import figures as fig_
 from app import state, ui
 from sgconv_core.lengths import default_length
 
-ui.frame_guard()
-
 st.title("Parameters")
 st.caption("The paper's first principle: a long kernel should need few parameters. SGConv grows as O(log L) "
            "(one d-wide sub-kernel per octave), S4 / S4D do not grow with L, a free kernel grows as L.")
