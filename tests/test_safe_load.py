@@ -135,3 +135,20 @@ def test_interpolations_resolve_plain_references_only():
     out = resolve_interpolations(cfg)
     assert out["c"] == 3 and out["f"] == [3]
     assert out["d"] == "${oc.env:HOME}" and out["e"] == "${nope.x}"
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_numpy_scalars_and_arrays_in_a_checkpoint_load_as_numpy(tmp_path, zipped):
+    """Lightning pickles numpy scalars in hyper-parameters / callback state: plain numeric ones load (protocol 2
+    spells their bytes with _codecs.encode); an object dtype is refused (test_hostile.py)."""
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "np.ckpt"
+    hp = {"lr": np.float64(0.5), "n": np.int32(3), "flag": np.bool_(True), "dt": np.dtype("f4"),
+          "big_endian": np.arange(6, dtype=">f4").reshape(2, 3), "fortran": np.asfortranarray(np.eye(2))}
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": hp}, path,
+               _use_new_zipfile_serialization=zipped)
+    out = read_torch_file(path)["hyper_parameters"]
+    assert type(out["lr"]) is np.float64 and out["lr"] == 0.5 and type(out["n"]) is np.int32 and out["n"] == 3
+    assert out["flag"] is np.True_ and out["dt"] == np.dtype("f4")
+    assert out["big_endian"].dtype == np.dtype(">f4") and np.array_equal(out["big_endian"], hp["big_endian"])
+    assert np.array_equal(out["fortran"], np.eye(2))

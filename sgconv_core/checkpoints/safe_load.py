@@ -153,24 +153,135 @@ class RestrictedUnpickler(pickle.Unpickler):
             if isinstance(obj, torch.dtype) or name in ("Size", "device", "Tensor"):
                 return obj
         if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and name in _NUMPY:
-            return _numpy_global(name)
-        if module == "numpy.dtypes" and re.fullmatch(r"[A-Za-z0-9]+DType", name):
-            import numpy.dtypes
-
-            return getattr(numpy.dtypes, name)
+            return _NUMPY_GLOBALS[name]
+        if module == "_codecs" and name == "encode":
+            return _CODECS_ENCODE
         raise RefusedGlobal(module, name)
 
 
-def _numpy_global(name: str):
-    import numpy as np
+class _Stub:
+    """A placeholder the restricted unpickler puts on the pickle's stack instead of a numpy object.
 
-    if name in ("dtype", "ndarray"):
-        return getattr(np, name)
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    return getattr(multiarray, name)
+    numpy objects trust the state a pickle hands them (a dtype's flags decide whether an array's bytes are
+    object pointers: a 235-byte file crashed the process that way). Placeholders check their arguments, refuse a
+    pickled state they do not expect, and become real numpy objects only in `to_plain`, from validated parts.
+    """
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"refused: the pickle sets the state of {self!r}")
+
+
+_NUMERIC_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f(2|4|8|16)|c(8|16|32))")
+
+
+class _NumpyDType(_Stub):
+    """numpy.dtype(code, align, copy) for a plain numeric code ('f8', 'i4', 'b1', ...); of its pickled state only
+    the byte order is used (flags must be 0, no fields or sub-array; nothing of it is handed to numpy)."""
+
+    __slots__ = ("dtype", "_stated")
+
+    def __init__(self, code=None, align=False, copy=True):
+        import numpy as np
+
+        if not isinstance(code, str) or not _NUMERIC_DTYPE.fullmatch(code):
+            raise pickle.UnpicklingError(f"refused numpy dtype {code!r}: only plain numeric dtypes are read")
+        self.dtype, self._stated = np.dtype(code), False
+
+    def __setstate__(self, state):
+        if self._stated or not isinstance(state, tuple) or len(state) < 8:
+            raise pickle.UnpicklingError("refused: a malformed numpy dtype state")
+        endian, subarray, names, fields, flags = *state[1:5], state[7]
+        if endian not in ("<", ">", "|", "=") or (subarray, names, fields) != (None, None, None):
+            raise pickle.UnpicklingError("refused: a numpy dtype state with fields or a sub-array")
+        if flags != 0:  # plain numeric dtypes have none; 0x01 without 0x02 made numpy read bytes as pointers
+            raise pickle.UnpicklingError(f"refused: a numpy dtype state with flags {flags!r} (numeric dtypes have 0)")
+        if endian in "<>":
+            self.dtype = self.dtype.newbyteorder(endian)
+        self._stated = True
+
+    def __repr__(self) -> str:
+        return f"<numpy dtype {self.dtype}>"
+
+
+class _NumpyValue(_Stub):
+    """numpy.core.multiarray.scalar(dtype, bytes): a numeric scalar, read from exactly itemsize bytes."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, dtype=None, data=None):
+        import numpy as np
+
+        if type(dtype) is not _NumpyDType or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+            raise pickle.UnpicklingError("refused: a numpy scalar that is not a plain numeric value")
+        self.value = np.frombuffer(data, dtype.dtype)[0]
+
+    def __repr__(self) -> str:
+        return "<numpy scalar>"
+
+
+class _NumpyArray(_Stub):
+    """numpy.core.multiarray._reconstruct(ndarray, ...) then BUILD: a numeric array from raw bytes of its size."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, subtype=None, shape=None, code=None):
+        if subtype is not _NUMPY_GLOBALS["ndarray"]:
+            raise pickle.UnpicklingError("refused: numpy _reconstruct of something other than an ndarray")
+        self.value = None
+
+    def __setstate__(self, state):
+        import numpy as np
+
+        if self.value is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("refused: a malformed numpy array state")
+        shape, dtype, fortran, raw = state[-4:]
+        if (type(dtype) is not _NumpyDType or not isinstance(shape, tuple) or len(shape) > 64
+                or not all(type(n) is int and 0 <= n < 2**63 for n in shape) or not isinstance(raw, bytes)):
+            raise pickle.UnpicklingError("refused: a numpy array that is not a plain numeric array")
+        count = 1
+        for n in shape:
+            count *= n
+        if count * dtype.dtype.itemsize != len(raw):
+            raise pickle.UnpicklingError("refused: a numpy array whose data does not match its shape")
+        self.value = np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+    def __repr__(self) -> str:
+        return "<numpy array>"
+
+
+class _Global(_Stub):
+    """An allow-listed callable as the pickle sees it: calling it calls `fn`, which checks its arguments before it
+    builds anything (no `fn`: calling is refused, the name is only a value); not a type, so NEWOBJ refuses it."""
+
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name, fn=None):
+        self.name, self.fn = name, fn
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None:
+            raise pickle.UnpicklingError(f"refused: the pickle calls {self.name}")
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+def _codecs_encode(text=None, encoding="utf-8", errors="strict"):
+    """_codecs.encode(str, 'latin1'): how protocol-2 pickles spell bytes (numpy scalars' data, for one)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError("refused: _codecs.encode other than of a str to latin1 bytes")
+    return text.encode("latin1")
+
+
+_CODECS_ENCODE = _Global("_codecs.encode", _codecs_encode)
+
+
+#: numpy names the restricted unpickler resolves, to placeholders (never to numpy's own objects)
+_NUMPY_GLOBALS = {"dtype": _Global("numpy.dtype", _NumpyDType), "scalar": _Global("numpy.scalar", _NumpyValue),
+                  "_reconstruct": _Global("numpy._reconstruct", _NumpyArray), "ndarray": _Global("numpy.ndarray")}
 
 
 def _restricted_load(file, **kwargs):
@@ -189,6 +300,12 @@ def to_plain(obj, _memo=None):
     memo = {} if _memo is None else _memo
     if id(obj) in memo:
         return memo[id(obj)]
+    if isinstance(obj, _NumpyDType):
+        return obj.dtype
+    if isinstance(obj, (_NumpyValue, _NumpyArray)):
+        if obj.value is None:
+            raise pickle.UnpicklingError("refused: a numpy array without its data")
+        return obj.value
     if isinstance(obj, type) and issubclass(obj, Inert):
         return obj.qualname  # e.g. hparams_type: the DictConfig class itself
     if isinstance(obj, Inert):
