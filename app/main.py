@@ -3,8 +3,10 @@
 The entry point is the frame around every page: it sets up the page, the sidebar (device, torch threads,
 loaded models) and the navigation; each page in app/views/ is a short script over sgconv_core and analysis.
 
-Links can preload pretrained checkpoints (by file name or stem, from the pretrained folder only) and open a
-page directly: ``http://localhost:8501/kernels?model=digits-sgconv&model=digits-s4d``.
+Links can preload pretrained checkpoints (by file name or stem, from the pretrained folder) and open a page
+directly: ``http://localhost:8501/kernels?model=digits-sgconv&model=digits-s4d``; ``&path=/data/x.ckpt`` loads a
+file by its path on this machine. Every page writes its loaded models back into its URL that way, so a reload
+(F5) or a copied link keeps them (uploads excepted).
 """
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ PAGES = [
 page = st.navigation(PAGES)
 prefetch = ui.prefetch_plotly()
 state.warm_up()
-# A link may name pretrained checkpoints to load: .../kernels?model=digits-sgconv&model=digits-s4d
-for message in state.load_from_query(st.query_params.get_all("model")):
+# A link may name models to load: .../kernels?model=digits-sgconv&model=digits-s4d (pretrained), &path=/x.ckpt
+for message in state.load_from_query(st.query_params.get_all("model"), st.query_params.get_all("path")):
     st.error(message, icon=":material/error:")
 try:
     page.run()
@@ -52,3 +54,4 @@ finally:  # also after st.stop() in a page: the sidebar then lists what the page
     if prefetch is not None:
         prefetch.empty()
     ui.sidebar()
+    state.write_link()  # the URL names the loaded models, so that F5 or a copied link brings them back

@@ -115,6 +115,11 @@ def markdown_text(at) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def link(at) -> dict[str, list[str]]:
+    """The page URL's model parameters after the last run ({} when there are none)."""
+    return {k: [v] if isinstance(v, str) else list(v) for k, v in at.query_params.items() if k in ("model", "path")}
+
+
 def sidebar_text(at) -> str:
     return "\n".join(m.value for m in at.sidebar.markdown)
 
@@ -201,10 +206,51 @@ def test_link_loads_pretrained_models(app_env):
     assert len(errors) == 1 and "../../etc/passwd: no checkpoint of that name" in errors[0]
     side = sidebar_text(at)
     assert SGC in side and S4D in side
-    # removing a model later does not bring it back from the link
+    assert link(at) == {"model": [SGC, S4D]}  # the URL names what loaded (the unknown name is dropped)
+    # removing a model later does not bring it back from the link, and drops it from the URL
     ok(at.button(key=f"remove-{SGC}").click().run())
     assert list(at.session_state["ks_models"]) == [S4D]
+    assert link(at) == {"model": [S4D]}
     assert not at.error
+    goto(at, "kernels")  # every page keeps the URL in step
+    assert list(at.session_state["ks_models"]) == [S4D] and link(at) == {"model": [S4D]}
+
+
+def test_url_keeps_the_loaded_models(app_env, tmp_path):
+    """Models loaded on the Models page (pretrained, by path) are written to the URL on every page; the URL in a
+    new session (a reload, F5) loads them again. Uploads stay out of it; a path that is gone is a clear error."""
+    import shutil
+
+    from app import state
+
+    own = tmp_path / "own-s4.safetensors"
+    shutil.copy(app_env / f"{S4}.safetensors", own)
+    at = app_with(SGC, S4D)
+    at.text_input(key="path-input").set_value(str(own))
+    ok(at.button[[b.label for b in at.button].index("Load")].click().run())
+    up = state.load_upload((app_env / f"{S4}.safetensors").read_bytes(), "my-upload.safetensors")
+    at.session_state["ks_models"]["my-upload"] = state.ModelEntry("my-upload", up.entry.path, up.entry.digest,
+                                                                  up.entry.settings_json, "upload")
+    for page in ("kernels", "decay"):
+        goto(at, page)
+        assert link(at) == {"model": [SGC, S4D], "path": [str(own)]}
+    assert any("not kept in the page's link" in c.value for c in goto(at, "models").caption)
+
+    again = new_app()  # F5: a new session with the same URL
+    again.query_params.update(at.query_params)
+    goto(ok(again.run()), "kernels")
+    assert list(again.session_state["ks_models"]) == [SGC, S4D, "own-s4"]
+    assert not again.error and len(again.get("plotly_chart")) == 3
+    assert link(again) == {"model": [SGC, S4D], "path": [str(own)]}
+
+    own.unlink()  # the file is gone: one readable error, the other models load
+    gone = new_app()
+    gone.query_params.update(at.query_params)
+    ok(gone.run())
+    errors = [e.value for e in gone.error]
+    assert len(errors) == 1 and "no such file" in errors[0] and "?path=" in errors[0], errors
+    assert "Traceback" not in errors[0] and list(gone.session_state["ks_models"]) == [SGC, S4D]
+    assert link(gone) == {"model": [SGC, S4D]}
 
 
 def test_settings_box(app_env):

@@ -1,8 +1,9 @@
 """Real-browser test of the app: `streamlit run app/main.py` driven by headless Chromium through Playwright.
 
-Loads two checkpoints from the pretrained folder (the repository's own when it holds at least two, else the
-tiny fixture checkpoints), compares kernels, switches layer, visits every page, and checks that no page shows
-a Python exception and that the plots hold the kernels' data. Screenshots of every page go to test-artifacts/.
+Opens the documented link to the Kernels page (app/main.py's docstring) as a fresh server's first request;
+loads two checkpoints from the pretrained folder (the repository's own when it holds at least two, else the tiny
+fixture checkpoints) and reloads (F5); compares kernels, switches layer, visits every page, and checks that no
+page shows a Python exception and that the plots hold the kernels' data. Screenshots go to test-artifacts/.
 Prints the cold-start time (server start to the first kernel plot) and the layer-switch time.
 """
 from __future__ import annotations
@@ -292,7 +293,7 @@ def timed_channel_switch(pg, h: int) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------------- cold start
 def test_cold_start_link_to_kernels(server, page):
-    """A fresh server whose FIRST request is the README's link to the Kernels page with two pretrained models:
+    """A fresh server whose FIRST request is the documented link to the Kernels page with two pretrained models:
     the page runs inside app/main.py (its navigation and sidebar, no exception), time to the first plot, then the
     latency of switching layer and channel. Runs first (module order), while the server is cold."""
     url, folder, files, t_start, t_healthy = server
@@ -328,6 +329,60 @@ def test_cold_start_link_to_kernels(server, page):
     assert TIMINGS["layer switch, user event to plot, median of 6 (s)"] < 5
 
 
+# ---------------------------------------------------------------------------------------------------- reload
+def load_on_models_page(pg, files) -> None:
+    """Pick `files` in the Models page's pretrained multiselect and press 'Load selected'."""
+    ms = pg.locator('[data-testid="stMultiSelect"]').filter(has_text="Checkpoints to load").first
+    for f in files:
+        ms.locator("input").first.click()
+        pg.get_by_role("option", name=f, exact=True).first.click()
+        settle(pg, 0.5)
+    pg.keyboard.press("Escape")
+    pg.get_by_role("button", name="Load selected").click()
+    settle(pg)
+    no_exception(pg, "models after loading")
+    for f in files:
+        pg.get_by_text(f"Loaded {f.rsplit('.', 1)[0]}").first.wait_for()
+
+
+def sidebar_models(pg) -> str:
+    return pg.locator('[data-testid="stSidebarUserContent"]').inner_text()
+
+
+def test_reload_keeps_the_loaded_models(server, page):
+    """Two models loaded on the Models page survive a reload (F5): the URL names them, the sidebar lists them
+    after the reload, and the Kernels page (also after its own reload) plots both."""
+    url, folder, files, _, _ = server
+    pg = page
+    stems = [f.rsplit(".", 1)[0] for f in files]
+    open_url(pg, url)
+    settle(pg)
+    load_on_models_page(pg, files)
+    pg.wait_for_url(re.compile(r"model="))
+    assert [f"model={s}" in pg.url for s in stems] == [True, True], pg.url
+
+    pg.reload()
+    settle(pg)
+    pg.get_by_text("Loaded models (2)").first.wait_for()
+    no_exception(pg, "models after reload")
+    side = sidebar_models(pg)
+    assert all(s in side for s in stems), side
+    shot(pg, "12-models-after-reload")
+
+    goto(pg, "Kernels")
+    wait_plots(pg, 2)
+    no_exception(pg, "kernels after reload")
+    assert [plot_title(pg, i).split(" ·")[0] for i in range(2)] == stems
+    assert "/kernels?" in pg.url and all(f"model={s}" in pg.url for s in stems), pg.url
+    pg.reload()
+    wait_plots_or_exception(pg, 2)
+    settle(pg)
+    no_exception(pg, "kernels after its own reload")
+    assert [plot_title(pg, i).split(" ·")[0] for i in range(2)] == stems
+    assert nav_titles(pg) == NAV_TITLES and all(s in sidebar_models(pg) for s in stems)
+    shot(pg, "13-kernels-after-reload")
+
+
 # ---------------------------------------------------------------------------------------------------- the walk
 def test_walkthrough(server, page, app_models_dir):
     url, folder, files, t_start, _ = server
@@ -348,18 +403,7 @@ def test_walkthrough(server, page, app_models_dir):
     goto(pg, "Models")
 
     # load two checkpoints from the pretrained folder
-    ms = pg.locator('[data-testid="stMultiSelect"]').filter(has_text="Checkpoints to load").first
-    for f in files:
-        ms.locator("input").first.click()
-        pg.get_by_role("option", name=f, exact=True).first.click()
-        settle(pg, 0.5)
-    pg.keyboard.press("Escape")
-    pg.get_by_role("button", name="Load selected").click()
-    settle(pg)
-    no_exception(pg, "models after loading")
-    for f in files:
-        stem = f.rsplit(".", 1)[0]
-        pg.get_by_text(f"Loaded {stem}").first.wait_for()
+    load_on_models_page(pg, files)
     shot(pg, "02-models-loaded")
 
     # kernels: the first kernel plot

@@ -73,6 +73,7 @@ with tab_up:
                                accept_multiple_files=True, key="upload",
                                help="kernelscope .safetensors, or torch files (.ckpt/.pt/.pth) from the official "
                                     "SGConv or state-spaces code. Files are read without running any code in them.")
+    st.caption("Uploaded models are not kept in the page's link: after a reload (F5), upload them again.")
     # Each uploaded file is loaded once; its outcome stays on show while the file is in the uploader.
     seen = st.session_state.setdefault("ks_uploads_seen", {})
     for up in uploads or []:
