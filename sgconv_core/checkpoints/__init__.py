@@ -19,12 +19,15 @@ def load(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES, **settings
     """Load any supported checkpoint file into a `Checkpoint`.
 
     settings: kernel settings the weights do not hold, under the official argument names (mode,
-    init_scale, dt_transform, disc, real_transform, imag_transform, is_real, ...). Raises CheckpointError.
+    init_scale, dt_transform, disc, real_transform, imag_transform, is_real, ...). Raises CheckpointError, also
+    for anything but a regular file, a file over max_bytes, and a hostile file over one of the budgets of
+    safe_load.py (nesting, values, inflated zip records, tensor views outside their storage).
     """
     from . import ours
-    from .safe_load import read_safetensors_file, read_torch_file, sniff_format
+    from .safe_load import check_file, read_safetensors_file, read_torch_file, sniff_format
 
     source = os.path.basename(os.fspath(path)) or os.fspath(path)
+    check_file(path, max_bytes)  # a FIFO, device or directory is refused from its stat, before anything opens it
     kind = sniff_format(path)
     if kind == "safetensors":
         tensors, meta = read_safetensors_file(path, max_bytes=max_bytes)
