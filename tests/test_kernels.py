@@ -295,6 +295,25 @@ def test_absurd_lengths_are_refused(L):
         k(L)
 
 
+@pytest.mark.parametrize("L, words", [
+    (True, "bool"), (np.True_, "bool"), (2.5, "whole number"), (64.0, "pass 64"), ("64", "'64'"),
+    (float("inf"), "inf"), (float("nan"), "nan"), (np.float64(3.0), "pass 3"), (None, "None"), ([4], "[4]"),
+    (torch.tensor(2.0), "tensor"),
+])
+def test_kernel_length_must_be_a_positive_integer(L, words):
+    """kernel(L) used to take 2.5 as 2 taps, '64' as 64, True as 1, and inf gave an OverflowError."""
+    k = FreeKernel(2, 8)
+    with pytest.raises(CheckpointError, match="kernel length must be") as e:
+        k(L)
+    assert words in str(e.value)
+
+
+def test_integer_lengths_of_any_integer_type_are_accepted():
+    k = FreeKernel(2, 8)
+    for L in (8, np.int64(8), np.int32(8), torch.tensor(8)):
+        assert k(L).shape == (1, 2, 8)
+
+
 def test_memory_budget_is_enforced():
     k = SGConvKernel(4096, l_max=1024, kernel_dim=64, channels=8)
     with pytest.raises(CheckpointError, match="memory budget"):

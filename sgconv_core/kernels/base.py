@@ -6,6 +6,10 @@ backward-direction kernels, each over lags 0..L-1).
 """
 from __future__ import annotations
 
+import math
+import operator
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,14 +20,24 @@ from ..lengths import MAX_KERNEL_LENGTH, MAX_KERNEL_VALUES
 def check_length(L: int, H: int, C_k: int, *, max_elements: int = MAX_KERNEL_VALUES) -> int:
     """Validate a requested kernel length L (taps) for a (C_k, H, L) kernel; returns int(L).
 
+    L must be an integer: a Python or numpy int (or a 0-d integer tensor), not a bool, a float (2.5 used to give
+    2 taps; 64.0 is refused too, with the int to pass), a string ('64' used to be converted), inf or NaN.
     The caps (`MAX_KERNEL_LENGTH` taps, ``max_elements`` values) are the length policy's (`sgconv_core.lengths`).
 
-    Raises CheckpointError (a ValueError) for a non-integer, non-positive or over-budget length.
+    Raises CheckpointError (a ValueError) for a non-integer, non-positive or over-budget length, naming it.
     """
+    if isinstance(L, (bool, np.bool_)) or (isinstance(L, torch.Tensor) and L.dtype == torch.bool):
+        raise CheckpointError(f"kernel length must be a positive integer, got the bool {L!r}")
+    if isinstance(L, (float, np.floating)):
+        if not math.isfinite(L):
+            raise CheckpointError(f"kernel length must be a positive integer, got {L!r}")
+        if L != int(L):
+            raise CheckpointError(f"kernel length must be a whole number of taps, got {L!r}")
+        raise CheckpointError(f"kernel length must be an integer, got the float {L!r} (pass {int(L)})")
     try:
-        L = int(L)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"kernel length must be an integer, got {L!r}") from None
+        L = operator.index(L)
+    except TypeError:
+        raise CheckpointError(f"kernel length must be a positive integer, got {L!r:.60}") from None
     if L < 1:
         raise CheckpointError(f"kernel length must be at least 1, got {L}")
     if L > MAX_KERNEL_LENGTH:
