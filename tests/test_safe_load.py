@@ -1,5 +1,6 @@
-"""Loading never runs code from a file: weights-only torch files, safetensors, and Lightning checkpoints whose
-OmegaConf configs are read without importing omegaconf. Everything else is refused with CheckpointError."""
+"""Loading never runs code from a file: torch files through our restricted unpickler, safetensors, and Lightning
+checkpoints whose OmegaConf configs are read without importing omegaconf. Everything else is refused with
+CheckpointError (hostile files within budgets: tests/test_hostile.py)."""
 import os
 import pickle
 import subprocess
@@ -43,7 +44,7 @@ def test_a_bare_pickle_with_reduce_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("zipped", [True, False])
-def test_plain_state_dicts_load_weights_only(tmp_path, zipped):
+def test_plain_state_dicts_load(tmp_path, zipped):
     path = tmp_path / "sd.pt"
     sd = {"layer.D": torch.randn(1, 4), "meta": {"epoch": 3, "betas": (0.9, 0.98)}}
     torch.save(sd, path, _use_new_zipfile_serialization=zipped)
@@ -152,3 +153,26 @@ def test_numpy_scalars_and_arrays_in_a_checkpoint_load_as_numpy(tmp_path, zipped
     assert out["flag"] is np.True_ and out["dt"] == np.dtype("f4")
     assert out["big_endian"].dtype == np.dtype(">f4") and np.array_equal(out["big_endian"], hp["big_endian"])
     assert np.array_equal(out["fortran"], np.eye(2))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_tensors_of_every_kind_round_trip(tmp_path, zipped):
+    """torch's weights_only route is gone: every tensor kind torch.save writes goes through our rebuilds."""
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    sd = {"param": torch.nn.Parameter(torch.randn(3)), "frozen": torch.nn.Parameter(torch.ones(2), requires_grad=False),
+          "t": base.t(), "slice": base[1:, ::2], "shared": base, "empty": torch.empty(0, 5), "scalar": torch.tensor(3.5),
+          "bf16": torch.randn(4).bfloat16(), "c64": torch.randn(3, dtype=torch.complex64), "i64": torch.arange(5),
+          "bool": torch.tensor([True, False]), "size": torch.Size([2, 3]), "device": torch.device("cpu")}
+    if zipped:
+        sd["u16"] = torch.zeros(3, dtype=torch.uint16)  # _rebuild_tensor_v3 over an UntypedStorage
+    path = tmp_path / "kinds.pt"
+    torch.save(sd, path, _use_new_zipfile_serialization=zipped)
+    out = read_torch_file(path)
+    assert set(out) == set(sd)
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor):
+            assert type(out[k]) is type(v) and out[k].dtype == v.dtype and torch.equal(out[k], v), k
+            assert out[k].stride() == v.stride() and out[k].requires_grad == v.requires_grad, k
+        else:
+            assert out[k] == v, k
+    assert out["t"].untyped_storage().data_ptr() == out["shared"].untyped_storage().data_ptr()  # still shared
