@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from sgconv_core.families import FAMILIES
+from sgconv_core.kernels import check_length
 
 __all__ = ["extract_kernels", "kernel_table", "ssm_modes", "clear_cache", "CACHE_BYTES"]
 
@@ -172,7 +173,7 @@ def extract_kernels(ck, L: int, progress=None) -> dict[str, np.ndarray]:
     the arrays are read-only.
     """
     kernels = _kernels_of(ck)
-    L = int(L)
+    L = check_length(L, 1, 1)  # a positive integer (2.5, '64', True refused); each kernel checks its own budget
     owner = _owner(ck)
     key = ("kernels", id(owner), _fingerprint(kernels), L)
     hit = _cache_get(owner, key) if owner is not None else None
