@@ -26,8 +26,8 @@ import torch
 
 from sgconv_core.kernels import S4DKernel
 
-from .spec import GB, MB, PASSES, Settings, fmt_L, fmt_num
-from .timing import run_cell, skipped, zero_grads
+from .spec import MB, PASSES, Settings, fmt_L, fmt_num
+from .timing import run_cell, skip_reason, skipped, zero_grads
 
 #: The two routes of this section, ours first: the ratio column is the straightforward time over ours.
 ROUTES = ("ours", "straightforward")
@@ -157,14 +157,7 @@ class FloorCells:
         return t0 * (L / L0) ** self.s.growth
 
     def skip_note(self, mode: str, L: int, est: float, limit: float, pred: float | None) -> str | None:
-        """Why a cell is not run (None: run it)."""
+        """Why a cell is not run (None: run it); a slow cell is timed once, so the budget needs one call."""
         s = self.s
-        if mode == "fwd+bwd" and L > s.fb_max_L:
-            return f"skipped: fwd+bwd only up to {fmt_L(s.fb_max_L)} in this mode"
-        if est > limit:
-            return f"skipped: est. {est / GB:.1f} GB > {limit / GB:.1f} GB budget"
-        if pred is not None and pred > s.floor_cap_s:
-            return f"skipped: est. {pred:.0f} s/call > {s.floor_cap_s:g} s cap"
-        if pred is not None and pred > s.floor_budget_s - self.spent:
-            return f"skipped: time budget (est. {pred:.0f} s, {max(0.0, s.floor_budget_s - self.spent):.0f} s left)"
-        return None
+        return skip_reason(mode, L, est, limit, pred, fb_max_L=s.fb_max_L, cap_s=s.floor_cap_s, needed_s=pred,
+                           left_s=s.floor_budget_s - self.spent)

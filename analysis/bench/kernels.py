@@ -20,8 +20,8 @@ from sgconv_core.families import title
 from sgconv_core.kernels import S4DKernel, S4Kernel, SGConvKernel
 
 from .memory import estimate_bytes
-from .spec import GB, MB, MODELS, PASSES, Settings, fmt_L, fmt_num
-from .timing import run_cell, skipped, zero_grads
+from .spec import MB, MODELS, PASSES, Settings, fmt_L, fmt_num
+from .timing import run_cell, skip_reason, skipped, zero_grads
 
 
 def _ms_since(t0: float) -> float:
@@ -138,16 +138,8 @@ class KernelCells:
         return pred
 
     def skip_note(self, mode: str, L: int, est: float, limit: float, pred: float | None) -> str | None:
-        """Why a cell is not run (None: run it)."""
+        """Why a cell is not run (None: run it); the time budget needs warm-up plus the minimum repeats."""
         s = self.s
-        if mode == "fwd+bwd" and L > s.fb_max_L:
-            return f"skipped: fwd+bwd only up to {fmt_L(s.fb_max_L)} in this mode"
-        if est > limit:
-            return f"skipped: est. {est / GB:.1f} GB > {limit / GB:.1f} GB budget"
-        if pred is not None and pred > s.per_call_cap_s:
-            return f"skipped: est. {pred:.0f} s/call > {s.per_call_cap_s:g} s cap"
-        if pred is not None:
-            needed, left = (s.warmup + s.min_reps) * pred, s.budget_s - self.spent
-            if needed > left:
-                return f"skipped: time budget (est. {needed:.0f} s, {max(0.0, left):.0f} s left)"
-        return None
+        needed = None if pred is None else (s.warmup + s.min_reps) * pred
+        return skip_reason(mode, L, est, limit, pred, fb_max_L=s.fb_max_L, cap_s=s.per_call_cap_s, needed_s=needed,
+                           left_s=s.budget_s - self.spent)

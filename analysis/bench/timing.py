@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .spec import MB, Settings
+from .spec import GB, MB, Settings, fmt_L
 
 
 def _sync(device: str) -> None:
@@ -54,6 +54,22 @@ def skipped(note: str, est_bytes: float | None = None) -> dict:
     """A cell that was not run, with the reason and (where known) its estimated peak memory."""
     return {"status": "skipped", "ms": None, "peak_mb": None, "note": note,
             "est_mb": None if est_bytes is None else est_bytes / MB}
+
+
+def skip_reason(mode: str, L: int, est: float, limit: float, pred: float | None, *, fb_max_L: int, cap_s: float,
+                needed_s: float | None, left_s: float) -> str | None:
+    """Why a cell is not run (None: run it): a forward+backward beyond ``fb_max_L``, an estimated ``est`` bytes over
+    the memory ``limit``, a predicted ``pred`` seconds per call over ``cap_s``, or ``needed_s`` seconds of timing
+    over the ``left_s`` left in the time budget."""
+    if mode == "fwd+bwd" and L > fb_max_L:
+        return f"skipped: fwd+bwd only up to {fmt_L(fb_max_L)} in this mode"
+    if est > limit:
+        return f"skipped: est. {est / GB:.1f} GB > {limit / GB:.1f} GB budget"
+    if pred is not None and pred > cap_s:
+        return f"skipped: est. {pred:.0f} s/call > {cap_s:g} s cap"
+    if needed_s is not None and needed_s > left_s:
+        return f"skipped: time budget (est. {needed_s:.0f} s, {max(0.0, left_s):.0f} s left)"
+    return None
 
 
 def run_cell(fn, device: str, mem, s: Settings, **kw) -> dict:
