@@ -252,7 +252,7 @@ def test_app_page_tiny_sweep(tmp_path, monkeypatch):
 
     st.cache_resource.clear()
     at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60)
-    at.switch_page("pages/ablation.py").run()
+    at.switch_page("views/ablation.py").run()
     assert not at.exception, [e.value for e in at.exception]
     at.text_input(key="abl-decays").input("0, 1")
     at.text_input(key="abl-sizes").input("4")
@@ -281,7 +281,7 @@ def test_app_page_tiny_sweep(tmp_path, monkeypatch):
     assert len(Store(tmp_path / "app.sqlite").runs()) == 3
     # a fresh session sees the stored runs without training
     at2 = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60)
-    at2.switch_page("pages/ablation.py").run()
+    at2.switch_page("views/ablation.py").run()
     at2.text_input(key="abl-decays").input("0, 1")
     at2.text_input(key="abl-sizes").input("4")
     for k, v in (("abl-L", 64), ("abl-steps", 3), ("abl-dmodel", 8), ("abl-layers", 1), ("abl-batch", 8),
