@@ -1,7 +1,7 @@
 """Reading and writing checkpoints: our safetensors format and the official SGConv / state-spaces layouts.
 
 Loading never executes code from a file: safetensors, torch's weights-only unpickler, or our restricted
-unpickler (see safe_load.py). Anything else is refused with CheckpointError.
+unpickler (see the safe_load package). Anything else is refused with CheckpointError.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def load(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES, **settings
     settings: kernel settings the weights do not hold, under the official argument names (mode,
     init_scale, dt_transform, disc, real_transform, imag_transform, is_real, ...). Raises CheckpointError, also
     for anything but a regular file, a file over max_bytes, and a hostile file over one of the budgets of
-    safe_load.py (nesting, values, inflated zip records, tensor views outside their storage).
+    safe_load/budget.py (nesting, values, inflated zip records, tensor views outside their storage).
     """
     from . import ours
     from .safe_load import check_file, read_safetensors_file, read_torch_file, sniff_format
