@@ -1,0 +1,78 @@
+"""The analysis caches, shared by every page and browser session (the heavy modules are imported on first use).
+
+    kernels(entry, L)          st.cache_resource keyed by (content hash, settings JSON, L): every layer's kernel
+                               (read-only arrays; a resource cache so a layer switch does not copy tens of MB)
+    analysis(entry, L)         st.cache_data keyed by (content hash, settings JSON, L): the report's records
+                               (`analysis.records.Report` without the kernel arrays)
+    fit_curve_rows(entry, ...) st.cache_data keyed by (content hash, settings JSON, L, layer, c, h, m, mode, dims)
+    task_for(name, seed, ...)  st.cache_resource keyed by (task name, seed, parameters JSON): generated tasks
+
+The ``_entry`` arguments are not hashed (leading underscore): the key's hash and settings identify the model.
+"""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from app.store.loading import ModelEntry, checkpoint
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _kernels(digest: str, skey: str, L: int, _entry: ModelEntry) -> dict:
+    from analysis.extract import extract_kernels
+
+    return extract_kernels(checkpoint(_entry), L)
+
+
+def kernels(entry: ModelEntry, L: int) -> dict:
+    """Every layer's kernel at length L: {name: (C_k, H, L) float64, read-only} (analysis.extract).
+
+    Cached by (file content hash, settings, L) for every session. A resource cache rather than st.cache_data:
+    the arrays are read-only and can be tens of MB, which st.cache_data would copy (pickle) on every read, i.e.
+    on every layer or channel switch. Raises CheckpointError (a ValueError) for a length the kernels refuse.
+    """
+    return _kernels(entry.digest, entry.settings_json, int(L), _entry=entry)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _analysis(digest: str, skey: str, L: int, _entry: ModelEntry):
+    from analysis.measure import analyze
+
+    # the kernels themselves stay in analysis.extract's cache; the figure arrays of shown channels are small
+    return analyze(checkpoint(_entry), L).without_kernels()
+
+
+def analysis(entry: ModelEntry, L: int):
+    """`analysis.measure.analyze(checkpoint, L)` without the kernel arrays: an `analysis.records.Report` with
+    per-layer records (decay medians, peak gain, bandwidth, SSM half-lives, analytic-vs-FFT agreement),
+    per-channel records, parameter scaling and the figure data. Cached by (content hash, settings, L) for every
+    session."""
+    return _analysis(entry.digest, entry.settings_json, int(L), _entry=entry)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _fit_curve(digest: str, skey: str, L: int, layer: int, c: int, h: int, m: float, mode: str, dims: tuple,
+               _entry: ModelEntry) -> list[dict]:
+    from analysis.fit import fit_curve
+
+    K = list(kernels(_entry, L).values())[layer]
+    return fit_curve(K[c, h], dims=dims, m=m, mode=mode)
+
+
+def fit_curve_rows(entry: ModelEntry, L: int, layer: int, c: int, h: int, m: float, mode: str, dims) -> list[dict]:
+    """analysis.fit.fit_curve of one kernel channel (cached)."""
+    return _fit_curve(entry.digest, entry.settings_json, int(L), int(layer), int(c), int(h), float(m), mode,
+                      tuple(int(d) for d in dims), _entry=entry)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _task(name: str, seed: int, params_json: str):
+    from sgconv_core.tasks import get_task
+
+    return get_task(name, seed=seed, **json.loads(params_json))
+
+
+def task_for(name: str, seed: int = 0, params: dict | None = None):
+    """sgconv_core.tasks.get_task(name, seed, **params), shared across sessions (raises ValueError)."""
+    return _task(name, int(seed), json.dumps(params or {}, sort_keys=True))
