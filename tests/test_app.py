@@ -597,3 +597,31 @@ def test_uploaded_model_shows_on_every_page(app_env):
         assert not at.error
     close(trace(chart(goto(at, "kernels"), "my-s4 · layers.0"), "h=0")["y"],
           extract_kernels(ck_of(app_env, S4), L)["layers.0"][0, 0])
+
+
+def test_uploads_with_the_same_name_and_size_load_as_themselves(app_env):
+    """Issue 14: an upload is never swapped for a file already stored under its name with the same size."""
+    import hashlib
+
+    from app import state
+
+    a = (app_env / f"{S4}.safetensors").read_bytes()
+    ck_a = sgconv_core.load(app_env / f"{S4}.safetensors")
+    # b: same size as a, different content (one kernel weight changed in place in the tensor data)
+    b = bytearray(a)
+    b[-3] ^= 0x01
+    b = bytes(b)
+    assert len(a) == len(b) and a != b
+    res_a = state.load_upload(a, "model.safetensors")
+    res_b = state.load_upload(b, "model.safetensors")
+    assert res_a.ok and res_b.ok, (res_a.error, res_b.error)
+    assert Path(res_a.entry.path).read_bytes() == a and Path(res_b.entry.path).read_bytes() == b
+    assert res_a.entry.digest == hashlib.sha256(a).hexdigest() and res_b.entry.digest == hashlib.sha256(b).hexdigest()
+
+    # A stale or tampered file of the same name and size in the upload's own folder is replaced, not loaded.
+    target = Path(res_a.entry.path)
+    target.write_bytes(b)
+    res = state.load_upload(a, "model.safetensors")
+    assert res.ok and Path(res.entry.path).read_bytes() == a and res.entry.digest == hashlib.sha256(a).hexdigest()
+    assert len(state.checkpoint(res.entry).kernels) == len(ck_a.kernels)
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]

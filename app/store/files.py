@@ -7,6 +7,7 @@ of a .safetensors file, and a file's SHA-256. The digest cache (``st.cache_data`
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -86,7 +87,8 @@ def read_card(path: str | os.PathLike) -> dict:
         return {}
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content, read now (no cache)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -96,10 +98,27 @@ def _sha256_file(path: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256_file(path)
+    return sha256_file(path)
 
 
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's content (cached by path, size and modification time)."""
     st_ = os.stat(path)
     return _file_digest(os.fspath(path), st_.st_size, st_.st_mtime_ns)
+
+
+def write_atomic(target: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a uniquely named temporary file in the same folder and os.replace.
+
+    Readers see the old file or the new one, never a half-written one; concurrent writers never share a
+    temporary file; the temporary file is removed if anything fails."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

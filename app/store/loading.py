@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.store.files import file_digest, read_header, safe_filename, stem, uploads_dir
+from app.store.files import file_digest, read_header, safe_filename, sha256_file, stem, uploads_dir, write_atomic
 from app.store.settings import settings_key
 from sgconv_core.errors import CheckpointError
 
@@ -126,11 +126,20 @@ def load_path(path: str | os.PathLike, settings: dict | None = None, source: str
     return LoadResult(checkpoint=ck, entry=ModelEntry(stem(name), str(p), digest, skey, source), notes=notes)
 
 
+def _holds(target: Path, digest: str) -> bool:
+    """Whether ``target`` is a file whose whole content hashes to ``digest`` (read afresh, not from a cache)."""
+    try:
+        return target.is_file() and sha256_file(target) == digest
+    except OSError:
+        return False
+
+
 def load_upload(data: bytes, filename: str, settings: dict | None = None) -> LoadResult:
     """Load an uploaded checkpoint (its bytes and the name it was uploaded under). Never raises.
 
     The bytes are written to ``uploads_dir()/<hash prefix>/<file name>`` so that the loader (which names the
-    file in its messages) and the caches see an ordinary file.
+    file in its messages) and the caches see an ordinary file. A file already there is reused only if its full
+    SHA-256 equals the upload's; otherwise it is replaced (atomically, through a uniquely named temporary file).
     """
     name = safe_filename(filename)
     if not data:
@@ -140,10 +149,8 @@ def load_upload(data: bytes, filename: str, settings: dict | None = None) -> Loa
     target = folder / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if not (target.is_file() and target.stat().st_size == len(data)):
-            tmp = target.with_name(target.name + ".part")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+        if not _holds(target, digest):  # what is loaded must be exactly what was uploaded
+            write_atomic(target, data)
     except OSError as e:
         return LoadResult(error=f"{name}: could not store the upload ({e.strerror or e}).")
     return load_path(target, settings, source="upload", display_name=name)
