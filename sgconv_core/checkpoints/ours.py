@@ -2,8 +2,11 @@
 config and the model card as JSON in its metadata (keys "format", "version", "config", "card")."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import tempfile
 
 import torch
 from safetensors.torch import save_file
@@ -23,9 +26,34 @@ def save(model: SequenceModel, path: str | os.PathLike, card: dict | None = None
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.cfg.to_dict()),
             "card": json.dumps(card or {}, default=str)}
-    tmp = f"{os.fspath(path)}.tmp"
-    save_file(tensors, tmp, metadata=meta)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    _write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask (read once: os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp)`` on a uniquely named temporary file next to ``path``, then os.replace it onto ``path``.
+
+    Never leaves a half-written checkpoint behind; two processes saving to one path never share a temporary
+    file (the last replace wins, each one whole); the temporary file is removed if anything fails."""
+    path = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; give it the mode open() would have
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def from_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, str], source: str) -> Checkpoint:
