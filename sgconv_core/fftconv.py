@@ -4,11 +4,20 @@ Causal:         y[b,c,h,t] = sum_{s<=t} k[c,h,t-s] u[b,h,s] + D[c,h] u[b,h,t]
 Bidirectional:  k = [k_fwd; k_bwd] (2C channels); the backward half acts at negative lags -(j+1):
                 y[b,c,h,t] += sum_j k_bwd[c,h,j] u[b,h,t+j+1]
 Computed as irfft(rfft(u, n) * rfft(k, n), n)[..., :L] with n = Lk + L, which is exact (no wrap-around).
+
+Bounded memory: the convolution is depthwise (each of the H channels on its own), so when the whole
+(B, C, H, n/2+1) complex spectrum would exceed ``FFT_CHUNK_BYTES`` (`sgconv_core.lengths`) the H channels go in
+chunks of h rows, each chunk's spectra built, used and freed before the next. With autograd the chunked path is
+one `torch.autograd.Function` that saves only u and k and recomputes each chunk's spectra in backward, so
+neither pass ever holds more than one chunk's spectra. Chunking changes nothing but the peak: every channel's
+FFTs are the same computation as unchunked (equal to float round-off).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .lengths import FFT_CHUNK_BYTES
 
 
 def two_sided(k: torch.Tensor, L: int) -> torch.Tensor:
@@ -18,22 +27,88 @@ def two_sided(k: torch.Tensor, L: int) -> torch.Tensor:
     return F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0))
 
 
-def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, bidirectional: bool = False) -> torch.Tensor:
+def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, bidirectional: bool = False,
+             chunk_bytes: int | None = None) -> torch.Tensor:
     """Convolve u (B, H, L) with kernel k (C_k, H, Lk): returns y (B, C, H, L).
 
-    C = C_k (causal) or C_k/2 (bidirectional); D (C, H) adds the skip term D*u.
+    C = C_k (causal) or C_k/2 (bidirectional); D (C, H) adds the skip term D*u. ``chunk_bytes`` (default
+    `FFT_CHUNK_BYTES`) bounds one chunk's (B, C, h, n/2+1) spectrum; the H channels go in chunks above it.
     """
     if u.dim() != 3 or k.dim() != 3 or u.shape[1] != k.shape[1]:
         raise ValueError(f"fft_conv expects u (B, H, L) and k (C, H, Lk) with the same H; got {tuple(u.shape)} and {tuple(k.shape)}")
-    L, Lk = u.shape[-1], k.shape[-1]
-    if bidirectional:
-        k = two_sided(k, L)
-        n = Lk + L
+    h = chunk_rows(u, k, bidirectional, FFT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
+    if h >= u.shape[1]:
+        y = _conv(u, k, bidirectional)
+    elif torch.is_grad_enabled() and (u.requires_grad or k.requires_grad):
+        y = _ChunkedFFTConv.apply(u, k, bidirectional, h)
     else:
-        n = Lk + L
-    k_f = torch.fft.rfft(k, n=n)
-    u_f = torch.fft.rfft(u, n=n)
-    y = torch.fft.irfft(u_f.unsqueeze(1) * k_f.unsqueeze(0), n=n)[..., :L]
+        y = _conv_chunked(u, k, bidirectional, h)
     if D is not None:
         y = y + u.unsqueeze(1) * D.unsqueeze(0).unsqueeze(-1)
     return y
+
+
+def chunk_rows(u: torch.Tensor, k: torch.Tensor, bidirectional: bool, budget: int) -> int:
+    """Channels per chunk: the most h whose (B, C, h, n/2+1) complex spectrum fits ``budget`` bytes (at least 1)."""
+    B, H, L = u.shape
+    C = k.shape[0] // 2 if bidirectional else k.shape[0]
+    n = k.shape[-1] + L
+    row = B * C * (n // 2 + 1) * 2 * u.element_size()
+    return int(min(H, max(1, budget // max(1, row))))
+
+
+def _conv(u: torch.Tensor, k: torch.Tensor, bidirectional: bool) -> torch.Tensor:
+    """The whole convolution at once, without D: (B, C, H, L)."""
+    L, Lk = u.shape[-1], k.shape[-1]
+    n = Lk + L
+    if bidirectional:
+        k = two_sided(k, L)
+    k_f = torch.fft.rfft(k, n=n)
+    u_f = torch.fft.rfft(u, n=n)
+    return torch.fft.irfft(u_f.unsqueeze(1) * k_f.unsqueeze(0), n=n)[..., :L]
+
+
+def _spans(H: int, h: int):
+    return [(i, min(H, i + h)) for i in range(0, H, h)]
+
+
+def _conv_chunked(u: torch.Tensor, k: torch.Tensor, bidirectional: bool, h: int) -> torch.Tensor:
+    """`_conv` h channels at a time, into one preallocated output (no autograd graph)."""
+    B, H, L = u.shape
+    C = k.shape[0] // 2 if bidirectional else k.shape[0]
+    y = u.new_empty(B, C, H, L)
+    with torch.no_grad():
+        for i, j in _spans(H, h):
+            y[:, :, i:j] = _conv(u[:, i:j], k[:, i:j], bidirectional)
+    return y
+
+
+class _ChunkedFFTConv(torch.autograd.Function):
+    """`_conv` in chunks of h channels; saves only u and k, and recomputes each chunk's spectra in backward."""
+
+    @staticmethod
+    def forward(ctx, u, k, bidirectional, h):
+        ctx.save_for_backward(u, k)
+        ctx.bidirectional, ctx.h = bidirectional, h
+        return _conv_chunked(u, k, bidirectional, h)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        u, k = ctx.saved_tensors
+        need_u, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        gu = torch.zeros_like(u) if need_u else None
+        gk = torch.zeros_like(k) if need_k else None
+        for i, j in _spans(u.shape[1], ctx.h):
+            uc = u[:, i:j].detach().requires_grad_(need_u)
+            kc = k[:, i:j].detach().requires_grad_(need_k)
+            with torch.enable_grad():
+                yc = _conv(uc, kc, ctx.bidirectional)
+                inputs = [t for t in (uc, kc) if t.requires_grad]
+                grads = torch.autograd.grad(yc, inputs, gy[:, :, i:j])
+            grads = list(grads)
+            if need_u:
+                gu[:, i:j] = grads.pop(0)
+            if need_k:
+                gk[:, i:j] = grads.pop(0)
+        return gu, gk, None, None

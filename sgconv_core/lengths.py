@@ -11,6 +11,8 @@ A *length* is a number of taps (kernel) or time steps (sequence). Each cap says 
 | APP_MAX_KERNEL_VALUES | 2**26   | the app: C_k * H * L values per layer (512 MB of float64)             |
 | MAX_TASK_LENGTH       | 2**20   | a generated task's sequence length                                    |
 | MAX_ABLATION_LENGTH   | 2**16   | a training run of an ablation sweep                                   |
+| FFT_CHUNK_BYTES       | 2**28   | ``fft_conv``: one (B, C, h, n/2+1) complex64 spectrum (256 MB); above |
+|                       |         | it the H channels go in chunks of h (forward, and backward recomputes)|
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ APP_MAX_LENGTH = 1 << 22
 APP_MAX_KERNEL_VALUES = 1 << 26
 MAX_TASK_LENGTH = 1 << 20
 MAX_ABLATION_LENGTH = 1 << 16
+FFT_CHUNK_BYTES = 1 << 28
 
 
 def default_length(l_max: int | None) -> int:
@@ -37,4 +40,5 @@ def app_max_length(widest: int) -> int:
 
 
 __all__ = ["DEFAULT_LENGTH", "MAX_KERNEL_LENGTH", "MAX_KERNEL_VALUES", "APP_MAX_LENGTH", "APP_MAX_KERNEL_VALUES",
-           "MAX_TASK_LENGTH", "MAX_ABLATION_LENGTH", "default_length", "app_max_length"]
+           "MAX_TASK_LENGTH", "MAX_ABLATION_LENGTH",
+           "FFT_CHUNK_BYTES", "default_length", "app_max_length"]
