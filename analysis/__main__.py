@@ -58,6 +58,19 @@ def _default_out(kind: str, paths: list[str]) -> str:
     return f"kernelscope-{kind}-{stem}" + (f"-and-{len(paths) - 1}-more" if len(paths) > 1 else "")
 
 
+def _checked_out(out: str) -> str:
+    """The output folder, refused (ValueError, one line) before any work when it cannot be one."""
+    path = os.path.abspath(os.path.expanduser(out))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {out}: is an existing file, not a folder; give a folder path")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out}: {parent} is a file, so the folder cannot be created")
+    return out
+
+
 def _channels(arg):
     if arg is None:
         return None
@@ -71,6 +84,7 @@ def cmd_report(args) -> int:
     """`report CHECKPOINT`: analyse one checkpoint and write its files; returns the exit code."""
     from .report import analyze, write_report
 
+    out = _checked_out(args.out or _default_out("report", [args.checkpoint]))
     t0 = time.perf_counter()
     ck = _load(args.checkpoint)
     t_load = time.perf_counter() - t0
@@ -79,7 +93,6 @@ def cmd_report(args) -> int:
         res = analyze(ck, args.length, channels=_channels(args.channels), progress=cb)
         if cb:
             cb(1.0, "writing files")
-        out = args.out or _default_out("report", [args.checkpoint])
         res.timings["load"] = t_load
         paths = write_report(res, out, html_page=not args.no_html, png=False if args.no_png else None)
     finally:
@@ -99,6 +112,7 @@ def cmd_compare(args) -> int:
     if len(args.checkpoints) < 2:
         print("error: compare needs at least two checkpoints", file=sys.stderr)
         return EXIT_BAD_INPUT
+    out = _checked_out(args.out or _default_out("compare", args.checkpoints))
     t0 = time.perf_counter()
     cks = [_load(p) for p in args.checkpoints]
     L = args.length if args.length is not None else max(ck.default_length for ck in cks)
@@ -110,7 +124,6 @@ def cmd_compare(args) -> int:
         finally:
             close()
     cmp = compare_results(results, [os.path.basename(p) for p in args.checkpoints])
-    out = args.out or _default_out("compare", args.checkpoints)
     paths = write_compare(cmp, out, html_page=not args.no_html)
     print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {time.perf_counter() - t0:.1f} s (L = {L:,})")
     for name in sorted(paths):
@@ -180,6 +193,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except ValueError as e:  # CheckpointError (a ValueError), or a bad --length / --channels
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # writing the output folder failed (permissions, disk full, ...)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: cannot write the output{where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -79,6 +79,10 @@ def evaluate_split(ck_or_path, which: str = "test", limit: int | None = None, ba
             "n": len(y), "split": which, "card_value": ck.card.get("test_value")}
 
 
+#: The most fresh examples the command line generates (they are held in memory at once).
+MAX_EVAL_N = 100_000
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sgconv_core.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="one of our .safetensors checkpoints")
@@ -89,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.n <= 0:
         p.error(f"--n must be positive, got {a.n}")
+    if a.n > MAX_EVAL_N:
+        p.error(f"--n must be at most {MAX_EVAL_N:,} (fresh examples are generated in memory), got {a.n:,}")
+    if a.batch_size <= 0:
+        p.error(f"--batch-size must be positive, got {a.batch_size}")
+    if a.threads is not None and a.threads <= 0:
+        p.error(f"--threads must be positive, got {a.threads}")
     if a.seed < 0:
         p.error(f"--seed must be >= 0, got {a.seed}")
     if a.threads:

@@ -548,10 +548,36 @@ def config_from_args(a: argparse.Namespace, p: argparse.ArgumentParser) -> Train
     )
 
 
+#: Upper bounds the command line puts on sizes (beyond them one model does not fit a usual machine's memory).
+CLI_MAX_SIZES = {"d_state": 4096, "kernel_dim": 4096, "d_model": 4096, "n_layers": 64}
+
+
+def cli_problem(cfg: TrainConfig) -> str | None:
+    """Why the command line refuses this config before building anything (one line), or None."""
+    for name, hi in CLI_MAX_SIZES.items():
+        v = cfg.kernel_args.get(name) if name in ("d_state", "kernel_dim") else getattr(cfg, name)
+        if isinstance(v, int) and not isinstance(v, bool) and v > hi:
+            return f"{name} must be at most {hi:,}, got {v:,}"
+    if cfg.threads is not None and cfg.threads <= 0:
+        return f"threads must be positive, got {cfg.threads}"
+    if cfg.out:
+        out = os.path.abspath(os.path.expanduser(cfg.out))
+        if os.path.isdir(out):
+            return f"--out {cfg.out} is a folder; give a file path such as {os.path.join(cfg.out, 'model.safetensors')}"
+        parent = os.path.dirname(out)
+        if not os.path.isdir(parent):
+            what = "is not a folder" if os.path.exists(parent) else "does not exist"
+            return f"--out {cfg.out}: {parent} {what}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     cfg = config_from_args(a, p)
+    problem = cli_problem(cfg)
+    if problem:
+        p.error(problem)
     try:
         with torch.random.fork_rng():
             task, model = build(cfg)  # validate everything before the (long) run

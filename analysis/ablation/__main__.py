@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -192,6 +193,9 @@ def main(argv=None) -> int:
                             should_stop=stop.is_set)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (sqlite3.Error, OSError) as e:  # the database or checkpoint folder failed mid-sweep
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print_results(res, a.json)
     return 0 if res.status == "done" else 130

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -43,13 +44,45 @@ CREATE INDEX IF NOT EXISTS runs_by_family ON runs(task, family);
 CREATE TABLE IF NOT EXISTS sweeps (
     key TEXT PRIMARY KEY,
     name TEXT, spec TEXT, n_runs INTEGER, status TEXT, device TEXT,
-    created_at TEXT, updated_at TEXT
+    created_at TEXT, updated_at TEXT,
+    pid INTEGER, host TEXT              -- the process running it (for 'running' sweeps)
 );
 """
 
 RUN_COLUMNS = ("key", "status", "sweep", "task", "family", "decay", "decay_mode", "size", "seed", "steps", "metric",
                "test_metric", "val_metric", "best_step", "steps_done", "kernel_params", "total_params", "spec",
                "train_config", "curve", "checkpoint", "device", "batched_with", "wall_time_s", "error", "created_at")
+
+
+class StoreError(ValueError):
+    """The database file cannot be used (damaged, not a database, read-only, cannot be created): one line."""
+
+
+def _describe(path: Path, e: BaseException) -> str:
+    """A one-line message for an error opening or writing the database at ``path``."""
+    text = str(e).strip() or type(e).__name__
+    low = text.lower()
+    if isinstance(e, sqlite3.DatabaseError) and ("not a database" in low or "malformed" in low
+                                                  or "file is encrypted" in low):
+        return f"db: {path} is not an ablation database (damaged, or another kind of file); give another --db path"
+    if "readonly" in low or "read-only" in low:
+        return f"db: {path} is read-only; give a database file you can write"
+    if isinstance(e, OSError):
+        return f"db: cannot create {path} ({e.strerror or text})"
+    if "unable to open" in low:
+        return f"db: cannot open or create {path} ({text})"
+    return f"db: {path}: {text}"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (a process of another user counts as alive)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, OSError):
+        return True
+    return True
 
 
 def default_db_path() -> Path:
@@ -82,10 +115,23 @@ class Store:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         if self.path.exists() and self.path.is_dir():
             raise ValueError(f"db: {self.path} is a folder; give a file path such as {self.path / 'ablations.sqlite'}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-        self._write(lambda con: con.executescript(_SCHEMA) and None, script=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+            self._write(lambda con: con.executescript(_SCHEMA) and None, script=True)
+            self._write(self._migrate)  # also a real write: a read-only file fails here, not mid-sweep
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(_describe(self.path, e)) from None
+
+    @staticmethod
+    def _migrate(con) -> None:
+        """Bring an older file's tables up to date (columns added since) and stamp the schema version."""
+        have = {r[1] for r in con.execute("PRAGMA table_info(sweeps)")}
+        for col, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+            if col not in have:
+                con.execute(f"ALTER TABLE sweeps ADD COLUMN {col} {kind}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def default_checkpoint_dir(self) -> Path:
         return self.path.parent / "ablation-checkpoints"
@@ -185,22 +231,34 @@ class Store:
             return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
     # -- sweeps --------------------------------------------------------------------------------------------
-    def put_sweep(self, key: str, name: str, spec: dict, n_runs: int, status: str, device: str = "") -> None:
+    def put_sweep(self, key: str, name: str, spec: dict, n_runs: int, status: str, device: str = "",
+                  pid: int | None = None, host: str | None = None) -> None:
+        """Insert or update a sweep. The process writing it (``pid``/``host``, default this one) is recorded
+        with it, so that a 'running' sweep whose process has died reads as 'interrupted' (see `sweeps`)."""
         now = _now()
+        pid = os.getpid() if pid is None else int(pid)
+        host = socket.gethostname() if host is None else host
 
         def fn(con):
             con.execute(
-                "INSERT INTO sweeps (key, name, spec, n_runs, status, device, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
-                "device=excluded.device, updated_at=excluded.updated_at, name=excluded.name",
-                (key, name, json.dumps(spec, default=str), n_runs, status, device, now, now))
+                "INSERT INTO sweeps (key, name, spec, n_runs, status, device, created_at, updated_at, pid, host) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
+                "device=excluded.device, updated_at=excluded.updated_at, name=excluded.name, pid=excluded.pid, "
+                "host=excluded.host",
+                (key, name, json.dumps(spec, default=str), n_runs, status, device, now, now, pid, host))
 
         self._write(fn)
 
     def sweeps(self) -> list[dict]:
+        """Every sweep, newest first. A 'running' sweep whose process (recorded pid, on this host) no longer
+        exists was killed: it is reported as 'interrupted' (its finished runs are kept; rerun to resume)."""
         with self._connect() as con:
             rows = [dict(r) for r in con.execute("SELECT * FROM sweeps ORDER BY updated_at DESC")]
+        here = socket.gethostname()
         for r in rows:
+            if (r.get("status") == "running" and r.get("pid") is not None and r.get("host") == here
+                    and not _pid_alive(r["pid"])):
+                r["status"] = "interrupted"
             try:
                 r["spec"] = json.loads(r["spec"])
             except (TypeError, ValueError):
