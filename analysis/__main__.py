@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+from sgconv_core.evaluate import printable
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_AS_BUILT = 1
 
@@ -192,7 +194,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except ValueError as e:  # CheckpointError (a ValueError), or a bad --length / --channels
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        print("error: " + printable(" ".join(str(e).split())), file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:  # writing the output folder failed (permissions, disk full, ...)
         where = f" ({e.filename})" if e.filename else ""

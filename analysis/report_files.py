@@ -58,8 +58,18 @@ def _csv_value(v):
         v = float(v)
         return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
     if isinstance(v, (list, tuple, dict)):
-        return json.dumps(_jsonable(v))
-    return _scalar(v)
+        return _neutral(json.dumps(_jsonable(v)))
+    v = _scalar(v)
+    return _neutral(v) if isinstance(v, str) else v
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula: one starting with = + - @ (or tab / CR) gets a
+    leading apostrophe. Only text cells: numbers (also negative ones) are written as numbers."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _keys(rows: list[dict]) -> list[str]:

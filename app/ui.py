@@ -47,6 +47,27 @@ def prefetch_plotly():
 PAGE_FAILED = "could not finish"
 
 
+_MD_SPECIAL = "\\`*[]<>~$|"
+
+
+def plain(text) -> str:
+    """``text`` (a message that may quote key names or card text from a file) made safe to show in
+    st.error / st.warning, which render Markdown: Markdown characters are backslash-escaped, so they show as
+    typed (an underscore inside a word, as in file names, cannot start emphasis and is left as is; # - + only
+    at the start), and control characters are shown escaped."""
+    text = str(text)
+    out = []
+    for i, c in enumerate(text):
+        if not c.isprintable():
+            out.append(repr(c)[1:-1])
+        elif (c in _MD_SPECIAL or (c in "#-+" and i == 0)
+              or (c == "_" and not (0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()))):
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def page_failed(title: str, exc: BaseException) -> None:
     """Show an unexpected error of a page as one readable line (the traceback goes to the server's log only);
     the session goes on: the other pages and the next action work."""
@@ -57,7 +78,7 @@ def page_failed(title: str, exc: BaseException) -> None:
     if isinstance(exc, MemoryError):
         msg = "not enough memory for this setting; choose a shorter length L or fewer channels"
     else:
-        msg = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+        msg = f"{type(exc).__name__}" + (f": {plain(detail)}" if detail else "")
     st.error(f"The {title} page {PAGE_FAILED} ({msg}). Change the settings above or load another model; the "
              "details are in the server's log.", icon=":material/error:")
 

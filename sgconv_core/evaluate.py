@@ -79,6 +79,15 @@ def evaluate_split(ck_or_path, which: str = "test", limit: int | None = None, ba
             "n": len(y), "split": which, "card_value": ck.card.get("test_value")}
 
 
+def printable(text) -> str:
+    """``text`` safe to print on a terminal: control characters (escape codes, newlines, ...) and other
+    non-printable characters are shown escaped (``\\x1b``), the way repr() shows them; the rest as is."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 #: The most fresh examples the command line generates (they are held in memory at once).
 MAX_EVAL_N = 100_000
 
@@ -115,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             out = evaluate(ck, a.n, a.seed, a.batch_size)
     except (CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except ValueError as e:  # e.g. the task cannot produce that many examples
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     card = out["card_value"]
     print(f"{os.path.basename(a.checkpoint)}: {out['task']} {out['metric']} = {out['value']:.4f} on {out['n']} fresh "

@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from sgconv_core.evaluate import printable
+
 EXIT_BAD_INPUT = 2
 
 
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
     try:
         spec, store = _checked(a, parser)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     runs = spec.expand(check=False)
     done = store.done_keys(r.key() for r in runs)
@@ -192,10 +194,10 @@ def main(argv=None) -> int:
                             max_batch=a.max_batch, device=a.device, threads=a.threads, progress=progress,
                             should_stop=stop.is_set)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (sqlite3.Error, OSError) as e:  # the database or checkpoint folder failed mid-sweep
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print_results(res, a.json)
     return 0 if res.status == "done" else 130

@@ -21,9 +21,9 @@ if not loaded:
 def report(result: state.LoadResult) -> None:
     """Show the outcome of one load and register the model."""
     for note in result.notes:
-        st.info(note, icon=":material/info:")
+        st.info(ui.plain(note), icon=":material/info:")
     if not result.ok:
-        st.error(result.error, icon=":material/error:")
+        st.error(ui.plain(result.error), icon=":material/error:")
         return
     name, added = state.add_model(result.entry)
     if added:
@@ -85,7 +85,7 @@ with tab_up:
             if result.ok:
                 st.success(f"{up.name}: loaded.", icon=":material/check_circle:")
             else:
-                st.error(result.error, icon=":material/error:")
+                st.error(ui.plain(result.error), icon=":material/error:")
 
 with tab_path:
     with st.form("path-form", border=False):
@@ -104,7 +104,7 @@ for name, entry in list(loaded.items()):
     try:
         ck = state.checkpoint(entry)
     except Exception as e:  # noqa: BLE001 - e.g. the file was removed since it was loaded
-        st.error(f"{name}: could not be reloaded from {entry.path} ({type(e).__name__}: {e}).")
+        st.error(ui.plain(f"{name}: could not be reloaded from {entry.path} ({type(e).__name__}: {e})."))
         if st.button("Remove", key=f"remove-{name}"):
             state.remove_model(name)
             st.rerun()
@@ -145,7 +145,7 @@ for name, entry in list(loaded.items()):
         if ck.warnings:
             st.caption("Assumed, not read from the file:")
         for w in ck.warnings:
-            st.warning(w, icon=":material/warning:")
+            st.warning(ui.plain(w), icon=":material/warning:")
         with st.expander("Per layer"):
             ui.table(pd.DataFrame(kernel_table(ck)))
         if ck.card:

@@ -1,0 +1,72 @@
+"""Issue 14: key names and card text from a file are shown as text: no terminal escape codes reach the CLI,
+no spreadsheet formulas in the report's CSV files, no Markdown in the app's warnings and errors."""
+from __future__ import annotations
+
+import csv
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import sgconv_core
+from sgconv_core import ModelConfig, SequenceModel
+
+EVIL = 'layers.0.\x1b[31mred=HYPERLINK("x")**bold**'
+
+
+def _evil_checkpoint(tmp_path):
+    m = SequenceModel(ModelConfig(d_input=1, d_output=2, d_model=4, n_layers=1, kernel="s4d",
+                                  kernel_args={"d_state": 4}))
+    good = tmp_path / "good.safetensors"
+    sgconv_core.save(m, good)
+    with safe_open(good, "pt") as f:
+        meta = f.metadata()
+    t = load_file(good)
+    t[EVIL] = torch.zeros(1)
+    bad = tmp_path / "evil.safetensors"
+    save_file(t, bad, metadata=meta)
+    return bad
+
+
+def test_cli_error_never_prints_escape_codes(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    rc = main(["report", str(_evil_checkpoint(tmp_path)), "--out", str(tmp_path / "out"), "-q", "--no-png"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "\x1b" not in err and "\\x1b[31m" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_printable():
+    from sgconv_core.evaluate import printable
+
+    assert printable("a\x1b[31mb\nc\u202e") == "a\\x1b[31mb\\nc\\u202e"
+    assert printable("plain é") == "plain é"
+
+
+def test_csv_cells_are_neutralised_numbers_stay_numbers(tmp_path):
+    from analysis.report_files import _write_csv
+
+    p = tmp_path / "t.csv"
+    _write_csv(str(p), [{"name": '=HYPERLINK("x")', "a": -0.5, "b": "+1", "c": "@x", "d": "-cmd", "e": "ok", "f": -3}])
+    row = next(csv.DictReader(p.open()))
+    assert row == {"name": '\'=HYPERLINK("x")', "a": "-0.5", "b": "'+1", "c": "'@x", "d": "'-cmd", "e": "ok",
+                   "f": "-3"}
+
+
+def test_app_messages_escape_markdown():
+    from app.ui import plain
+
+    assert plain("key **bold** [x](y) `c`") == "key \\*\\*bold\\*\\* \\[x\\](y) \\`c\\`"
+    assert plain("evil_zip.pt: _it_") == "evil_zip.pt: \\_it\\_"
+    assert "\x1b" not in plain(EVIL)
+
+
+def test_app_shows_a_crafted_key_as_text(tmp_path, monkeypatch):
+    from app import state
+    from app.ui import plain
+
+    res = state.load_path(_evil_checkpoint(tmp_path))
+    assert not res.ok and "**bold**" in res.error
+    shown = plain(res.error)
+    assert "\\*\\*bold\\*\\*" in shown and "\x1b" not in shown
