@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from sgconv_core.evaluate import printable
+from sgconv_core.errors import printable
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_AS_BUILT = 1

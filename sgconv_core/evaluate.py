@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, printable
 
 
 def _checkpoint(ck_or_path):
@@ -77,15 +77,6 @@ def evaluate_split(ck_or_path, which: str = "test", limit: int | None = None, ba
     value = _metric(ck.model, task, x, y, batch_size)
     return {"checkpoint": ck.path, "task": task.spec.name, "metric": task.spec.metric, "value": value,
             "n": len(y), "split": which, "card_value": ck.card.get("test_value")}
-
-
-def printable(text) -> str:
-    """``text`` safe to print on a terminal: control characters (escape codes, newlines, ...) and other
-    non-printable characters are shown escaped (``\\x1b``), the way repr() shows them; the rest as is."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 #: The most fresh examples the command line generates (they are held in memory at once).

@@ -38,7 +38,7 @@ def test_cli_error_never_prints_escape_codes(tmp_path, capsys):
 
 
 def test_printable():
-    from sgconv_core.evaluate import printable
+    from sgconv_core.errors import printable
 
     assert printable("a\x1b[31mb\nc\u202e") == "a\\x1b[31mb\\nc\\u202e"
     assert printable("plain é") == "plain é"

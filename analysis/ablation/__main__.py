@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from sgconv_core.evaluate import printable
+from sgconv_core.errors import printable
 
 EXIT_BAD_INPUT = 2
 
