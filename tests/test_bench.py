@@ -126,3 +126,22 @@ def test_tiny_on_cuda():
     assert all(r[m]["status"] == "ok" for r in rows if r["section"] in ("kernel",) for m in MODELS)
     assert all(r["fwd+bwd"]["status"] == "ok" for r in rows if r["section"] == "layer")
     assert "alloc MB (abs)" in format_table(rows)
+
+
+def test_layer_lengths_flags_run_the_layer_on_cpu_forward_only():
+    from analysis.bench.cli import _lengths_and_settings, _parser
+    from sgconv_core import fftconv
+    a = _parser().parse_args(["--layer-lengths", "1M,256k", "--layer-fwd-only", "--fft-chunk-mb", "0"])
+    _, s = _lengths_and_settings(a, "cpu")
+    assert s.layer_on_cpu and s.layer_lengths == [1 << 20, 1 << 18] and s.layer_passes == ("fwd",)
+    assert s.fft_chunk_bytes == 0
+    before = fftconv.FFT_CHUNK_BYTES
+    kw = {**TINY, "layer_lengths": [512, 1024], "floor": False}
+    for budget, mb in ((1, 1 / (1 << 20)), (0, None)):  # one channel per chunk; never chunk
+        rows = run_benchmark([256], device="cpu", quick=True, layer_on_cpu=True, layer_passes=("fwd",),
+                             fft_chunk_bytes=budget, **kw)
+        layer = [r for r in rows if r["section"] == "layer"]
+        assert [r["L"] for r in layer] == [512, 1024] and all(r["fft_chunk_mb"] == mb for r in layer)
+        assert all(r["fwd"]["status"] == "ok" and r["fwd+bwd"]["status"] == "skipped" for r in layer)
+        assert "forward only" in format_table(rows)
+    assert fftconv.FFT_CHUNK_BYTES == before  # restored after the layer rows

@@ -1,6 +1,7 @@
 """Speed and memory of SGConv, S4 and S4D kernels, and of one SGConv layer at long lengths.
 
     python -m analysis.bench [--quick] [--device auto|cpu|cuda] [--lengths 1k,4k,...] [--threads N] [--json OUT]
+    python -m analysis.bench --no-floor --lengths 1k --layer-lengths 262k,1M --layer-fwd-only [--fft-chunk-mb 0]
 
 Prints the table (`format_table`); progress lines go to stderr; --json writes every number.
 """
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-gb", type=float, default=None, help="CPU memory budget per cell (default 8)")
     p.add_argument("--budget-s", type=float, default=None, help="time budget for the kernel cells")
     p.add_argument("--no-layer", action="store_true", help="skip the layer benchmark")
+    p.add_argument("--layer-lengths", type=parse_lengths, default=None,
+                   help="lengths for the layer section, e.g. 262k,1M; on a CPU this runs the layer there")
+    p.add_argument("--layer-fwd-only", action="store_true", help="the layer section times the forward pass only")
+    p.add_argument("--fft-chunk-mb", type=float, default=None,
+                   help="fft_conv's chunk budget for the layer in MB (default FFT_CHUNK_BYTES; 0: never chunk)")
     p.add_argument("--no-floor", action="store_true",
                    help="skip the S4D floor section (ours vs the straightforward route, and a plain matmul)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # H=8, L=256,1024, 1 repeat (tests)
@@ -71,6 +77,12 @@ def _lengths_and_settings(a: argparse.Namespace, device: str) -> tuple[list[int]
                    "layer_on_cpu": True, "floor_matmul_n": 256})
     if a.no_layer:
         ov["layer"] = False
+    if a.layer_lengths:
+        ov.update({"layer_lengths": a.layer_lengths, "layer_on_cpu": True})
+    if a.layer_fwd_only:
+        ov["layer_passes"] = ("fwd",)
+    if a.fft_chunk_mb is not None:
+        ov["fft_chunk_bytes"] = int(a.fft_chunk_mb * (1 << 20))
     if a.no_floor:
         ov["floor"] = False
     return lengths, Settings.make(a.quick or a.tiny, device, **ov)

@@ -3,14 +3,18 @@ l_max = 1M, GLU output), batch 1, forward (autograd on, as in training) and forw
 
 On a GPU at L = 1M, next to the official code's reference (~8 GB allocated / ~22 GB reserved for the forward
 alone, `OFFICIAL_LAYER_REF`); also at 64k and 256k without --quick. GPU only: on a CPU one row says it was
-skipped (unless ``Settings.layer_on_cpu``, which the tests use to run it tiny).
+skipped, unless ``Settings.layer_on_cpu`` (``--layer-lengths``, e.g. 262k,1M with ``--layer-fwd-only``; the tests
+run it tiny). ``fft_chunk_bytes`` sets fft_conv's chunk budget for these rows (0: never chunk, the old peak), so
+one run can compare chunked and unchunked; each row records it as ``fft_chunk_mb``.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
 
+from sgconv_core import fftconv
 from sgconv_core.kernels import SGConvKernel
 from sgconv_core.layers import ConvLayer
 
@@ -34,25 +38,61 @@ def layer_rows(s: Settings, device: str, mem, say) -> list[dict]:
     build_ms = (time.perf_counter() - t0) * 1e3
     n_params = sum(p.numel() for p in layer.parameters())
     rows = []
+    budget = _chunk_budget(s)
     for L in s.layer_lengths:
         row = {"section": "layer", "L": L, "device": device, "H": s.H, "l_max": s.layer_l_max,
-               "n_scales": kern.n_scales, "n_params": n_params, "input_mb": s.H * L * 4 / MB, "build_ms": build_ms}
-        row.update(_layer_cells(layer, L, s, device, mem, say))
+               "n_scales": kern.n_scales, "n_params": n_params, "input_mb": s.H * L * 4 / MB, "build_ms": build_ms,
+               "fft_chunk_mb": None if budget is None else budget / MB}
+        with _fft_budget(budget):
+            row.update(_layer_cells(layer, L, s, device, mem, say))
         rows.append(row)
     return rows
 
 
+def _chunk_budget(s: Settings) -> int | None:
+    """fft_conv's chunk budget in bytes for the layer rows (0 asks for none: one chunk however large)."""
+    if s.fft_chunk_bytes is None:
+        return fftconv.FFT_CHUNK_BYTES
+    return int(s.fft_chunk_bytes) or None
+
+
+@contextlib.contextmanager
+def _fft_budget(budget: int | None):
+    """fft_conv's module budget set to ``budget`` (None: never chunk) for the duration, then restored."""
+    old = fftconv.FFT_CHUNK_BYTES
+    fftconv.FFT_CHUNK_BYTES = budget if budget is not None else 1 << 62
+    try:
+        yield
+    finally:
+        fftconv.FFT_CHUNK_BYTES = old
+
+
+def _estimate(mode: str, L: int, s: Settings) -> float:
+    """Peak extra bytes of one layer call: the measured unchunked estimate, less the spectra chunking avoids."""
+    est = estimate_layer_bytes(mode, L, s.H)
+    spectrum = s.H * (L + 1) * 8.0  # one (1, 1, H, n/2+1) complex64 spectrum at n = 2L
+    budget = fftconv.FFT_CHUNK_BYTES
+    if spectrum > budget:  # chunked: ~4 spectrum-sized buffers (u_f, k_f, product, irfft out) become 4 budgets
+        est -= 4 * (spectrum - budget)
+    return max(est, 20.0 * s.H * L)
+
+
 def _layer_cells(layer, L: int, s: Settings, device: str, mem, say) -> dict:
     """{'fwd': cell, 'fwd+bwd': cell} at length L (both skipped, with a 'note', when over the memory limit)."""
-    est = {m: estimate_layer_bytes(m, L, s.H) for m in PASSES}
+    est = {m: _estimate(m, L, s) for m in PASSES}
     limit = mem.limit_bytes(s.mem_budget_gb)
-    if est["fwd+bwd"] > limit:
-        note = f"skipped: est. {est['fwd+bwd'] / GB:.1f} GB > {limit / GB:.1f} GB"
+    todo = [m for m in PASSES if m in s.layer_passes]
+    if not todo or max(est[m] for m in todo) > limit:
+        note = (f"skipped: est. {max(est[m] for m in todo) / GB:.1f} GB > {limit / GB:.1f} GB" if todo
+                else "skipped: no layer pass asked for")
         return {"fwd": skipped(note, est["fwd"]), "fwd+bwd": skipped(note, est["fwd+bwd"]), "note": note}
     x = torch.randn(1, s.H, L, device=device)  # freed when this returns
     say(f"layer L={fmt_L(L)}: running ...")
     cells = {}
     for m, fn in zip(PASSES, _layer_fns(layer, x)):
+        if m not in todo:
+            cells[m] = skipped("skipped: forward only (--layer-fwd-only)", est[m])
+            continue
         cells[m] = run_cell(fn, device, mem, s)
         cells[m]["est_mb"] = est[m] / MB
     say(f"layer L={fmt_L(L)}: fwd {fmt_num(cells['fwd'].get('ms'))} ms, "

@@ -38,7 +38,9 @@ class Settings:
     layer: bool = True
     layer_lengths: list = field(default_factory=lambda: [1 * M])
     layer_l_max: int = 1 * M
-    layer_on_cpu: bool = False        # the layer runs on a GPU only; True lets the tests run it tiny on a CPU
+    layer_on_cpu: bool = False        # the layer runs on a GPU only; True (--layer-lengths, the tests) runs it on a CPU
+    layer_passes: tuple = PASSES      # ("fwd",) with --layer-fwd-only
+    fft_chunk_bytes: int | None = None  # fft_conv's chunk budget for the layer (None: FFT_CHUNK_BYTES; 0: never chunk)
     growth: float = 1.25              # predicted time per call ~ L^growth (from the previous length)
     floor: bool = True                # section 3: S4D ours vs the straightforward route, and a plain matmul
     floor_cap_s: float = 60.0         # skip a floor cell predicted slower than this per call
