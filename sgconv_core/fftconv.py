@@ -38,14 +38,10 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, bi
         raise ValueError(f"fft_conv expects u (B, H, L) and k (C, H, Lk) with the same H; got {tuple(u.shape)} and {tuple(k.shape)}")
     h = chunk_rows(u, k, bidirectional, FFT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
     if h >= u.shape[1]:
-        y = _conv(u, k, bidirectional)
-    elif torch.is_grad_enabled() and (u.requires_grad or k.requires_grad):
-        y = _ChunkedFFTConv.apply(u, k, bidirectional, h)
-    else:
-        y = _conv_chunked(u, k, bidirectional, h)
-    if D is not None:
-        y = y + u.unsqueeze(1) * D.unsqueeze(0).unsqueeze(-1)
-    return y
+        return _conv(u, k, D, bidirectional)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, k, D)):
+        return _ChunkedFFTConv.apply(u, k, D, bidirectional, h)
+    return _conv_chunked(u, k, D, bidirectional, h)
 
 
 def chunk_rows(u: torch.Tensor, k: torch.Tensor, bidirectional: bool, budget: int) -> int:
@@ -57,58 +53,66 @@ def chunk_rows(u: torch.Tensor, k: torch.Tensor, bidirectional: bool, budget: in
     return int(min(H, max(1, budget // max(1, row))))
 
 
-def _conv(u: torch.Tensor, k: torch.Tensor, bidirectional: bool) -> torch.Tensor:
-    """The whole convolution at once, without D: (B, C, H, L)."""
+def _conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectional: bool) -> torch.Tensor:
+    """The whole convolution at once: (B, C, H, L)."""
     L, Lk = u.shape[-1], k.shape[-1]
     n = Lk + L
     if bidirectional:
-        k = two_sided(k, L)
+        C = k.shape[0] // 2  # two_sided(k, L) in one buffer (F.pad twice and a sum would take three)
+        k2 = k.new_zeros(C, k.shape[1], n)
+        k2[..., :Lk] = k[:C]
+        k2[..., L:] += k[C:].flip(-1)
+        k = k2
     k_f = torch.fft.rfft(k, n=n)
     u_f = torch.fft.rfft(u, n=n)
-    return torch.fft.irfft(u_f.unsqueeze(1) * k_f.unsqueeze(0), n=n)[..., :L]
+    y = torch.fft.irfft(u_f.unsqueeze(1) * k_f.unsqueeze(0), n=n)[..., :L]
+    if D is not None:
+        y = y + u.unsqueeze(1) * D.unsqueeze(0).unsqueeze(-1)
+    return y
 
 
 def _spans(H: int, h: int):
     return [(i, min(H, i + h)) for i in range(0, H, h)]
 
 
-def _conv_chunked(u: torch.Tensor, k: torch.Tensor, bidirectional: bool, h: int) -> torch.Tensor:
+def _rows(t: torch.Tensor | None, i: int, j: int, dim: int) -> torch.Tensor | None:
+    """Channels i:j of t along dim (None stays None)."""
+    return None if t is None else t.narrow(dim, i, j - i)
+
+
+def _conv_chunked(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectional: bool, h: int) -> torch.Tensor:
     """`_conv` h channels at a time, into one preallocated output (no autograd graph)."""
     B, H, L = u.shape
     C = k.shape[0] // 2 if bidirectional else k.shape[0]
     y = u.new_empty(B, C, H, L)
     with torch.no_grad():
         for i, j in _spans(H, h):
-            y[:, :, i:j] = _conv(u[:, i:j], k[:, i:j], bidirectional)
+            y[:, :, i:j] = _conv(u[:, i:j], k[:, i:j], _rows(D, i, j, 1), bidirectional)
     return y
 
 
 class _ChunkedFFTConv(torch.autograd.Function):
-    """`_conv` in chunks of h channels; saves only u and k, and recomputes each chunk's spectra in backward."""
+    """`_conv` in chunks of h channels; saves only u, k and D, and recomputes each chunk's spectra in backward."""
 
     @staticmethod
-    def forward(ctx, u, k, bidirectional, h):
-        ctx.save_for_backward(u, k)
+    def forward(ctx, u, k, D, bidirectional, h):
+        ctx.save_for_backward(u, k, D)
         ctx.bidirectional, ctx.h = bidirectional, h
-        return _conv_chunked(u, k, bidirectional, h)
+        return _conv_chunked(u, k, D, bidirectional, h)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
-        u, k = ctx.saved_tensors
-        need_u, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gu = torch.zeros_like(u) if need_u else None
-        gk = torch.zeros_like(k) if need_k else None
+        u, k, D = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        grads = [torch.zeros_like(t) if n else None for t, n in zip((u, k, D), need)]
         for i, j in _spans(u.shape[1], ctx.h):
-            uc = u[:, i:j].detach().requires_grad_(need_u)
-            kc = k[:, i:j].detach().requires_grad_(need_k)
+            parts = [None if t is None else _rows(t, i, j, 1).detach().requires_grad_(n) for t, n in zip((u, k, D), need)]
             with torch.enable_grad():
-                yc = _conv(uc, kc, ctx.bidirectional)
-                inputs = [t for t in (uc, kc) if t.requires_grad]
-                grads = torch.autograd.grad(yc, inputs, gy[:, :, i:j])
-            grads = list(grads)
-            if need_u:
-                gu[:, i:j] = grads.pop(0)
-            if need_k:
-                gk[:, i:j] = grads.pop(0)
-        return gu, gk, None, None
+                yc = _conv(parts[0], parts[1], parts[2], ctx.bidirectional)
+                wanted = [p for p, n in zip(parts, need) if n]
+                got = iter(torch.autograd.grad(yc, wanted, gy[:, :, i:j]))
+            for g, n in zip(grads, need):  # u, k and D all hold the H channels in dim 1
+                if n:
+                    _rows(g, i, j, 1).copy_(next(got))
+        return grads[0], grads[1], grads[2], None, None

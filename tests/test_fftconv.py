@@ -85,13 +85,13 @@ def test_chunked_gradients_equal_unchunked(bidirectional):
 
 
 def test_chunked_backward_saves_only_inputs():
-    """The chunked path's graph holds u and k, not the spectra: its saved tensors are the two inputs."""
+    """The chunked path's graph holds u, k and D, not the spectra: its saved tensors are the inputs."""
     u = torch.randn(1, 8, 64, requires_grad=True)
     k = torch.randn(2, 8, 64, requires_grad=True)
-    y = fft_conv(u, k, None, True, chunk_bytes=1)
+    D = torch.randn(1, 8, requires_grad=True)
+    y = fft_conv(u, k, D, True, chunk_bytes=1)
     assert type(y.grad_fn).__name__.startswith("_ChunkedFFTConv")
-    saved = y.grad_fn.saved_tensors
-    assert len(saved) == 2 and saved[0].shape == u.shape and saved[1].shape == k.shape
+    assert [t.shape for t in y.grad_fn.saved_tensors] == [u.shape, k.shape, D.shape]
 
 
 def test_default_budget_keeps_short_inputs_whole_and_chunks_long_ones():
