@@ -57,7 +57,9 @@ def _conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectiona
     """The whole convolution at once: (B, C, H, L)."""
     L, Lk = u.shape[-1], k.shape[-1]
     n = Lk + L
-    if bidirectional:
+    if bidirectional and torch.is_grad_enabled() and k.requires_grad:
+        k = two_sided(k, L)  # autograd: the out-of-place form (in-place slices make its backward ~4% slower)
+    elif bidirectional:
         C = k.shape[0] // 2  # two_sided(k, L) in one buffer (F.pad twice and a sum would take three)
         k2 = k.new_zeros(C, k.shape[1], n)
         k2[..., :Lk] = k[:C]
