@@ -9,7 +9,7 @@ Containers (`unwrap`), see docs/official-layouts.md §6:
 - a bare state dict (a standalone layer, convert_pl_to_pt.py's output, a .safetensors file).
 
 Settings the weights do not hold (`Ctx.setting`) come from, in order: the ``settings`` argument (official
-argument names, `KNOWN_SETTINGS`), the stored Hydra config (``hyper_parameters['model']['layer']``, flattened by
+argument names, checked against `sgconv_core.settings`), the stored Hydra config (``hyper_parameters['model']['layer']``, flattened by
 `layer_hparams`), then the detected version's default, which is reported in ``Checkpoint.warnings``
 (docs/official-layouts.md §7).
 
