@@ -105,13 +105,22 @@ class SequenceModel(nn.Module):
             h = blk(h)
         return self.norm(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, L, d_input) or tokens (B, L) -> (B, d_output) or (B, L, d_output)."""
+    def _check_input(self, x: torch.Tensor) -> None:
         if self.cfg.input_kind == "tokens":
             if x.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"token input must be integer ids, got {x.dtype}")
         elif x.dim() != 3 or x.shape[-1] != self.cfg.d_input:
             raise ValueError(f"expected input (B, L, {self.cfg.d_input}), got {tuple(x.shape)}")
+
+    def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d_input) or tokens (B, L) -> (B, L, H): encoder, residual blocks and final norm, before pooling
+        and the decoder (the official v4 ``model(encoder(x))``)."""
+        self._check_input(x)
+        return self.features(self.encoder(x)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d_input) or tokens (B, L) -> (B, d_output) or (B, L, d_output)."""
+        self._check_input(x)
         return self.head(self.features(self.encoder(x)))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

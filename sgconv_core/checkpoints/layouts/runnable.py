@@ -175,9 +175,30 @@ def _model_config(ctx: Ctx, layers: list[tuple[str, Layout]]) -> Mapping:
         raise _Refused("the layers are not model.layers.{i}.layer")
     if model_cfg.get("n_layers") not in (None, len(layers)) or model_cfg.get("bidirectional"):
         raise _Refused("the model config does not match the layers found (or model.bidirectional)")
-    if model_cfg.get("residual", "R") not in ("R", None) or model_cfg.get("pool") not in (None, {}):
-        raise _Refused("residual/pool options other than the default")
+    if model_cfg.get("residual", "R") not in ("R", None):
+        raise _Refused(f"residual {model_cfg.get('residual')!r} is not the plain residual 'R'")
+    why = _pool_refusal(model_cfg.get("pool"))
+    if why:
+        raise _Refused(why)
     return model_cfg
+
+
+def _pool_refusal(pool) -> str | None:
+    """None when the backbone's per-block pool is the identity, else why not.
+
+    Official v4 ``model.pool`` is ``{_name_: pool, stride: s, expand: e}`` (DownAvgPool: average over ``s`` steps,
+    repeat features ``e`` times); stride 1 with expand None/1 is the identity. A missing/empty pool is none."""
+    if pool is None or (isinstance(pool, Mapping) and not pool):
+        return None
+    if not isinstance(pool, Mapping):
+        return f"model.pool {pool!r} is not a pool config"
+    name, stride, expand = pool.get("_name_", "pool"), pool.get("stride", 1), pool.get("expand")
+    if name != "pool":
+        return f"model.pool {name!r} is not the official average pool"
+    if stride not in (1, None) or expand not in (None, 1):
+        return (f"model.pool downsamples (stride {stride}, expand {expand}); only the identity pool "
+                "(stride 1, no expand) is rebuilt")
+    return None
 
 
 def _norms(ctx: Ctx, model_cfg: Mapping) -> tuple[bool, str, bool]:
