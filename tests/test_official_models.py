@@ -70,3 +70,33 @@ def test_downsampling_pool_is_refused_with_reason(pool, why):
     assert ck.model is None
     msgs = [w for w in ck.warnings if "kernels only" in w]
     assert len(msgs) == 1 and "model.pool" in msgs[0] and why in msgs[0]
+
+
+def test_adding_dataset_one_output_per_sequence_without_a_warning():
+    ck = sgconv_core.load(DATA / "gconv_pipeline_last.ckpt")
+    assert ck.model is not None and not any("l_output" in w for w in ck.warnings)
+
+
+def test_unknown_dataset_warns_once_that_l_output_is_not_stored():
+    from sgconv_core.checkpoints.layouts import from_object
+
+    obj = _lightning_obj(None)
+    obj["hyper_parameters"]["dataset"]["_name_"] = "my_data"
+    ck = from_object(obj, "x.ckpt")
+    msgs = [w for w in ck.warnings if "l_output" in w]
+    assert ck.model is not None and len(msgs) == 1
+    assert "'my_data'" in msgs[0] and "last step" in msgs[0] and "Pass" not in msgs[0]
+
+
+@pytest.mark.parametrize("change,why", [(("dataset", "_name_", "copying"), "several outputs"),
+                                        (("decoder", "mode", "first"), "'first'"),
+                                        (("decoder", "use_lengths", True), "use_lengths")])
+def test_decoders_we_do_not_rebuild_are_refused_with_reason(change, why):
+    from sgconv_core.checkpoints.layouts import from_object
+
+    obj = _lightning_obj(None)
+    section, key, value = change
+    obj["hyper_parameters"][section][key] = value
+    ck = from_object(obj, "x.ckpt")
+    msgs = [w for w in ck.warnings if "kernels only" in w]
+    assert ck.model is None and len(msgs) == 1 and why in msgs[0]

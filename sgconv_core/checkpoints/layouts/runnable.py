@@ -132,7 +132,7 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
     model_cfg = _model_config(ctx, layers)
     prenorm, norm, final_norm = _norms(ctx, model_cfg)
     input_kind, d_input, dtype = _encoder(ctx, kernels[0].H)
-    mode, pool, d_output = _decoder(ctx)
+    mode, pool, d_output, dataset = _decoder(ctx)
     layer_mods = []
     for k, (pref, layout) in zip(kernels, layers, strict=True):
         mod, why, _ = layer_module(ctx, k, pref, layout)
@@ -158,8 +158,13 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
     model.load_state_dict(_backbone_state(ctx, model, layer_mods), strict=True)
     for k, m in zip(kernels, model.kernels, strict=True):
         m.name = k.name
-    ctx.warn(f"{ctx.source}: the decoder's output length (dataset.l_output) is not stored; the rebuilt model gives one "
-             f"output per sequence (decoder mode {mode!r}, l_output=0 as for classification).")
+    if dataset not in _ONE_OUTPUT_DATASETS:
+        what = "the last step's features" if mode == "last" else "the mean of the features over all steps"
+        shown = f"dataset {dataset!r}" if dataset else "its dataset"
+        ctx.warn(f"{ctx.source}: the model gives one output per sequence, from {what}. The official decoder takes the "
+                 f"number of outputs from the dataset (l_output), which the checkpoint does not store; {shown} is "
+                 "not one we know gives one output per sequence (as classification and regression datasets do), "
+                 "so check that this is what the model was trained for.")
     return model.eval()
 
 
@@ -237,19 +242,41 @@ def _encoder(ctx: Ctx, H: int) -> tuple[str, int, torch.dtype]:
     return input_kind, d_input, We.dtype
 
 
-def _decoder(ctx: Ctx) -> tuple[str, str, int]:
-    """-> (decoder mode, our pool 'mean' | 'last', d_output) for a single SequenceDecoder linear (d_out, H)."""
+#: state-spaces/s4 v4 datasets (``dataset._name_``) whose ``l_output`` is 0: the official SequenceDecoder keeps one
+#: step (mode 'last') or the mean over all steps (mode 'pool') and squeezes it -> (B, d_output), as our pool does.
+#: src/dataloaders/synthetic.py (adding, reconstruct), lra.py (imdb, listops, pathfinder).
+_ONE_OUTPUT_DATASETS = frozenset({"adding", "reconstruct", "imdb", "listops", "pathfinder"})
+#: ... and those whose l_output is not 0 (copying: l_memorize steps; delay, mackey: l_seq steps): not rebuilt.
+_SEQUENCE_OUTPUT_DATASETS = frozenset({"copying", "delay", "mackey"})
+
+
+def _decoder(ctx: Ctx) -> tuple[str, str, int, str | None]:
+    """-> (decoder mode, our pool 'mean' | 'last', d_output, dataset name) for one SequenceDecoder linear (d_out, H).
+
+    Official v4 ``SequenceDecoder(d_model, d_output, l_output, use_lengths, mode)``: ``l_output`` comes from the
+    dataset, not the config; with ``l_output=0`` mode 'last' keeps ``x[:, -1]`` and mode 'pool' the mean over all L
+    steps, then ``output_transform`` (a Linear). Other modes ('first', 'sum'), ``use_lengths`` and datasets known to
+    give several outputs per sequence are refused."""
     dec_keys = [k for k in ctx.sd if k.startswith("decoder.")]
     if set(dec_keys) != {"decoder.0.output_transform.weight", "decoder.0.output_transform.bias"}:
         raise _Refused(f"decoder {sorted(dec_keys)[:4]} is not a single SequenceDecoder linear")
     dec_cfg = ctx.hp_full.get("decoder")
-    mode = dec_cfg.get("mode", "last") if isinstance(dec_cfg, Mapping) else "last"
     if dec_cfg is not None and not isinstance(dec_cfg, (Mapping, str)):
-        raise _Refused("decoder config")
+        raise _Refused("the decoder config is not a single decoder")
+    name = dec_cfg.get("_name_", "sequence") if isinstance(dec_cfg, Mapping) else (dec_cfg or "sequence")
+    if name != "sequence":
+        raise _Refused(f"decoder {name!r} is not the official SequenceDecoder")
+    mode = dec_cfg.get("mode", "last") if isinstance(dec_cfg, Mapping) else "last"
+    if isinstance(dec_cfg, Mapping) and dec_cfg.get("use_lengths"):
+        raise _Refused("the decoder reads each sequence's own length (use_lengths), which we do not rebuild")
     pool = {"pool": "mean", "last": "last"}.get(mode)
     if pool is None:
-        raise _Refused(f"decoder mode {mode!r}")
-    return mode, pool, ctx.get("decoder.0.output_transform.weight", 2).shape[0]
+        raise _Refused(f"decoder mode {mode!r} (only 'last' and 'pool' are rebuilt)")
+    ds_cfg = ctx.hp_full.get("dataset")
+    dataset = ds_cfg.get("_name_") if isinstance(ds_cfg, Mapping) else None
+    if dataset in _SEQUENCE_OUTPUT_DATASETS:
+        raise _Refused(f"dataset {dataset!r} gives several outputs per sequence, which we do not rebuild")
+    return mode, pool, ctx.get("decoder.0.output_transform.weight", 2).shape[0], dataset
 
 
 def _backbone_state(ctx: Ctx, model: nn.Module, layer_mods: list[nn.Module]) -> dict:
