@@ -15,6 +15,7 @@ sweep goes on).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import traceback
@@ -128,39 +129,65 @@ def _ray_train_group(runs, train_kw):  # runs inside a Ray worker
     return outs
 
 
+def _failed_outcomes(group: list[RunSpec], error: str) -> list[RunOutcome]:
+    """One 'failed' outcome per run of a group whose task raised or whose worker died (the row keeps the error)."""
+    return [RunOutcome(run=r, key=r.key(), status="failed", error=error) for r in group]
+
+
 class RayExecutor:
     """Each group becomes one Ray task; the driver writes results to SQLite as tasks finish.
 
-    How a grid runs on Ray: ``ray.init(address=...)`` connects to a cluster (or starts a local one); every group
+    How a grid runs on Ray: ``ray.init(address=...)`` connects to a cluster (``address=None``: the one named by
+    ``RAY_ADDRESS``, else a new local instance; nothing is started if Ray is already initialised); every group
     of runs (one batched model, or a single run with ``batched=False``) is submitted as
-    ``ray.remote(num_gpus=g, num_cpus=c)(train_group)``; Ray places the tasks on free GPUs; ``ray.wait`` hands
-    back finished groups, whose outcomes the driver stores (the database stays on the driver: SQLite is
-    not for network file systems). Checkpoints are written by the workers into ``checkpoint_dir``, which must
-    be shared storage (NFS, a mounted bucket) for a multi-node cluster. Cancelling calls ``ray.cancel`` on the
-    groups still running; progress is per group (no per-step curves from remote workers).
+    ``ray.remote(num_gpus=g, num_cpus=c, max_retries=n)(train_group)``; Ray places the tasks on free CPUs/GPUs;
+    ``ray.wait`` hands back finished groups, whose outcomes the driver stores at once (the database stays on
+    the driver: SQLite is not for network file systems). Checkpoints are written by the workers into
+    ``checkpoint_dir`` (made absolute on the driver), which must be shared storage (NFS, a mounted bucket) for a
+    multi-node cluster; the workers must be able to import ``analysis`` and ``sgconv_core`` (the same checkout on
+    every node, ``ray job submit --working-dir .``, or ``runtime_env={"working_dir": ...}`` here).
+
+    Failures. A worker that dies (killed, out of memory, node lost) is retried by Ray up to ``max_retries``
+    times (training is deterministic given the seeds, so a retried run gives the same numbers); a group whose
+    retries are used up, or whose task raised, is stored as 'failed' with the error, and the sweep goes on:
+    finished runs are stored as they arrive and never lost, and the next sweep over the same grid trains only
+    the runs that are not 'done'. Cancelling calls ``ray.cancel(force=True)`` on the groups still queued or
+    running. Progress is per group (no per-step curves from remote workers); the worker's torch uses
+    ``num_cpus`` threads (Ray sets ``OMP_NUM_THREADS``) unless ``threads`` is given to the sweep.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_gpus: float | None = None, num_cpus: float = 1):
+    def __init__(self, address: str | None = None, num_gpus: float | None = None, num_cpus: float = 1,
+                 max_retries: int = 2, runtime_env: dict | None = None):
         try:
             import ray  # noqa: F401
         except ImportError as e:
-            raise ValueError("executor 'ray' needs the ray package (pip install 'ray[default]')") from e
+            raise ValueError("executor 'ray' needs the ray package (pip install 'ray>=2.9')") from e
+        if num_cpus is not None and num_cpus <= 0:
+            raise ValueError(f"num_cpus must be > 0, got {num_cpus}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.address, self.num_gpus, self.num_cpus = address, num_gpus, num_cpus
+        self.max_retries, self.runtime_env = max_retries, runtime_env
 
     def run(self, groups, train_kw, on_result, progress, should_stop) -> None:
         import ray
+        from ray.exceptions import RayError
 
         if not ray.is_initialized():
-            ray.init(address=self.address, ignore_reinit_error=True)
+            ray.init(address=self.address, runtime_env=self.runtime_env, ignore_reinit_error=True)
         gpus = self.num_gpus
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        remote = ray.remote(num_gpus=gpus, num_cpus=self.num_cpus)(_ray_train_group)
+        remote = ray.remote(num_gpus=gpus, num_cpus=self.num_cpus, max_retries=self.max_retries,
+                            retry_exceptions=False)(_ray_train_group)
         kw = dict(train_kw, device="auto")
-        pending = {remote.remote(g, kw): g for g in groups}
+        if kw.get("checkpoint_dir"):
+            kw["checkpoint_dir"] = os.path.abspath(kw["checkpoint_dir"])
+        pending = {}
         for g in groups:
+            pending[remote.remote(g, kw)] = g
             if progress:
                 progress({"event": "group_start", "keys": [r.key() for r in g]})
         while pending:
@@ -170,9 +197,23 @@ class RayExecutor:
                 raise Cancelled("cancelled; running Ray tasks were cancelled")
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                pending.pop(ref)
-                for o in ray.get(ref):
+                group = pending.pop(ref)
+                try:
+                    outs = ray.get(ref)
+                except RayError as e:  # worker died after its retries, or the task raised: the group failed
+                    outs = _failed_outcomes(group, _ray_error_text(e))
+                for o in outs:
                     on_result(o)
+
+
+def _ray_error_text(e: BaseException) -> str:
+    """The error for the database row: the task's own exception when it raised (``RayTaskError.cause``),
+    else Ray's (``WorkerCrashedError: ...``), on one line, without Ray's colour codes and traceback."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__} in a Ray worker: {cause}"[:1000]
+    text = " ".join(ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip())
+    return f"{type(e).__name__}: {text}"[:1000]
 
 
 EXECUTORS = {"inprocess": InProcessExecutor, "ray": RayExecutor}
