@@ -6,7 +6,13 @@
     res.total, res.f_x - res.f_baseline, res.delta   # completeness: total = f_x - f_baseline + delta
     res.envelope_series(layer_profiles)              # beside each layer's kernel RMS envelope (decay_figure)
 
+- What the model takes comes from `sgconv_core.data.input_spec` (one home for it); an example that does not fit
+  (wrong width, NaN, a token outside the vocabulary) is a ValueError naming expected and given shapes, raised
+  before anything runs.
 - Continuous input (B, L, d_input): ``IntegratedGradients`` on the input; the baseline defaults to zeros.
+- One layer (a ConvLayer, e.g. a single official layer: (B, H, L) -> (B, H, L)): the example is (H, L); the
+  output is a sequence output whose channels are the layer's H channels (``target`` = output channel h at
+  ``position``); attributions are summed over the H input channels.
 - Token input (B, L) int64 into an ``nn.Embedding`` encoder: ``LayerIntegratedGradients`` on
   ``model.encoder`` (the path runs between the embeddings of the baseline tokens, default pad id 0, and
   of the input tokens); attributions are per embedding dimension and summed here.
@@ -144,26 +150,52 @@ def envelope_comparison(profile, layer_profiles: dict) -> list[dict]:
     return series
 
 
-def _input_kind(model, x: torch.Tensor) -> str:
-    cfg = getattr(model, "cfg", None)
-    kind = getattr(cfg, "input_kind", None)
-    if kind is None:
-        kind = "tokens" if not torch.is_floating_point(x) else "continuous"
-    return kind
+class _ChannelsLast(nn.Module):
+    """One layer (B, H, L) -> (B, H, L) seen as a sequence model (B, L, H) -> (B, L, H)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.transpose(1, 2)).transpose(1, 2)
 
 
-def _one_example(model, x, baseline) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(x as a batch of one, the baseline of the same shape, input kind 'tokens' | 'continuous')."""
+def _spec(model):
+    """The model's `sgconv_core.data.InputSpec`, or None for a module it does not know (then the dtype decides)."""
+    from sgconv_core.data import DataError, input_spec
+
+    try:
+        return input_spec(model)
+    except DataError:
+        return None
+
+
+def _one_example(model, x, baseline) -> tuple[nn.Module, torch.Tensor, torch.Tensor, str]:
+    """(the module to run, x as a batch of one, the baseline of the same shape, input kind 'tokens' |
+    'continuous'). One layer is run channels-last: x (1, H, L) becomes (1, L, H)."""
+    from sgconv_core.data import check_input
+
+    spec = _spec(model)
     x = torch.as_tensor(x)
-    kind = _input_kind(model, x)
-    if kind == "tokens":
-        x = (x.unsqueeze(0) if x.dim() == 1 else x).long()
+    if spec is None:
+        kind = "tokens" if not torch.is_floating_point(x) else "continuous"
+        if kind == "tokens":
+            x = (x.unsqueeze(0) if x.dim() == 1 else x).long()
+        else:
+            x = (x.unsqueeze(0) if x.dim() == 2 else x).to(next(model.parameters()).dtype)
     else:
-        x = (x.unsqueeze(0) if x.dim() == 2 else x).to(next(model.parameters()).dtype)
+        kind = "tokens" if spec.kind == "tokens" else "continuous"
+        one = 1 if spec.kind == "tokens" else 2  # dims of one example: (L,) tokens, (L, d) or (H, L) floats
+        if x.dim() == one:
+            x = x.unsqueeze(0)
+        x = check_input(x, spec, "the example")
     if x.shape[0] != 1:
         raise ValueError(f"attribute() takes one example, got a batch of {x.shape[0]}")
+    if spec is not None and spec.kind == "layer":
+        model, x = _ChannelsLast(model), x.transpose(1, 2)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype).reshape(x.shape)
-    return x, base, kind
+    return model, x, base, kind
 
 
 def _which_output(out: torch.Tensor, L: int, target, position) -> tuple[bool, int, int, str]:
@@ -177,7 +209,8 @@ def _which_output(out: torch.Tensor, L: int, target, position) -> tuple[bool, in
         note = f"output channel {tgt} at position {pos}"
     else:
         tgt = int(out[0].argmax()) if target is None else int(target)
-        note = (f"class {tgt} logit (a pooled output has no position; distances are measured from "
+        what = "the model's one output per sequence" if out.shape[-1] == 1 else f"class {tgt} logit"
+        note = (f"{what} (a pooled output has no position; distances are measured from "
                 f"position {pos}{' = L-1, the last position' if pos == L - 1 else ''})")
     n_out = out.shape[-1]
     if not 0 <= tgt < n_out:
@@ -223,8 +256,9 @@ def attribute(ck_or_model, x, target: int | None = None, position: int | None = 
     """Integrated-Gradients attribution of one output to every input position of one example.
 
     Args:
-        ck_or_model: a Checkpoint with a runnable model, or a SequenceModel-like module.
-        x: one example: continuous (L, d_input) / (1, L, d_input) floats, or tokens (L,) / (1, L) ints.
+        ck_or_model: a Checkpoint with a runnable model, or a SequenceModel-like module, or one layer.
+        x: one example: continuous (L, d_input) / (1, L, d_input) floats, tokens (L,) / (1, L) ints, or for
+            one layer (H, L) / (1, H, L) floats.
         target: output channel (sequence outputs; default 0) or class (class outputs; default predicted).
         position: output position for sequence outputs (default L-1); for class outputs only the reference
             point of the distance profile (default L-1).
@@ -235,8 +269,7 @@ def attribute(ck_or_model, x, target: int | None = None, position: int | None = 
     Returns an Attribution (attr (L,), delta, f_x, f_baseline, output_kind, position, target,
         distance_profile, method, note).
     """
-    model = get_model(ck_or_model)
-    x, base, kind = _one_example(model, x, baseline)
+    model, x, base, kind = _one_example(get_model(ck_or_model), x, baseline)
     L = x.shape[1]
     was_training = model.training
     model.eval()

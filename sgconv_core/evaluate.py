@@ -1,11 +1,16 @@
-"""Evaluate one of our checkpoints on fresh examples of the task it was trained on.
+"""Evaluate a checkpoint on fresh examples of the task it was trained on, or on the user's own data file.
 
     python -m sgconv_core.evaluate pretrained/digits-sgconv.safetensors --n 500 --seed 1
+    python -m sgconv_core.evaluate last.ckpt --data mydata.npz      # any runnable model, inputs + targets
 
 prints a human line, then ONE JSON object as the last line:
-{"checkpoint", "task", "metric", "value", "n", "seed", "card_value", "baseline", ...}.
-Library: ``evaluate(ck_or_path, n, seed)`` returns the same dict; ``evaluate_split`` scores a split.
-A checkpoint that cannot be read, or is not one of ours with a task in its card, exits with code 2.
+{"checkpoint", "task", "metric", "value", "n", "seed", "card_value", "baseline", ...}; with ``--data``:
+{"checkpoint", "data", "metric", "value", "n", "nmse", "mse"} or {..., "accuracy"}. The metric follows the
+targets (`sgconv_core.data`): accuracy for integer class ids, NMSE (and MSE) for floats.
+Library: ``evaluate(ck_or_path, n, seed)`` returns the same dict; ``evaluate_split`` scores a split;
+``evaluate_data(ck_or_path, data_path)`` scores a data file (file format and key names: `sgconv_core.data`).
+A checkpoint that cannot be read, is not one of ours with a task in its card (without ``--data``), holds no
+runnable model, or a data file that does not fit the model, exits with code 2 and one line naming the problem.
 """
 from __future__ import annotations
 
@@ -20,12 +25,18 @@ import torch
 from .errors import CheckpointError, printable
 
 
-def _checkpoint(ck_or_path):
+def _runnable(ck_or_path):
     from .checkpoints import Checkpoint, load
 
     ck = ck_or_path if isinstance(ck_or_path, Checkpoint) else load(ck_or_path)
     if ck.model is None:
-        raise CheckpointError(f"{ck.path}: no runnable model in this checkpoint")
+        raise CheckpointError(f"{ck.path}: no runnable model in this checkpoint (only its kernels could be "
+                              "recovered), so it cannot be evaluated")
+    return ck
+
+
+def _checkpoint(ck_or_path):
+    ck = _runnable(ck_or_path)
     if not ck.card.get("task"):
         raise CheckpointError(f"{ck.path}: the model card names no task (not trained by sgconv_core.train?)")
     return ck
@@ -79,13 +90,32 @@ def evaluate_split(ck_or_path, which: str = "test", limit: int | None = None, ba
             "n": len(y), "split": which, "card_value": ck.card.get("test_value")}
 
 
+def evaluate_data(ck_or_path, data_path, batch_size: int = 64) -> dict:
+    """Score a runnable checkpoint on the inputs and targets of a user's data file (`sgconv_core.data.load_data`:
+    shapes checked against the model before anything runs). Raises CheckpointError / DataError (ValueErrors)."""
+    from .data import input_spec, load_data, scores
+    from .train import predict
+
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    ck = _runnable(ck_or_path)
+    data = load_data(data_path, input_spec(ck.model), need_targets=True)
+    with torch.no_grad():
+        pred = predict(ck.model, data.x, batch_size)
+    s = scores(pred, data.y, data.metric)
+    return {"checkpoint": ck.path, "data": os.path.basename(data.source), "metric": data.metric,
+            "value": s[data.metric], "n": data.n, "L": data.L, **s}
+
+
 #: The most fresh examples the command line generates (they are held in memory at once).
 MAX_EVAL_N = 100_000
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sgconv_core.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="one of our .safetensors checkpoints")
+    p.add_argument("checkpoint", help="one of our .safetensors checkpoints (any runnable checkpoint with --data)")
+    p.add_argument("--data", help="score on this .npz / .npy / .pt file of inputs and targets instead of fresh task "
+                                  "examples (keys x/inputs and y/targets; see sgconv_core.data)")
     p.add_argument("--seed", type=int, default=1, help="seed of the fresh examples (default 1)")
     p.add_argument("--n", type=int, default=500, help="number of fresh examples (default 500)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -106,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(a.checkpoint):
         print(f"error: {a.checkpoint}: no such file", file=sys.stderr)
         return 2
+    if a.data is not None:
+        return _main_data(a)
     try:
         ck = _checkpoint(a.checkpoint)
         if ck.card.get("seed") == a.seed:
@@ -121,8 +153,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     card = out["card_value"]
-    print(f"{os.path.basename(a.checkpoint)}: {out['task']} {out['metric']} = {out['value']:.4f} on {out['n']} fresh "
+    print(f"{printable(os.path.basename(a.checkpoint))}: {out['task']} {out['metric']} = {out['value']:.4f} on {out['n']} fresh "
           f"examples (seed {a.seed})" + (f"; card (test split): {card:.4f}" if isinstance(card, (int, float)) else ""))
+    print(json.dumps(out))
+    return 0
+
+
+def _main_data(a) -> int:
+    """``--data FILE``: score the checkpoint on the file's inputs and targets."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = evaluate_data(a.checkpoint, a.data, a.batch_size)
+    except (ValueError, OSError) as e:  # CheckpointError and DataError are ValueErrors
+        print(f"error: {printable(e)}", file=sys.stderr)
+        return 2
+    extra = f" (MSE {out['mse']:.4g})" if out["metric"] == "nmse" else ""
+    print(printable(f"{os.path.basename(a.checkpoint)}: {out['metric']} = {out['value']:.4f}{extra} on {out['n']} "
+                    f"example(s) of {out['data']}"))
     print(json.dumps(out))
     return 0
 
