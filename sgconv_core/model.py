@@ -36,6 +36,7 @@ class ModelConfig:
     pool: str = "mean"                # 'mean' | 'last' | 'none'
     final_norm: bool = True
     clip_to_l_max: bool = False       # v4 FFTConv semantics: at most l_max taps for longer inputs
+    inner_activation: str | None = None  # applied before `activation` (v4 training-pipeline S4Block: FFTConv's GELU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +55,20 @@ def kernel_config(cfg: ModelConfig) -> dict:
     args = {"d_model": cfg.d_model, "channels": cfg.channels, "bidirectional": cfg.bidirectional, "l_max": cfg.l_max}
     args.update(cfg.kernel_args)
     return args
+
+
+_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "id": nn.Identity, "silu": nn.SiLU}
+
+
+def add_inner_activation(layer: ConvLayer, name: str) -> ConvLayer:
+    """Make ``layer`` apply activation ``name`` before its own one: act(inner(conv + D u)), in place.
+
+    The v4 training pipeline's S4Block (src/models/sequence/modules/s4block.py) does this: its inner FFTConv applies
+    its default GELU, then the block applies its configured activation. -> the same layer."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown inner activation {name!r}; choose from {sorted(_ACTIVATIONS)}")
+    layer.activation = nn.Sequential(_ACTIVATIONS[name](), layer.activation)
+    return layer
 
 
 class SequenceModel(nn.Module):
@@ -75,6 +90,8 @@ class SequenceModel(nn.Module):
         for i, k in enumerate(kernels):
             k.name = f"layers.{i}"
             layer = ConvLayer(k, cfg.activation, cfg.output, cfg.dropout, cfg.clip_to_l_max)
+            if cfg.inner_activation:
+                add_inner_activation(layer, cfg.inner_activation)
             blocks.append(ResidualBlock(layer, cfg.norm, cfg.prenorm, cfg.dropout))
         self.layers = nn.ModuleList(blocks)
         self.norm = FeatureNorm(H, cfg.norm) if (cfg.prenorm and cfg.final_norm) else nn.Identity()

@@ -58,6 +58,10 @@ class Layout:
         """Why the official layer around this kernel cannot be rebuilt exactly (a layout-specific option), or None."""
         return None
 
+    def inner_activation(self, ctx, prefix: str) -> tuple[str | None, str | None]:
+        """(an activation the official layer applies before the configured one, or None; a caveat to warn, or None)."""
+        return None, None
+
     def block_prefix(self, prefix: str) -> str:
         """The prefix of the module that owns ``output_linear``: the block around the layer, or the layer itself."""
         s = self.block_suffix
@@ -87,6 +91,18 @@ class FFTConvInBlock(Layout):
         if block is None or not any(k.startswith(block + "output_linear.") for k in ctx.sd):
             return None, "the FFTConv layer has no S4Block output linear around it"
         return block, None
+
+    def inner_activation(self, ctx, prefix: str) -> tuple[str | None, str | None]:
+        """The training pipeline's S4Block (src/models/sequence/modules/s4block.py) takes ``activation`` itself, so
+        its FFTConv keeps its own default activation='gelu': y = act(gelu(conv + D u)). The standalone
+        models/s4/s4.py S4Block passes ``activation`` to the FFTConv and applies it once. A Lightning checkpoint, or a
+        state dict with the pipeline's 'model.' prefix, comes from the pipeline; any other file is read as the
+        standalone block, with a caveat."""
+        if ctx.container == "lightning" or prefix.startswith("model."):
+            return "gelu", None
+        return None, ("rebuilt as the standalone models/s4/s4.py S4Block, which applies its activation once; an "
+                      "S4Block saved by the training pipeline (src/models/sequence/modules/s4block.py) applies a GELU "
+                      "before it, so its outputs differ.")
 
     def refuse_layer(self, ctx, prefix: str, kernel: Kernel) -> str | None:
         if ctx.hp.get("swap_channels") and kernel.channels > 1:

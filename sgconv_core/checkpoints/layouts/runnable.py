@@ -44,6 +44,7 @@ def layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
 
 def _layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
     from ...layers import ConvLayer
+    from ...model import add_inner_activation
 
     H, C = kernel.H, kernel.channels
     block = _find_block(ctx, kernel, p, layout)
@@ -64,8 +65,11 @@ def _layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
     else:
         raise _Refused(f"output linear {tuple(W.shape)} with final activation {fa!r} is not supported")
     clip = layout.clips_at_l_max and kernel.l_max is not None
+    inner, inner_note = layout.inner_activation(ctx, p)
     with torch.random.fork_rng():
         layer = ConvLayer(kernel, act or "id", output, 0.0, clip_to_l_max=clip)
+    if inner:
+        add_inner_activation(layer, inner)
     layer = layer.to(next(kernel.parameters()).dtype)
     with torch.no_grad():
         layer.D.copy_(D)
@@ -77,6 +81,8 @@ def _layer_module(ctx: Ctx, kernel: Kernel, p: str, layout: Layout):
                  "Pass l_max=... to match.")
     if layout.rebuild_note:
         ctx.warn(f"{ctx.source}: {layout.rebuild_note}")
+    if inner_note:
+        ctx.warn(f"{ctx.source}: {inner_note}")
     return layer.eval(), None, {p + "D", wkey, bkey}
 
 
@@ -140,7 +146,7 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
             raise _Refused(why)
         layer_mods.append(mod)
     outputs = {m.output for m in layer_mods}
-    acts = {type(m.activation) for m in layer_mods}
+    acts = {_activation_names(m) for m in layer_mods}
     clips = {m.clip_to_l_max for m in layer_mods}
     if len(outputs) != 1 or len(acts) != 1 or len(clips) != 1:
         raise _Refused("the layers differ in activation / output linear")
@@ -148,9 +154,10 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
     if fam == "mixed":
         raise _Refused("mixed kernel families")
     k0 = kernels[0]
+    inner, act = acts.pop()
     cfg = ModelConfig(d_input=d_input, d_output=d_output, d_model=k0.H, n_layers=len(kernels), kernel=fam,
                       kernel_args={}, l_max=k0.l_max or 1, channels=k0.channels, bidirectional=k0.bidirectional,
-                      input_kind=input_kind, prenorm=prenorm, norm=norm, activation=_ACTIVATIONS[acts.pop()],
+                      input_kind=input_kind, prenorm=prenorm, norm=norm, activation=act, inner_activation=inner,
                       output=outputs.pop(), dropout=0.0, pool=pool, final_norm=final_norm, clip_to_l_max=clips.pop())
     with torch.random.fork_rng():
         model = SequenceModel(cfg, kernels=list(kernels))
@@ -166,6 +173,14 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
                  "not one we know gives one output per sequence (as classification and regression datasets do), "
                  "so check that this is what the model was trained for.")
     return model.eval()
+
+
+def _activation_names(layer: nn.Module) -> tuple[str | None, str]:
+    """(inner activation or None, activation) of a rebuilt ConvLayer, as ModelConfig names them."""
+    a = layer.activation
+    if isinstance(a, nn.Sequential):
+        return _ACTIVATIONS[type(a[0])], _ACTIVATIONS[type(a[1])]
+    return None, _ACTIVATIONS[type(a)]
 
 
 def _model_config(ctx: Ctx, layers: list[tuple[str, Layout]]) -> Mapping:
