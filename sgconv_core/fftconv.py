@@ -71,7 +71,33 @@ def _conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectiona
     return y
 
 
-def _spans(H: int, h: int):
+def conv_block(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectional: bool) -> torch.Tensor:
+    """`_conv` of one block of h channels without autograd, holding as few spectrum-sized buffers as it can.
+
+    u (B, h, L), k (C_k, h, Lk), D (C, h) or None -> y (B, C, h, L), the same numbers as `_conv`: the two-sided
+    kernel is freed once transformed and the product is taken in place, so at most two (B, C, h, n/2+1)
+    spectra (or one spectrum and the (B, C, h, n) inverse) live at once. Used by `ConvLayer`'s inference path.
+    """
+    L, Lk = u.shape[-1], k.shape[-1]
+    n = Lk + L
+    with torch.no_grad():
+        k_f = torch.fft.rfft(two_sided(k, L) if bidirectional else k, n=n)
+        u_f = torch.fft.rfft(u, n=n).unsqueeze(1)
+        if u_f.shape[0] == 1:
+            prod = k_f.unsqueeze(0).mul_(u_f)  # (1, C, h, F): in place in k_f
+        else:
+            prod = u_f * k_f.unsqueeze(0)
+        del k_f, u_f
+        y = torch.fft.irfft(prod, n=n)
+        del prod
+        y = y[..., :L]
+        if D is not None:
+            return y + u.unsqueeze(1) * D.unsqueeze(0).unsqueeze(-1)
+        return y.contiguous()
+
+
+def spans(H: int, h: int) -> list[tuple[int, int]]:
+    """The blocks [i, j) of at most h of the H channels, in order."""
     return [(i, min(H, i + h)) for i in range(0, H, h)]
 
 
@@ -86,7 +112,7 @@ def _conv_chunked(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidi
     C = k.shape[0] // 2 if bidirectional else k.shape[0]
     y = u.new_empty(B, C, H, L)
     with torch.no_grad():
-        for i, j in _spans(H, h):
+        for i, j in spans(H, h):
             y[:, :, i:j] = _conv(u[:, i:j], k[:, i:j], _rows(D, i, j, 1), bidirectional)
     return y
 
@@ -106,7 +132,7 @@ class _ChunkedFFTConv(torch.autograd.Function):
         u, k, D = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         grads = [torch.zeros_like(t) if n else None for t, n in zip((u, k, D), need)]
-        for i, j in _spans(u.shape[1], ctx.h):
+        for i, j in spans(u.shape[1], ctx.h):
             parts = [None if t is None else _rows(t, i, j, 1).detach().requires_grad_(n) for t, n in zip((u, k, D), need)]
             with torch.enable_grad():
                 yc = _conv(parts[0], parts[1], parts[2], ctx.bidirectional)

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fftconv import fft_conv
+from . import lengths
+from .fftconv import conv_block, fft_conv, spans
 from .kernels import Kernel
 
 
@@ -52,7 +53,20 @@ class ConvLayer(nn.Module):
     """kernel -> FFT conv + D skip -> GELU -> dropout -> output linear (GLU doubles it, then halves).
 
     x (B, H, L) -> (B, H, L). ``clip_to_l_max``: use at most l_max taps for longer inputs (v4 FFTConv).
+
+    Two routes to the same numbers. With autograd (a parameter or x requires a gradient and grad mode is on), the
+    whole kernel, the convolution (`fft_conv`, chunked over features above its budget) and each activation are
+    tensors of the graph. Without autograd (``torch.no_grad()``, ``torch.inference_mode()``, or frozen weights)
+    the layer goes a block of h features at a time: the block's kernel (``kernel.rows(L, i, j)`` where the
+    family has it), its convolution (`conv_block`), skip term, activation and dropout are written into one
+    (B, C, H, L) buffer, then the output linear (and GLU) runs a block of tokens at a time, writing its (B, H, L)
+    output over that buffer when C = 1 (per-token operations: a block's inputs are read before its outputs are
+    written). Its peak is the buffer plus a few block-sized temporaries (`sgconv_core.lengths.LAYER_CHUNK_BYTES`);
+    the whole kernel never exists. Both routes check `sgconv_core.lengths.check_layer_size` before allocating.
     """
+
+    #: False routes inference through the autograd-shaped path too (the benchmark's "before" rows, the tests)
+    blockwise_inference = True
 
     def __init__(self, kernel: Kernel, activation: str = "gelu", output: str = "glu", dropout: float = 0.0,
                  clip_to_l_max: bool = False):
@@ -80,7 +94,22 @@ class ConvLayer(nn.Module):
         lm = self.kernel.l_max
         return min(L, lm) if (self.clip_to_l_max and lm) else L
 
+    def needs_graph(self, x: torch.Tensor) -> bool:
+        """Whether a call on x builds an autograd graph (grad mode on and x or a parameter requiring a gradient)."""
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.kernel.H:
+            raise ValueError(f"ConvLayer expects x of shape (B, {self.kernel.H}, L); got {tuple(x.shape)}")
+        B, H, L = x.shape
+        graph = self.needs_graph(x)
+        lengths.check_layer_size(B, self.kernel.channels, H, L, grad=graph)
+        if graph or not self.blockwise_inference:
+            return self._forward_whole(x)
+        return self._forward_blocks(x)
+
+    def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
+        """The autograd route: (B, H, L) -> (B, H, L) through whole-length tensors."""
         B, H, L = x.shape
         k = self.kernel(self.kernel_length(L)).to(x.dtype)
         y = fft_conv(x, k, self.D.to(x.dtype), self.kernel.bidirectional)  # (B, C, H, L)
@@ -91,6 +120,41 @@ class ConvLayer(nn.Module):
         if self.output == "glu":
             y = F.glu(y, dim=-1)
         return y.transpose(1, 2)
+
+    @torch.no_grad()
+    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The inference route: (B, H, L) -> (B, H, L), a block of features, then a block of tokens, at a time."""
+        B, H, L = x.shape
+        C, Lk, size = self.kernel.channels, self.kernel_length(L), x.element_size()
+        budget = lengths.LAYER_CHUNK_BYTES
+        h = max(1, min(H, budget // (B * C * ((Lk + L) // 2 + 1) * 2 * size)))  # (B, C, h, n/2+1) complex
+        rows = self._kernel_rows(Lk)
+        D = self.D.to(x.dtype)
+        act = x.new_empty(B, C, H, L)
+        for i, j in spans(H, h):
+            y = conv_block(x[:, i:j], rows(i, j).to(x.dtype), D[:, i:j], self.kernel.bidirectional)
+            act[:, :, i:j] = self.dropout(self.activation(y))
+            del y
+        act = act.view(B, C * H, L)
+        if self.output_linear is None:
+            return act
+        out = act if C == 1 else x.new_empty(B, H, L)
+        width = C * H + self.output_linear.out_features + H  # the linear's input copy, its output, the GLU's
+        t = max(1, budget // (B * width * size))
+        for a, b in spans(L, t):
+            z = self.output_linear(act[:, :, a:b].transpose(1, 2))  # (B, t, 2H) or (B, t, H)
+            if self.output == "glu":
+                z = F.glu(z, dim=-1)
+            out[:, :, a:b] = z.transpose(1, 2)
+        return out
+
+    def _kernel_rows(self, Lk: int):
+        """(i, j) -> the kernel's features i:j at Lk taps (C_k, j - i, Lk): ``kernel.rows`` where the family builds
+        a block of features on its own, else blocks of the whole kernel built once."""
+        if callable(getattr(self.kernel, "rows", None)):
+            return lambda i, j: self.kernel.rows(Lk, i, j)
+        whole = self.kernel(Lk)
+        return lambda i, j: whole[:, i:j]
 
 
 class ResidualBlock(nn.Module):

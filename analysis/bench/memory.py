@@ -9,6 +9,8 @@
   ``import torch`` per cell, too slow for --quick. Freed small blocks that glibc keeps resident and reuses are
   not counted, so ``malloc_trim(0)`` runs before each cell; a few MB of noise remain. Where clear_refs is
   unavailable only the estimate is given.
+- A fresh process per measurement (`run_in_child` + `peak_of_call`): what the long-layer table uses
+  (``python -m analysis.bench.long_layer``), where one call is seconds and the import costs nothing by comparison.
 """
 from __future__ import annotations
 
@@ -164,3 +166,35 @@ def estimate_bytes(model: str, mode: str, L: int, H: int = 256, d_state: int = 6
 def estimate_layer_bytes(mode: str, L: int, H: int = 256) -> float:
     """Peak extra memory of the bidirectional SGConv layer (B=1): ~48 B (fwd) / ~56 B (fwd+bwd) per H*L, measured."""
     return (48.0 if mode == "fwd" else 56.0) * H * L
+
+
+def peak_of_call(fn) -> tuple[float, float | None]:
+    """(seconds, peak bytes) of one call of fn in this process: the RSS high-water mark above the RSS at the start
+    (`CpuMem`; None where /proc/self/clear_refs is unavailable). The call's result is dropped before returning."""
+    import time
+    mem = CpuMem()
+    mem.start()
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    peak = mem.stop()["peak_mb"]
+    return dt, None if peak is None else peak * MB
+
+
+def run_in_child(target: str, args: list[str], timeout: float | None = None) -> dict:
+    """Call ``target`` ('package.module:function', which takes the argument list) in a fresh interpreter with
+    ``args``, and return the JSON object on the last line it prints that starts with '{'.
+
+    A fresh process per measurement: its peak RSS sees nothing the parent (or an earlier cell) left in the heap.
+    Raises RuntimeError with the child's stderr tail when it fails or prints no JSON.
+    """
+    import json
+    import subprocess
+    import sys
+    module, func = target.split(":")
+    code = f"import sys; from {module} import {func}; {func}(sys.argv[1:])"
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        raise RuntimeError(f"child {target} {' '.join(args)} failed (exit {res.returncode}): {res.stderr[-2000:]}")
+    return json.loads(lines[-1])

@@ -128,31 +128,37 @@ class SGConvKernel(Kernel):
             return 2 ** (max(0, i - 1) + self.init_scale)
         return 2 ** (i + self.init_scale)
 
-    def raw_kernel(self, L: int | None = None) -> torch.Tensor:
-        """Un-normalised kernel over lags 0..min(L, L_raw)-1: (C_k, H, min(L, L_raw))."""
+    def raw_kernel(self, L: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
+        """Un-normalised kernel over lags 0..min(L, L_raw)-1 of the features ``rows``: (C_k, h, min(L, L_raw)).
+
+        Every feature's kernel depends on that feature's parameters only, so rows i:j are exactly rows i:j of
+        the whole kernel (the same operations on fewer rows).
+        """
         L_raw = self.raw_length
         n = L_raw if L is None else min(int(L), L_raw)
         S, mode = self.n_scales, self.flags["interp"]
-        ref = self.kernel_list[0]
+        mult = self.multiplier if self.multiplier.dim() == 0 else self.multiplier[:, rows]
+        weights = [w[:, rows] for w in self.kernel_list]
         if self.flags["combine"] == "cat":
             pieces, offset = [], 0
             for i in range(S):
                 if offset >= n:
                     break
-                up = F.interpolate(self.kernel_list[i], scale_factor=self._scale_factor(i), mode=mode)
-                up = up * self.multiplier ** (S - 1 - i)
+                up = F.interpolate(weights[i], scale_factor=self._scale_factor(i), mode=mode)
+                up = up * mult ** (S - 1 - i)
                 pieces.append(up[..., : n - offset])
                 offset += up.shape[-1]
             k = torch.cat(pieces, dim=-1)
         else:
-            k = torch.zeros(self.C_k, self.H, n, dtype=ref.dtype, device=ref.device)
+            ref = weights[0]
+            k = torch.zeros(ref.shape[0], ref.shape[1], n, dtype=ref.dtype, device=ref.device)
             for i in range(S):
-                up = F.interpolate(self.kernel_list[i], scale_factor=self._scale_factor(i), mode=mode)
-                up = (up * self.multiplier ** (S - 1 - i))[..., :n]
+                up = F.interpolate(weights[i], scale_factor=self._scale_factor(i), mode=mode)
+                up = (up * mult ** (S - 1 - i))[..., :n]
                 k = k + F.pad(up, (0, n - up.shape[-1]))
         if self.decay is not None:  # (t+1)^(-decay_h)
             t = torch.arange(n, device=k.device, dtype=k.dtype)
-            k = k * torch.exp(-self.decay.view(1, -1, 1).to(k.dtype) * torch.log(t + 1).view(1, 1, -1))
+            k = k * torch.exp(-self.decay[rows].view(1, -1, 1).to(k.dtype) * torch.log(t + 1).view(1, 1, -1))
         return k
 
     @torch.no_grad()
@@ -161,19 +167,31 @@ class SGConvKernel(Kernel):
         self.kernel_norm = self.raw_kernel().norm(dim=-1, keepdim=True).detach().clone()
         self.kernel_norm_initialized = torch.tensor(True, device=self.kernel_norm.device)
 
-    def current_norm(self) -> torch.Tensor:
-        """The norm the official forward divides by: the frozen buffer, or (not yet frozen) the current one."""
+    def current_norm(self, rows: slice = slice(None)) -> torch.Tensor:
+        """The norm the official forward divides by: the frozen buffer, or (not yet frozen) the current one.
+        (C_k, h, 1) for the features ``rows``."""
         if bool(self.kernel_norm_initialized):
-            return self.kernel_norm
-        return self.raw_kernel().norm(dim=-1, keepdim=True).detach()
+            return self.kernel_norm[:, rows]
+        return self.raw_kernel(rows=rows).norm(dim=-1, keepdim=True).detach()
 
     def forward(self, L: int) -> torch.Tensor:
         """Kernel at length L: (C_k, H, L), the raw kernel cropped or zero-padded, divided by the norm."""
         L = check_length(L, self.H, self.C_k)
-        k = self.raw_kernel(L)
+        return self._rows(L, slice(None))
+
+    def rows(self, L: int, i: int, j: int) -> torch.Tensor:
+        """Features i:j of the kernel at length L: (C_k, j - i, L), equal to ``self(L)[:, i:j]`` value for value,
+        without building the other features (a long layer builds its kernel a block of features at a time)."""
+        if not 0 <= i < j <= self.H:
+            raise ValueError(f"feature rows {i}:{j} are not within 0:{self.H}")
+        L = check_length(L, j - i, self.C_k)
+        return self._rows(L, slice(i, j))
+
+    def _rows(self, L: int, rows: slice) -> torch.Tensor:
+        k = self.raw_kernel(L, rows)
         if k.shape[-1] < L:
             k = F.pad(k, (0, L - k.shape[-1]))
-        return k / self.current_norm()
+        return k / self.current_norm(rows)
 
     @staticmethod
     def count_params(L: int, H: int, C_k: int = 1, *, kernel_dim: int = 64, init_scale: int = 0,
