@@ -27,8 +27,59 @@ from .hippo import legs_nplr
 from .s4d import S4DKernel
 from .ssm import init_inv_dt, inv_transform, tile, vandermonde
 
-#: Most elements of the Cauchy quotient materialised at once when no gradient is needed (complex64: 8 B each).
+#: Most elements of the Cauchy matrix 1/(z_f - w_n) materialised at once when no gradient is needed.
 _CAUCHY_CHUNK = 1 << 24
+
+
+def _cauchy(v: torch.Tensor, w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    r"""r[a,b,h,f] = sum_n v[a,b,h,n] / (z[f] - w[h,n]): v (A, B', H, M), w (H, M), z (F,) -> (A, B', H, F).
+
+    As a matrix product: the Cauchy matrix Q[h,n,f] = 1/(z_f - w_hn) is built once, (H, M, F), and every (a, b)
+    pair is one row of a batched (A B', M) x (M, F) product per h. The quotient v/(z - w) of all pairs,
+    (A, B', H, M, F), is never formed (A B' = 4 times larger for C_k = R = 1). With autograd (`_CauchyProduct`)
+    the backward is two more batched products, with Q and Q^2 (dQ/dw = Q^2), and saves only Q. Without
+    autograd the frequencies go in chunks of at most ``_CAUCHY_CHUNK`` elements of Q (the same terms per
+    frequency), which keeps a long l_kernel within memory (H = 256, N = 64 at 16k: 1 GB -> 0.13 GB).
+    """
+    A, Bp, H, M = v.shape
+    rows = v.permute(2, 0, 1, 3).reshape(H, A * Bp, M)  # (H, A B', M)
+    n_f = z.shape[-1]
+    if torch.is_grad_enabled() and (v.requires_grad or w.requires_grad):
+        r = _CauchyProduct.apply(rows, w, z)
+    else:
+        step = max(1, _CAUCHY_CHUNK // max(H * M, 1))
+        parts = [torch.bmm(rows, torch.reciprocal(z[i:i + step] - w.unsqueeze(-1))) for i in range(0, n_f, step)]
+        r = parts[0] if len(parts) == 1 else torch.cat(parts, -1)  # (H, A B', F)
+    return r.reshape(H, A, Bp, n_f).permute(1, 2, 0, 3)
+
+
+class _CauchyProduct(torch.autograd.Function):
+    """rows (H, K, M), w (H, M), z (F,) constant -> rows @ Q, Q = 1/(z - w) (H, M, F), complex.
+
+    Backward (PyTorch's convention for complex gradients, g = dL/d conj(out)): with G the incoming (H, K, F),
+    grad rows = G Q^H, grad Q = rows^H G, and Q holomorphic in w with dQ/dw = Q^2, so
+    grad w[h,n] = sum_f grad Q[h,n,f] conj(Q[h,n,f]^2) = sum_k conj(rows[h,k,n]) (G (Q^2)^H)[h,k,n].
+    Both products are taken as (Q or Q^2) G^H (H, M, K), conjugated and transposed: a product against the
+    conjugate transpose of the big (M, F) matrix is several times slower on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, rows, w, z):
+        Q = torch.reciprocal(z - w.unsqueeze(-1))
+        ctx.save_for_backward(rows, Q)
+        return torch.bmm(rows, Q)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, G):
+        rows, Q = ctx.saved_tensors
+        Gh = G.conj().transpose(1, 2).contiguous()  # (H, F, K): small; Q stays untransposed (fast products)
+        g_rows = torch.bmm(Q, Gh).conj().transpose(1, 2) if ctx.needs_input_grad[0] else None  # (G Q^H)
+        g_w = None
+        if ctx.needs_input_grad[1]:
+            S = torch.bmm(Q * Q, Gh).conj().transpose(1, 2)  # G (Q^2)^H: (H, K, M)
+            g_w = (rows.conj() * S).sum(1)
+        return g_rows, g_w, None
 
 
 class S4Kernel(S4DKernel):
@@ -123,15 +174,7 @@ class S4Kernel(S4DKernel):
         Cs = torch.cat([C, Q], 0)  # (C_k+R, H, N')
         v = Bs.unsqueeze(1) * Cs.unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
         v2, w2 = torch.cat([v, v.conj()], -1), torch.cat([w, w.conj()], -1)
-        # r_ab(z) = sum_n v_n / (z - w_n): (1+R, C_k+R, H, Lk/2+1). The (..., 2N', frequencies) quotient is the
-        # big intermediate; without autograd it is summed over frequency chunks of at most _CAUCHY_CHUNK values
-        # (the same terms per frequency; only the summation order may differ, ~1e-16 relative in float64), which
-        # keeps a long l_kernel within memory (H=256, N=64 at 16k: 5.2 GB -> 0.5 GB).
-        n_f = z.shape[-1]
-        per_f = v2.numel()
-        step = n_f if torch.is_grad_enabled() and v2.requires_grad else max(1, _CAUCHY_CHUNK // max(per_f, 1))
-        r = torch.cat([(v2.unsqueeze(-1) / (z[i:i + step] - w2.unsqueeze(-1))).sum(-2)
-                       for i in range(0, n_f, step)], -1)
+        r = _cauchy(v2, w2, z)  # r_ab(z) = sum_n v_n / (z - w_n): (1+R, C_k+R, H, Lk/2+1)
         R = self.rank
         r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
         if R == 1:
