@@ -78,9 +78,9 @@ own = card.get("task")
 source = c2.selectbox("Examples from", sources, index=sources.index(own) if own in fits else 0, key="a-source",
                       help="Our tasks are offered only when their input fits the model; or give your own data file.")
 if not fits:
-    reason = why_not[0] if spec.kind == "layer" else "; ".join(why_not)
-    st.info(ui.plain(f"No task of ours fits {name} ({reason}). Give a data file of inputs {spec.input_text()}."),
-            icon=":material/info:")
+    text = (f"No task of ours fits {name}: {why_not[0]}." if spec.kind == "layer" else
+            f"No task of ours fits {name} ({'; '.join(why_not)}). Give a data file of inputs {spec.input_text()}.")
+    st.info(ui.plain(text), icon=":material/info:")
 
 
 def _store_upload(data: bytes, filename: str) -> str:
