@@ -33,7 +33,7 @@ from ..checkpoint import Checkpoint, check_finite
 from . import conv_v4, gconv, s4d_minimal, ssm_v3, ssm_v4
 from .base import Layout
 from .context import Ctx, describe, layer_hparams, layer_name, natkey, unwrap
-from .runnable import build_backbone, layer_module
+from .runnable import build_backbone, build_example_model, layer_module
 
 #: Every layout, in detection order. A state-dict key belongs to the first layout whose marker it ends with (so a
 #: marker must come before a shorter one it ends with, 'kernel.kernel.log_dt' before 'kernel.log_dt'); among the
@@ -108,6 +108,9 @@ def _build_model(ctx: Ctx, kernels: list, layers: list[tuple[str, Layout]], tens
         layer_keys_only = False
     if model is None and not layer_keys_only and ctx.container == "lightning" and ctx.hp_full:
         model, why2 = build_backbone(ctx, kernels, layers)
+        why = why2 if model is None else None
+    elif model is None and not layer_keys_only and layers[0][0].startswith("s4_layers."):
+        model, why2 = build_example_model(ctx, kernels, layers)
         why = why2 if model is None else None
     if model is None:
         why = why or "its layout is not one we rebuild"

@@ -133,12 +133,30 @@ def build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layo
 
 
 def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]]) -> nn.Module:
-    from ...model import ModelConfig, SequenceModel
-
     model_cfg = _model_config(ctx, layers)
     prenorm, norm, final_norm = _norms(ctx, model_cfg)
     input_kind, d_input, dtype = _encoder(ctx, kernels[0].H)
     mode, pool, d_output, dataset = _decoder(ctx)
+    model = _assemble(ctx, kernels, layers, dtype, _lightning_key, d_input=d_input, d_output=d_output,
+                      input_kind=input_kind, prenorm=prenorm, norm=norm, pool=pool, final_norm=final_norm)
+    if dataset not in _ONE_OUTPUT_DATASETS:
+        what = "the last step's features" if mode == "last" else "the mean of the features over all steps"
+        shown = f"dataset {dataset!r}" if dataset else "its dataset"
+        ctx.warn(f"{ctx.source}: the model gives one output per sequence, from {what}. The official decoder takes the "
+                 f"number of outputs from the dataset (l_output), which the checkpoint does not store; {shown} is "
+                 "not one we know gives one output per sequence (as classification and regression datasets do), "
+                 "so check that this is what the model was trained for.")
+    return model.eval()
+
+
+def _assemble(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]], dtype: torch.dtype, source_key,
+              **model_args) -> nn.Module:
+    """Rebuild every layer (`layer_module`), check they agree, and load our SequenceModel from the official keys.
+
+    model_args: ModelConfig fields of the model around the layers (d_input, d_output, input_kind, prenorm, norm,
+    pool, final_norm). source_key: our key -> the official key for the encoder, decoder and norms."""
+    from ...model import ModelConfig, SequenceModel
+
     layer_mods = []
     for k, (pref, layout) in zip(kernels, layers, strict=True):
         mod, why, _ = layer_module(ctx, k, pref, layout)
@@ -150,28 +168,66 @@ def _build_backbone(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Lay
     clips = {m.clip_to_l_max for m in layer_mods}
     if len(outputs) != 1 or len(acts) != 1 or len(clips) != 1:
         raise _Refused("the layers differ in activation / output linear")
-    fam = kernels[0].kind if len({k.kind for k in kernels}) == 1 else "mixed"
-    if fam == "mixed":
+    if len({k.kind for k in kernels}) != 1:
         raise _Refused("mixed kernel families")
+    if len({(k.H, k.channels, k.bidirectional) for k in kernels}) != 1:
+        raise _Refused("the layers differ in width, channels or direction")
     k0 = kernels[0]
     inner, act = acts.pop()
-    cfg = ModelConfig(d_input=d_input, d_output=d_output, d_model=k0.H, n_layers=len(kernels), kernel=fam,
-                      kernel_args={}, l_max=k0.l_max or 1, channels=k0.channels, bidirectional=k0.bidirectional,
-                      input_kind=input_kind, prenorm=prenorm, norm=norm, activation=act, inner_activation=inner,
-                      output=outputs.pop(), dropout=0.0, pool=pool, final_norm=final_norm, clip_to_l_max=clips.pop())
+    cfg = ModelConfig(d_model=k0.H, n_layers=len(kernels), kernel=k0.kind, kernel_args={}, l_max=k0.l_max or 1,
+                      channels=k0.channels, bidirectional=k0.bidirectional, activation=act, inner_activation=inner,
+                      output=outputs.pop(), dropout=0.0, clip_to_l_max=clips.pop(), **model_args)
+    names = [k.name for k in kernels]  # SequenceModel renames its kernels 'layers.{i}'; keep the file's names
     with torch.random.fork_rng():
         model = SequenceModel(cfg, kernels=list(kernels))
     model = model.to(dtype)
-    model.load_state_dict(_backbone_state(ctx, model, layer_mods), strict=True)
-    for k, m in zip(kernels, model.kernels, strict=True):
-        m.name = k.name
-    if dataset not in _ONE_OUTPUT_DATASETS:
-        what = "the last step's features" if mode == "last" else "the mean of the features over all steps"
-        shown = f"dataset {dataset!r}" if dataset else "its dataset"
-        ctx.warn(f"{ctx.source}: the model gives one output per sequence, from {what}. The official decoder takes the "
-                 f"number of outputs from the dataset (l_output), which the checkpoint does not store; {shown} is "
-                 "not one we know gives one output per sequence (as classification and regression datasets do), "
-                 "so check that this is what the model was trained for.")
+    model.load_state_dict(_backbone_state(ctx, model, layer_mods, source_key), strict=True)
+    for name, m in zip(names, model.kernels, strict=True):
+        m.name = name
+    return model
+
+
+# ------------------------------------------------------------------------------------------ example.py's model
+def build_example_model(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]]):
+    """state-spaces/s4 ``example.py``'s S4Model -> our SequenceModel, or (None, why).
+
+    Keys: ``encoder.weight`` (H, d_in) + bias (a Linear), ``s4_layers.{i}.`` (the layers: minimal S4D, or a
+    standalone S4Block), ``norms.{i}.weight/bias`` (LayerNorm), ``decoder.weight`` (d_out, H) + bias. Forward: encoder;
+    per layer z = layer(norm(x) if prenorm else x), x = z + x, x = norm(x) unless prenorm; no final norm; mean over
+    L; decoder. The ``--prenorm`` flag is not stored: the rebuilt model uses example.py's default (post-norm).
+    -> (model, None) or (None, why)."""
+    try:
+        return _build_example_model(ctx, kernels, layers), None
+    except _Refused as e:
+        return None, str(e)
+
+
+def _build_example_model(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]]) -> nn.Module:
+    n = len(layers)
+    if [p for p, _ in layers] != [f"s4_layers.{i}." + lay.block_suffix for i, (_, lay) in enumerate(layers)]:
+        raise _Refused("the layers are not example.py's s4_layers.{i}")
+    H = kernels[0].H
+    expected = {"encoder.weight": (H, None), "encoder.bias": (H,), "decoder.weight": (None, H), "decoder.bias": (None,)}
+    expected.update({f"norms.{i}.{w}": (H,) for i in range(n) for w in ("weight", "bias")})
+    for key, shape in expected.items():
+        if key not in ctx.sd:
+            raise _Refused(f"key '{key}' is missing for example.py's model")
+        t = ctx.sd[key]
+        if not torch.is_tensor(t) or t.dim() != len(shape) or any(a not in (None, b) for a, b in zip(shape, t.shape)):
+            raise _Refused(f"key '{key}' has shape {tuple(getattr(t, 'shape', ()))}, not {shape}")
+    blocks = tuple(lay.block_prefix(p) for p, lay in layers)
+    others = [k for k in ctx.sd if k not in expected and not k.startswith(blocks)]
+    if others:
+        raise _Refused(f"'{others[0]}' is not part of example.py's model")
+    d_input, d_output = ctx.sd["encoder.weight"].shape[1], ctx.sd["decoder.weight"].shape[0]
+    if ctx.sd["decoder.bias"].shape[0] != d_output:
+        raise _Refused("decoder.bias does not match decoder.weight")
+    model = _assemble(ctx, kernels, layers, ctx.sd["encoder.weight"].dtype, _example_key, d_input=d_input,
+                      d_output=d_output, input_kind="continuous", prenorm=False, norm="layer", pool="mean",
+                      final_norm=False)
+    ctx.warn(f"{ctx.source}: example.py's --prenorm flag is not stored in the file; the model is rebuilt with its "
+             "default, post-norm (each LayerNorm after the residual sum). A model trained with --prenorm gives "
+             "different outputs.")
     return model.eval()
 
 
@@ -294,7 +350,25 @@ def _decoder(ctx: Ctx) -> tuple[str, str, int, str | None]:
     return mode, pool, ctx.get("decoder.0.output_transform.weight", 2).shape[0], dataset
 
 
-def _backbone_state(ctx: Ctx, model: nn.Module, layer_mods: list[nn.Module]) -> dict:
+def _lightning_key(key: str) -> str:
+    """Our SequenceModel key (encoder, decoder, norms) -> the v3/v4 Lightning key."""
+    if key.startswith("encoder."):
+        return "encoder.0." + key[len("encoder."):]
+    if key.startswith("decoder."):
+        return "decoder.0.output_transform." + key[len("decoder."):]
+    return "model." + key
+
+
+def _example_key(key: str) -> str:
+    """Our SequenceModel key -> example.py's S4Model key: encoder/decoder as is, ``layers.{i}.norm.norm.*`` ->
+    ``norms.{i}.*``."""
+    if key.startswith("layers.") and ".norm.norm." in key:
+        i, rest = key[len("layers."):].split(".norm.norm.", 1)
+        return f"norms.{i}.{rest}"
+    return key
+
+
+def _backbone_state(ctx: Ctx, model: nn.Module, layer_mods: list[nn.Module], source_key=_lightning_key) -> dict:
     """Our SequenceModel's state dict from the official keys (kernels and rebuilt layers already hold theirs)."""
     own = model.state_dict()
     new = {}
@@ -302,16 +376,11 @@ def _backbone_state(ctx: Ctx, model: nn.Module, layer_mods: list[nn.Module]) -> 
         if key.startswith("layers.") and ".layer.kernel." in key:
             new[key] = own[key]
             continue
-        if key.startswith("encoder."):
-            src = "encoder.0." + key[len("encoder."):]
-        elif key.startswith("decoder."):
-            src = "decoder.0.output_transform." + key[len("decoder."):]
-        elif key.startswith("layers.") and ".layer." in key:  # D and output_linear: from the rebuilt layer
+        if key.startswith("layers.") and ".layer." in key:  # D and output_linear: from the rebuilt layer
             i, rest = key[len("layers."):].split(".layer.", 1)
             new[key] = layer_mods[int(i)].state_dict()[rest]
             continue
-        else:
-            src = "model." + key
+        src = source_key(key)
         if src not in ctx.sd:
             raise _Refused(f"key '{src}' is missing for the backbone")
         t = ctx.get(src, None, floating=own[key].is_floating_point())
