@@ -388,3 +388,32 @@ def test_example_py_model_we_cannot_rebuild_is_kernels_only_with_reason(edit, wh
     ck = from_object({"model": sd, "acc": 1.0, "epoch": 1}, "ckpt.pth", {})
     msgs = [w for w in ck.warnings if "kernels only" in w]
     assert ck.model is None and len(ck.kernels) == 2 and len(msgs) == 1 and why in msgs[0]
+
+
+def test_rebuilt_v4_s4_model_round_trips_through_our_format(tmp_path):
+    """The pipeline's double GELU (ModelConfig.inner_activation) survives save -> load in our format."""
+    from sgconv_core.checkpoints import save
+
+    sd, path = _save_v4(tmp_path, "s4d", 2, True, "pool", False)
+    ck = sgconv_core.load(path)
+    assert ck.model.cfg.inner_activation == "gelu"
+    save(ck.model, tmp_path / "ours.safetensors")
+    back = sgconv_core.load(tmp_path / "ours.safetensors")
+    assert back.model.cfg.inner_activation == "gelu"
+    x = torch.randn(2, 48, D_IN, generator=gen(3), dtype=torch.float64)
+    ref = _v4_reference("s4d", sd, 2, True, "pool", x.numpy())
+    with torch.no_grad():
+        assert _rel(back.model(x.float()).double().numpy(), ref) <= 1e-5
+
+
+@pytest.mark.parametrize("name", CKPTS)
+def test_genuine_sgconv_model_round_trips_through_our_format(tmp_path, name):
+    from sgconv_core.checkpoints import save
+
+    ck = sgconv_core.load(DATA / name)
+    save(ck.model, tmp_path / "ours.safetensors")
+    back = sgconv_core.load(tmp_path / "ours.safetensors")
+    x = torch.from_numpy(np.load(DATA / "gconv_pipeline_input_B2_L1024_D2.npy"))
+    ref = np.load(DATA / "gconv_pipeline_output.npy").astype(np.float64)
+    with torch.no_grad():
+        assert _rel(back.model(x).double().numpy(), ref) <= 1e-5

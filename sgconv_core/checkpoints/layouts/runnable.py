@@ -174,7 +174,11 @@ def _assemble(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str, Layout]],
         raise _Refused("the layers differ in width, channels or direction")
     k0 = kernels[0]
     inner, act = acts.pop()
-    cfg = ModelConfig(d_model=k0.H, n_layers=len(kernels), kernel=k0.kind, kernel_args={}, l_max=k0.l_max or 1,
+    # the kernels' own settings, so that the model saved in our format rebuilds the same kernels (when all agree)
+    own = [{a: v for a, v in k.config.items() if a not in ("d_model", "channels", "bidirectional", "l_max")}
+           for k in kernels]
+    kernel_args = own[0] if all(o == own[0] for o in own) else {}
+    cfg = ModelConfig(d_model=k0.H, n_layers=len(kernels), kernel=k0.kind, kernel_args=kernel_args, l_max=k0.l_max or 1,
                       channels=k0.channels, bidirectional=k0.bidirectional, activation=act, inner_activation=inner,
                       output=outputs.pop(), dropout=0.0, clip_to_l_max=clips.pop(), **model_args)
     names = [k.name for k in kernels]  # SequenceModel renames its kernels 'layers.{i}'; keep the file's names
