@@ -417,3 +417,14 @@ def test_genuine_sgconv_model_round_trips_through_our_format(tmp_path, name):
     ref = np.load(DATA / "gconv_pipeline_output.npy").astype(np.float64)
     with torch.no_grad():
         assert _rel(back.model(x).double().numpy(), ref) <= 1e-5
+
+
+@pytest.mark.parametrize("residual", [None, "F"])
+def test_residual_other_than_R_is_refused(residual):
+    from sgconv_core.checkpoints.layouts import from_object
+
+    obj = _lightning_obj(None)
+    obj["hyper_parameters"]["model"]["residual"] = residual
+    ck = from_object(obj, "x.ckpt")
+    msgs = [w for w in ck.warnings if "kernels only" in w]
+    assert ck.model is None and len(msgs) == 1 and "model.residual" in msgs[0]

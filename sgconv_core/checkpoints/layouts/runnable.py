@@ -255,8 +255,8 @@ def _model_config(ctx: Ctx, layers: list[tuple[str, Layout]]) -> Mapping:
         raise _Refused("the layers are not model.layers.{i}.layer")
     if model_cfg.get("n_layers") not in (None, len(layers)) or model_cfg.get("bidirectional"):
         raise _Refused("the model config does not match the layers found (or model.bidirectional)")
-    if model_cfg.get("residual", "R") not in ("R", None):
-        raise _Refused(f"residual {model_cfg.get('residual')!r} is not the plain residual 'R'")
+    if model_cfg.get("residual", "R") != "R":  # absent: configs/model/base.yaml's 'R'; null: no residual at all
+        raise _Refused(f"model.residual {model_cfg.get('residual')!r} is not the plain residual 'R'")
     why = _pool_refusal(model_cfg.get("pool"))
     if why:
         raise _Refused(why)
