@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # takes effect if torch is 
 import streamlit as st  # noqa: E402
 
 from app import state, ui  # noqa: E402
+from app.store import link  # noqa: E402
 
 st.set_page_config(page_title="kernelscope", page_icon=":material/waves:", layout="wide")
 
@@ -46,12 +47,21 @@ state.warm_up()
 # A link may name models to load: .../kernels?model=digits-sgconv&model=digits-s4d (pretrained), &path=/x.ckpt
 for message in state.load_from_query(st.query_params.get_all("model"), st.query_params.get_all("path")):
     st.error(message, icon=":material/error:")
+# The sidebar's Runtime / Loaded-models block is drawn before the page runs, so that a page that stops early
+# (st.stop(): "load a model first") has it too; nothing can be drawn after st.stop().
+sidebar = st.sidebar.empty()
+ui.sidebar(sidebar)
+shown = list(state.models())
+state.write_link()
+link.begin_run()
 try:
     page.run()
 except Exception as exc:  # noqa: BLE001 - a last guard: a readable message instead of a traceback on the page
     ui.page_failed(page.title, exc)
-finally:  # also after st.stop() in a page: the sidebar then lists what the page loaded in this run
-    if prefetch is not None:
-        prefetch.empty()
-    ui.sidebar()
-    state.write_link()  # the URL names the loaded models, so that F5 or a copied link brings them back
+# reached when the page did not stop: the sidebar lists what it loaded, the URL names it (F5, copied links)
+if prefetch is not None:
+    prefetch.empty()
+if list(state.models()) != shown:
+    ui.sidebar(sidebar)
+state.write_link()
+link.drop_unused()  # the choices of the page before a page switch

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.store import link
 from sgconv_core.lengths import APP_MAX_KERNEL_VALUES, app_max_length
 
 
@@ -83,10 +84,11 @@ def page_failed(title: str, exc: BaseException) -> None:
              "details are in the server's log.", icon=":material/error:")
 
 
-def sidebar() -> None:
-    """Device, torch threads and the loaded models, on every page (drawn after the page ran, so that it lists
-    the models the page has just loaded)."""
-    with st.sidebar:
+def sidebar(slot=None) -> None:
+    """Device, torch threads and the loaded models, on every page. app/main.py draws it into a sidebar
+    placeholder (``slot``, an ``st.sidebar.empty()``) before the page runs, so that a page that stops early still
+    has it, and again after the page if the page changed the loaded models."""
+    with (slot.container() if slot is not None else st.sidebar):
         st.caption("Runtime")
         st.markdown(f"**Device:** {state.device_label()}  \n**Torch threads:** {state.torch_threads()}")
         loaded = state.models()
@@ -110,12 +112,16 @@ def require_models(what: str = "this page") -> dict:
 
 
 def pick_models(loaded: dict, key: str, max_n: int = state.MAX_COMPARE, label: str = "Models") -> list[str]:
-    """Multiselect of up to max_n loaded models (default: the first max_n)."""
+    """Multiselect of up to max_n loaded models (default: the first max_n), linked to ``?pick=``."""
     names = list(loaded)
     if len(names) == 1:
         return names
-    chosen = st.multiselect(label, names, default=names[:max_n], max_selections=max_n, key=key,
+    default = names[:max_n]
+    first, note = link.initial("pick", key, default, link.parse_names(names, max_n))
+    chosen = st.multiselect(label, names, default=first, max_selections=max_n, key=key,
                             help=f"Up to {max_n} models at once.")
+    _note(st, note)
+    link.remember("pick", None if chosen == default else chosen)
     if not chosen:
         st.info("Choose at least one model.")
         st.stop()
@@ -157,23 +163,46 @@ def per_layer_table(names: list[str], loaded: dict, lengths: dict, columns: dict
     return table
 
 
+def _note(container, note: str | None) -> None:
+    """The small note of a link value that was not used (see `app.store.link.initial`)."""
+    if note:
+        container.caption(plain(note))
+
+
 def length_controls(cks: dict, key: str, own_col=None, value_col=None) -> dict[str, int]:
     """'Each model at its l_max' (default) or one length L for all: {model name: L}. The length box is capped by
-    the length policy (`sgconv_core.lengths.app_max_length` of the widest model)."""
+    the length policy (`sgconv_core.lengths.app_max_length` of the widest model). Linked to ``?L=``: present when
+    one length is chosen for all."""
     own_col = own_col or st
     value_col = value_col or st
     l_maxes = {n: ck.default_length for n, ck in cks.items()}
-    own = own_col.checkbox("Each model at its l_max", value=True, key=f"{key}-own-L",
+    max_L = app_max_length(max(ck.d_model * ck.kernel_channels for ck in cks.values()))
+    L_default = min(max(l_maxes.values()), max_L)
+    L_link, note = link.initial("L", f"{key}-own-L", None, link.parse_int(8, max_L))
+    own = own_col.checkbox("Each model at its l_max", value=L_link is None, key=f"{key}-own-L",
                            help="The length each model was built for; untick to choose one length for all.")
+    _note(own_col, note)
     if own:
+        link.remember("L", None)
         value_col.markdown("**L:** " + ", ".join(f"{v:,}" for v in dict.fromkeys(l_maxes.values())))
         return l_maxes
-    max_L = app_max_length(max(ck.d_model * ck.kernel_channels for ck in cks.values()))
-    L = int(value_col.number_input("Length L (taps)", min_value=8, max_value=max_L,
-                                   value=min(max(l_maxes.values()), max_L), step=256, key=f"{key}-L",
+    first, note = link.initial("L", f"{key}-L", L_link or L_default, link.parse_int(8, max_L))
+    L = int(value_col.number_input("Length L (taps)", min_value=8, max_value=max_L, value=first, step=256,
+                                   key=f"{key}-L",
                                    help=f"At most {max_L:,} taps for these models (about "
                                         f"{APP_MAX_KERNEL_VALUES * 8 >> 20:,} MB of float64 kernel per layer)."))
+    _note(value_col, note)
+    link.remember("L", [str(L)])
     return {n: L for n in cks}
+
+
+def features(container, label: str, H: int, default: list[int], key: str, param: str = "h", **kw) -> list[int]:
+    """Multiselect of features h in 0..H-1, linked to ``?h=`` (repeated, or 'h=0,3')."""
+    first, note = link.initial(param, key, default, link.parse_int_list(0, H - 1))
+    hs = container.multiselect(label, list(range(H)), default=first, key=key, **kw)
+    _note(container, note)
+    link.remember(param, None if hs == default else [",".join(str(h) for h in hs)] if hs else ["none"])
+    return hs
 
 
 def layer_features_length(cks: dict, key: str, features_help: str | None = None) -> tuple[int, list[int], dict]:
@@ -182,15 +211,52 @@ def layer_features_length(cks: dict, key: str, features_help: str | None = None)
     c1, c2, c3, c4 = st.columns([1, 2, 1.2, 1.4])
     layer = layer_select(cks, f"{key}-layer", c1)
     H_min = min(ck.d_model for ck in cks.values())
-    hs = c2.multiselect("Features h", list(range(H_min)), default=[0], key=f"{key}-hs", help=features_help)
+    hs = features(c2, "Features h", H_min, [0], f"{key}-hs", help=features_help)
     return layer, hs, length_controls(cks, key, c3, c4)
 
 
 def layer_select(cks: dict, key: str, container=None) -> int:
-    """Layer index (over the deepest of the chosen models)."""
+    """Layer index (over the deepest of the chosen models), linked to ``?layer=`` (1 or layers.1)."""
     container = container or st
     n_layers = max(len(ck.kernels) for ck in cks.values())
-    return container.selectbox("Layer", list(range(n_layers)), format_func=lambda i: f"layers.{i}", key=key)
+    first, note = link.initial("layer", key, 0, link.parse_int(0, n_layers - 1, prefix="layers."))
+    layer = container.selectbox("Layer", list(range(n_layers)), index=first, format_func=lambda i: f"layers.{i}",
+                                key=key)
+    _note(container, note)
+    link.remember("layer", None if layer == 0 else [str(layer)])
+    return layer
+
+
+def radio(container, label: str, options: list[str], key: str, param: str, index: int = 0, **kw) -> str:
+    """st.radio linked to ``?param=<first word of the option>`` (e.g. axes=log-log)."""
+    container = container or st
+    tokens = link.option_tokens(options)
+    first, note = link.initial(param, key, options[index], link.parse_option(options, tokens))
+    value = container.radio(label, options, index=options.index(first), key=key, **kw)
+    _note(container, note)
+    link.remember(param, None if value == options[index] else [tokens[options.index(value)]])
+    return value
+
+
+def switch(container, label: str, key: str, param: str, value: bool = False, kind: str = "toggle", **kw) -> bool:
+    """st.toggle (or st.checkbox, ``kind='checkbox'``) linked to ``?param=1`` / ``?param=0``."""
+    container = container or st
+    first, note = link.initial(param, key, value, link.parse_bool)
+    widget = container.checkbox if kind == "checkbox" else container.toggle
+    on = widget(label, value=first, key=key, **kw)
+    _note(container, note)
+    link.remember(param, None if on == value else ["1" if on else "0"])
+    return on
+
+
+def number(container, label: str, lo: int, hi: int, value: int, key: str, param: str, **kw) -> int:
+    """A whole-number st.number_input in [lo, hi] linked to ``?param=``."""
+    container = container or st
+    first, note = link.initial(param, key, value, link.parse_int(lo, hi))
+    v = int(container.number_input(label, lo, hi, first, key=key, **kw))
+    _note(container, note)
+    link.remember(param, None if v == value else [str(v)])
+    return v
 
 
 def table(df: pd.DataFrame, max_rows: int = 16, **kw) -> None:

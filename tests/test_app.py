@@ -142,6 +142,16 @@ def test_pages_without_models_point_to_models_page(app_env, page):
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.parametrize("page", ["kernels", "attribution"])
+def test_sidebar_on_pages_that_stop_early(app_env, page):
+    """A page that stops early (st.stop(): no model loaded) still has the sidebar's Runtime / Loaded-models block:
+    app/main.py draws it before the page runs."""
+    at = goto(ok(new_app().run()), page)
+    side = sidebar_text(at)
+    assert "Device:" in side and "Torch threads:" in side and "none yet" in side, side
+    assert [c.value for c in at.sidebar.caption][:2] == ["Runtime", "Loaded models (0)"]
+
+
 def test_empty_pretrained_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELSCOPE_PRETRAINED", str(tmp_path / "nothing-here"))
     at = ok(new_app().run())
@@ -251,6 +261,121 @@ def test_url_keeps_the_loaded_models(app_env, tmp_path):
     assert len(errors) == 1 and "no such file" in errors[0] and "?path=" in errors[0], errors
     assert "Traceback" not in errors[0] and list(gone.session_state["ks_models"]) == [SGC, S4D]
     assert link(gone) == {"model": [SGC, S4D]}
+
+
+# ---------------------------------------------------------------------------------------------------- choices
+def linked_app(page: str, **params):
+    """A new session (a fresh link, or F5) on ``page`` whose URL holds the fixture models and ``params``."""
+    at = new_app()
+    at.query_params["model"] = [SGC, S4D]
+    for k, v in params.items():
+        at.query_params[k] = v
+    return ok(at.switch_page(f"views/{page}.py").run())
+
+
+def choices(at) -> dict:
+    """The URL's choice parameters after the last run (everything but the models)."""
+    return {k: v for k, v in at.query_params.items() if k not in ("model", "path")}
+
+
+def test_link_restores_layer_and_length(app_env):
+    """?layer=1&L=128 on the Kernels page: the widgets show them and the plots hold layers.1 at L=128 (the kernels
+    analysis.extract computes for that layer and length, not the default layer 0 at l_max 256)."""
+    at = linked_app("kernels", layer="1", L="128")
+    assert at.selectbox(key="k-layer").value == 1
+    assert at.checkbox(key="k-own-L").value is False and at.number_input(key="k-L").value == 128
+    fig = chart(at, f"{SGC} · layers.1")
+    assert "L=128" in title(fig)
+    close(trace(fig, "h=0")["y"], extract_kernels(ck_of(app_env, SGC), 128)["layers.1"][0, 0])
+    close(trace(chart(at, f"{S4D} · layers.1"), "h=0")["y"],
+          extract_kernels(ck_of(app_env, S4D), 128)["layers.1"][0, 0])
+    assert choices(at) == {"layer": "1", "L": "128"}  # kept in the URL
+    assert not at.caption or not any("was not used" in c.value for c in at.caption)
+
+
+def test_link_follows_the_widgets(app_env):
+    """Changing L, the layer or the features writes them into the URL; back to a default removes them; a new
+    session with that URL (F5) shows the same choices."""
+    at = linked_app("decay")
+    assert choices(at) == {}
+    at.checkbox(key="d-own-L").uncheck().run()
+    at.number_input(key="d-L").set_value(200).run()
+    at.selectbox(key="d-layer").set_value(1).run()
+    at.multiselect(key="d-hs").set_value([2, 5]).run()
+    assert choices(ok(at)) == {"L": "200", "layer": "1", "h": "2,5"}
+    again = new_app()  # F5
+    again.query_params.update(at.query_params)
+    ok(again.switch_page("views/decay.py").run())
+    assert again.number_input(key="d-L").value == 200 and again.selectbox(key="d-layer").value == 1
+    assert again.multiselect(key="d-hs").value == [2, 5]
+    names = [t["name"] for t in chart(again, "layers.1")["data"]]
+    assert any(n.startswith(f"{SGC} h=5") for n in names), names
+    at.selectbox(key="d-layer").set_value(0).run()
+    at.checkbox(key="d-own-L").check().run()
+    assert choices(ok(at)) == {"h": "2,5"}
+    goto(at, "models")  # another page: its URL carries no choice of the Decay page
+    assert choices(at) == {}
+
+
+@pytest.mark.parametrize("params, notes", [
+    ({"layer": "9"}, ["layer=9 was not used (not between 0 and 1)"]),
+    ({"layer": "x", "L": "abc", "h": "0,99"}, ["layer=x was not used (not a whole number)",
+                                              "L=abc was not used (not a whole number)",
+                                              "h=0,99 was not used (not between 0 and 7)"]),
+    ({"L": "99999999999"}, ["L=99999999999 was not used (not between 8 and"]),
+    ({"pick": "nobody"}, ["pick=nobody was not used (no loaded model 'nobody')"]),
+])
+def test_bad_link_values_fall_back_with_a_note(app_env, params, notes):
+    at = linked_app("frequency", **params)
+    assert at.selectbox(key="f-layer").value == 0 and at.checkbox(key="f-own-L").value is True
+    assert at.multiselect(key="f-hs").value == [0] and at.multiselect(key="f-models").value == [SGC, S4D]
+    shown = [c.value for c in at.caption if "was not used" in c.value]
+    assert len(shown) == len(notes) and all(any(n in c for c in shown) for n in notes), shown
+    assert len(at.get("plotly_chart")) == 2  # the page drew with the defaults
+
+
+def test_link_picks_the_models_shown(app_env):
+    at = linked_app("kernels", pick=S4D)
+    assert at.multiselect(key="k-models").value == [S4D] and len(at.get("plotly_chart")) == 1
+    at.multiselect(key="k-models").set_value([SGC, S4D]).run()
+    assert "pick" not in choices(ok(at))
+
+
+def test_linked_option_widgets():
+    """ui.radio / ui.switch / ui.number (for the pages' own options): first value from the URL, back into it."""
+    from streamlit.testing.v1 import AppTest
+
+    def script(root):
+        import sys
+
+        sys.path.insert(0, root)
+        from app import ui
+        from app.store import link
+
+        link.begin_run()
+        ui.radio(None, "Axes", ["linear", "log-log (|k|)"], key="ax", param="axes", horizontal=True)
+        ui.switch(None, "Log f", key="lf", param="logf")
+        ui.number(None, "h", 0, 7, 0, key="hh", param="h")
+        link.drop_unused()
+
+    at = AppTest.from_function(script, default_timeout=30, args=(REPO_ROOT,))
+    at.query_params.update({"axes": "log-log", "logf": "1", "h": "5", "stale": "x"})
+    ok(at.run())
+    assert at.radio(key="ax").value == "log-log (|k|)" and at.toggle(key="lf").value is True
+    assert at.number_input(key="hh").value == 5
+    at.radio(key="ax").set_value("linear").run()
+    at.number_input(key="hh").set_value(3).run()
+    assert {k: v for k, v in at.query_params.items()} == {"logf": "1", "h": "3", "stale": "x"}
+    bad = AppTest.from_function(script, default_timeout=30, args=(REPO_ROOT,))
+    bad.query_params.update({"axes": "polar", "logf": "maybe", "h": "8"})
+    ok(bad.run())
+    assert bad.radio(key="ax").value == "linear" and bad.toggle(key="lf").value is False
+    assert bad.number_input(key="hh").value == 0
+    assert [c.value for c in bad.caption] == [
+        "The link's axes=polar was not used (choose one of linear, log-log); showing the default.",
+        "The link's logf=maybe was not used (use 1 or 0); showing the default.",
+        "The link's h=8 was not used (not between 0 and 7); showing the default."]
+    assert dict(bad.query_params.items()) == {}
 
 
 def test_settings_box(app_env):
