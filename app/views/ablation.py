@@ -4,7 +4,6 @@ checkpoint can be loaded into the other pages."""
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import pandas as pd
@@ -12,22 +11,20 @@ import streamlit as st
 
 from analysis.ablation import PAPER_SOURCE, Store, SweepJob, SweepSpec, default_db_path, preset
 from analysis.ablation import figures as afig
-from analysis.ablation.spec import DECAY_NAME, FAMILIES, PAPER_FAMILY, SIZE_NAME
+from analysis.ablation.spec import DECAY_NAME, FAMILIES, PAPER_FAMILY, SIZE_NAME, TASK_METRIC, metric_column
 from app import state, ui
+from app.store.sweep import elapsed_text, server_sweep, session_id
 from sgconv_core.tasks import TASKS
 
 
-@st.cache_resource(show_spinner=False)
-def _jobs() -> dict:
-    """The sweep running in this server process (shared by every session): {'job': SweepJob | None}."""
-    return {"job": None}
+def _metric_cols(metric: str) -> tuple[float, str]:
+    """(factor, column suffix) for a metric in the tables: 'accuracy (%)' x100, 'nmse' as is."""
+    scale, unit = metric_column(metric)
+    return scale, f"{metric} ({unit})" if unit else metric
 
 
-def _fmt_s(s) -> str:
-    if s is None or (isinstance(s, float) and not math.isfinite(s)):
-        return "?"
-    s = int(round(s))
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+def _scaled(v, scale: float):
+    return None if v is None else v * scale
 
 
 def _parse_list(text: str, name: str, cast):
@@ -81,9 +78,9 @@ if "abl-preset" not in ss:
     ss["abl-task"], ss["abl-family"] = "digits", "sgconv"
     _apply_preset()
 
-jobs = _jobs()
-job: SweepJob | None = jobs["job"]
-running = job is not None and not job.done
+sweep = server_sweep()
+me = session_id()
+running = sweep.running
 
 # ---------------------------------------------------------------------------------------------------- the grid
 with st.container(border=True):
@@ -141,53 +138,68 @@ try:
     store = Store(ss.get("abl-db") or None)
 except (ValueError, OSError) as e:
     store = None
-    st.error(f"Database: {e}", icon=":material/error:")
+    st.error(ui.plain(f"Database: {e}"), icon=":material/error:")
 
 runs = spec.expand(check=False) if spec else []
-done_keys = store.done_keys(r.key() for r in runs) if (store and spec) else set()
 b1, b2, b3 = st.columns([1, 1, 4])
 start = b1.button("Start sweep", type="primary", key="abl-start", disabled=running or spec is None or store is None,
-                  icon=":material/play_arrow:")
+                  icon=":material/play_arrow:",
+                  help="One sweep at a time per server: while one runs (from any browser session), wait for it.")
 if spec_error:
     st.error(f"Cannot run this grid: {spec_error}", icon=":material/error:")
-elif spec:
-    todo = len(runs) - len(done_keys)
-    b3.markdown(f"{len(runs)} runs in this grid: **{len(done_keys)} already done** (stored), **{todo} to train**"
-                + (" — use the quick preset on a CPU." if on_cpu and ss["abl-preset"] != "quick" else ""))
+
+
+def grid_count() -> None:
+    """How many runs of the grid are stored / still to train (live while a sweep runs)."""
+    if not (spec and store):
+        return
+    done_n = len(store.done_keys(r.key() for r in runs))
+    st.markdown(f"{len(runs)} runs in this grid: **{done_n} already done** (stored), **{len(runs) - done_n} to "
+                "train**" + (" — use the quick preset on a CPU." if on_cpu and ss["abl-preset"] != "quick" else ""))
+
+
+with b3:
+    st.fragment(grid_count, run_every=sweep.live_every())()
 if start and spec and store and not running:
     batched = {"auto": "auto", "yes": True, "no": False}[ss.get("abl-batched", "auto")]
     try:
-        jobs["job"] = job = SweepJob(spec, db=store, batched=batched)
-        running = True
-    except ValueError as e:
-        st.error(f"Cannot run this grid: {e}", icon=":material/error:")
+        sweep.start(lambda: SweepJob(spec, db=store, batched=batched), owner=me)
+    except (ValueError, RuntimeError) as e:
+        st.error(ui.plain(f"Cannot run this grid: {e}"), icon=":material/error:")
+    else:
+        st.rerun()  # drawn again with the sweep running: Start disabled, progress and live refresh on
 
 
 # ---------------------------------------------------------------------------------------------------- live view
 def live_view() -> None:
-    j: SweepJob | None = _jobs()["job"]
-    if j is None:
+    j: SweepJob | None = sweep.job
+    snap = sweep.snapshot()
+    if j is None or snap is None:
         return
-    snap = j.snapshot()
     status = snap["status"]
     rows = snap["runs"]
     n_run = sum(r["status"] in ("done", "failed") for r in rows)
     n_todo = sum(r["status"] != "skipped" for r in rows)
     head = {"running": "Running", "cancelling": "Cancelling", "done": "Finished", "cancelled": "Cancelled",
             "failed": "Failed"}.get(status, status)
-    eta = f", ETA {_fmt_s(snap['eta_s'])}" if status == "running" and snap["eta_s"] is not None else ""
+    eta = f", ETA {elapsed_text(snap['eta_s'])}" if status == "running" and snap["eta_s"] is not None else ""
     st.progress(snap["fraction"], text=f"{head}: {n_run}/{n_todo} runs trained ({snap['n_skipped']} skipped, already "
-                                       f"stored) · {_fmt_s(snap['elapsed_s'])} elapsed{eta} · {snap['device']}")
+                                       f"stored) · {elapsed_text(snap['elapsed_s'])} elapsed{eta} · {snap['device']}")
     if status in ("running", "cancelling"):
-        if st.button("Cancel", key="abl-cancel", icon=":material/stop:", disabled=status == "cancelling",
-                     help="Stops after the current step; finished runs stay stored, the run in progress is dropped."):
-            j.cancel()
-            st.rerun(scope="fragment")
+        if sweep.is_owner(me):
+            st.button("Cancel", key="abl-cancel", icon=":material/stop:", disabled=status == "cancelling",
+                      on_click=sweep.cancel, args=(me,),  # before the rerun that the click starts
+                      help="Stops after the current step; finished runs stay stored, the run in progress is dropped.")
+        else:
+            st.caption("This sweep was started from another browser session: you can watch it here, but only "
+                       "that session can cancel it.")
     if j.error:
-        st.error(f"The sweep stopped with an error: {j.error}", icon=":material/error:")
+        st.error(ui.plain(f"The sweep stopped with an error: {j.error}"), icon=":material/error:")
+    scale, col = _metric_cols(TASK_METRIC.get(j.spec.task, "metric"))
     table = pd.DataFrame([{
         "run": r["label"], "status": r["status"], "step": f"{r['step']}/{r['steps']}",
-        "loss": r["loss"], "val": r["val_metric"], "test": r["test_metric"]} for r in rows])
+        "loss": r["loss"], f"val {col}": _scaled(r["val_metric"], scale),
+        f"test {col}": _scaled(r["test_metric"], scale)} for r in rows])
     active = [r for r in rows if r["loss_curve"]]
     left, right = st.columns(2)
     with left:
@@ -197,23 +209,27 @@ def live_view() -> None:
     ui.table(table, max_rows=14)
     if status not in ("running", "cancelling") and ss.get("abl-shown-final") != id(j):
         ss["abl-shown-final"] = id(j)
-        st.rerun()  # refresh the results below with the runs just stored
+        st.rerun()  # the whole page once: the Start button, counts and results without live refresh
 
 
-if job is not None:
+if sweep.job is not None:
     st.subheader("Progress", anchor=False)
-    st.fragment(live_view, run_every=1.0 if running else None)()
+    st.fragment(live_view, run_every=sweep.live_every())()
 
 # ---------------------------------------------------------------------------------------------------- results
 st.subheader("Results", anchor=False)
 if spec is None or store is None:
     st.info("Fix the grid above to see its stored results.", icon=":material/info:")
     st.stop()
-rows = store.runs([r.key() for r in runs])
-if not rows:
-    st.info("No run of this grid is stored yet. Start the sweep; finished runs appear here (also after a page "
-            "refresh, and in other sessions).", icon=":material/info:")
-else:
+
+
+def results() -> None:
+    """The grid's stored runs: the two ablation plots and the table (live while a sweep runs)."""
+    rows = store.runs([r.key() for r in runs])
+    if not rows:
+        st.info("No run of this grid is stored yet. Start the sweep; finished runs appear here (also after a page "
+                "refresh, and in other sessions).", icon=":material/info:")
+        return
     metric = rows[0]["metric"]
     show_paper = st.toggle("Show the paper's curves", value=True, key="abl-paper",
                            help=f"{PAPER_SOURCE}. Drawn for SGConv only; a different task and scale from ours.")
@@ -227,18 +243,23 @@ else:
     if family == PAPER_FAMILY and show_paper:
         st.caption(f"Dashed grey: the paper's numbers ({PAPER_SOURCE}), accuracy % — their task and model, not "
                    "ours; compare the shape (no decay costs accuracy, t >= 0.75 is near the best; d barely matters).")
+    scale, col = _metric_cols(metric)
     table = pd.DataFrame([{
         "decay": r["decay"], "mode": r["decay_mode"], sn: r["size"], "seed": r["seed"],
-        f"test {metric}": r["test_metric"], f"val {metric}": r["val_metric"], "kernel params": r["kernel_params"],
-        "steps": r["steps_done"], "device": r["device"], "time (s)": round(r["wall_time_s"] or 0, 1),
-        "checkpoint": r["checkpoint"], "key": r["key"]} for r in rows])
+        f"test {col}": _scaled(r["test_metric"], scale), f"val {col}": _scaled(r["val_metric"], scale),
+        "kernel params": r["kernel_params"], "steps": r["steps_done"], "device": r["device"],
+        "time (s)": round(r["wall_time_s"] or 0, 1), "checkpoint": r["checkpoint"], "key": r["key"]} for r in rows])
     table = table.sort_values(["mode", "decay", sn, "seed"])
     st.caption(f"Stored runs of this grid ({len(rows)}/{len(runs)}) in `{store.path}`")
     ui.table(table, max_rows=14)
     ui.csv_download("Download results (CSV)", table, "ablation.csv", key="abl-csv")
 
-    # load checkpoints into the app
-    have = [r for r in rows if r.get("checkpoint") and os.path.isfile(r["checkpoint"])]
+
+st.fragment(results, run_every=sweep.live_every())()
+
+# load checkpoints into the app (the whole page reruns: the sidebar then lists them)
+have = [r for r in store.runs([r.key() for r in runs]) if r.get("checkpoint") and os.path.isfile(r["checkpoint"])]
+if have:
     labels = {r["key"]: f"{family} {dn}={r['decay']:g} ({r['decay_mode']}) {sn}={r['size']} seed={r['seed']}"
               for r in have}
     g1, g2 = st.columns([4, 1])
@@ -249,10 +270,10 @@ else:
         for k in pick:
             res = state.load_path(by_key[k]["checkpoint"], source="ablation", display_name=labels[k].replace(" ", "_"))
             if not res.ok:
-                st.error(res.error, icon=":material/error:")
+                st.error(ui.plain(res.error), icon=":material/error:")
                 continue
             name, added = state.add_model(res.entry)
-            st.success(f"Loaded **{name}**" + ("" if added else " (already loaded)") + ".",
+            st.success(f"Loaded **{ui.plain(name)}**" + ("" if added else " (already loaded)") + ".",
                        icon=":material/check_circle:")
         st.page_link("views/kernels.py", label="Go to the Kernels page", icon=":material/show_chart:")
 
