@@ -17,6 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .decimate import DEFAULT_BUCKETS, extreme_indices, reduce_columns
+
 if TYPE_CHECKING:
     from analysis.attribution import Attribution
 
@@ -24,23 +26,108 @@ __all__ = [
     "kernel_figure", "heatmap_figure", "decay_figure", "frequency_figure", "phase_figure", "energy_figure",
     "pole_figure", "scaling_figure",
     "attribution_figure", "fit_curve_figure", "similarity_figure", "decimate", "pool_columns",
+    "PALETTE", "model_colors", "shades", "channel_label", "place_legend", "anchor_reference", "MAGNITUDE_TICKS",
 ]
 
-#: Most points per line trace (longer series are min/max decimated so peaks survive).
-MAX_POINTS = 8000
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf"]
+#: Most points per line trace: `analysis.decimate` keeps each bucket's min and max (about 2 buckets per pixel of a
+#: full-width plot), so peaks survive.
+MAX_POINTS = 2 * DEFAULT_BUCKETS + 2
+#: The one palette: a page colours model i of its chosen models with PALETTE[i] in every chart (`model_colors`).
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+_PALETTE = PALETTE
+#: Tick labels of magnitudes: 1e-06, never SI prefixes (1µ, 1n, 1p, 1f read as units or typos).
+MAGNITUDE_TICKS = {"exponentformat": "e", "showexponent": "all"}
+#: Pixels one vertical legend row takes (font 11) and the space under the plot for tick labels + axis title.
+LEGEND_ROW_PX, AXIS_BAND_PX = 18, 58
 
 
 def _color(i: int) -> str:
-    return _PALETTE[i % len(_PALETTE)]
+    return PALETTE[i % len(PALETTE)]
+
+
+def model_colors(names) -> dict[str, str]:
+    """{model name: colour}: the one colour of each of a page's models, in the order the page lists them."""
+    return {str(n): _color(i) for i, n in enumerate(names)}
+
+
+def _mix(color: str, t: float) -> str:
+    """'#rrggbb' mixed towards white (t > 0) or black (t < 0) by |t|."""
+    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    rgb = rgb + (255.0 - rgb) * t if t > 0 else rgb * (1.0 + t)
+    return "#" + "".join(f"{int(round(v)):02x}" for v in np.clip(rgb, 0, 255))
+
+
+def shades(color: str | None, n: int) -> list[str]:
+    """n distinct colours for the channels of one model: its colour first, then lighter and darker shades of
+    it; without a model colour (one model on the page), the palette."""
+    if color is None:
+        return [_color(i) for i in range(n)]
+    steps = [0.0, 0.45, -0.4, 0.7, -0.6, 0.25, -0.2, 0.82]
+    return [_mix(color, steps[i % len(steps)]) for i in range(n)]
+
+
+def channel_label(c: int, h: int, C_k: int, bidirectional: bool = False) -> str:
+    """A kernel channel's name: 'h=3' (one channel), 'forward h=3' / 'backward h=3' (bidirectional: the first
+    half of the C_k channels run forward, the second half backward), 'c=1, h=3' otherwise."""
+    if bidirectional and C_k >= 2:
+        C = C_k // 2
+        way = "forward" if c < C else "backward"
+        return f"{way} h={h}" if C == 1 else f"{way} c={c % C}, h={h}"
+    return f"h={h}" if C_k == 1 else f"c={c}, h={h}"
+
+
+def _legend_items(fig: go.Figure) -> int:
+    return sum(1 for t in fig.data if t.showlegend is not False and t.name)
+
+
+def place_legend(fig: go.Figure, where: str = "auto") -> go.Figure:
+    """Put the legend where it cannot cover the plot, an axis title or the chart title.
+
+    'right': plotly's vertical legend right of the plot (the right margin grows to fit it). 'below': a vertical
+    list at the bottom of the figure (yref 'container'), with the bottom margin grown by its rows so that the
+    x tick labels and axis title (AXIS_BAND_PX) sit between the plot and the legend. 'auto': below for up to 6
+    entries (narrow side-by-side panels), else right."""
+    n = _legend_items(fig)
+    if where == "auto":
+        where = "below" if n <= 6 else "right"
+    if where == "below":
+        fig.update_layout(legend={"orientation": "v", "yref": "container", "y": 0.0, "yanchor": "bottom",
+                                  "xref": "container", "x": 0.0, "xanchor": "left", "font": {"size": 11},
+                                  "tracegroupgap": 0, "bgcolor": "rgba(255,255,255,0)"},
+                          margin={"b": AXIS_BAND_PX + LEGEND_ROW_PX * n + 8})
+        height = fig.layout.height
+        if height is not None:  # keep the plot area: the legend adds to the figure's height
+            fig.update_layout(height=int(height) + LEGEND_ROW_PX * n)
+    elif where == "right":
+        fig.update_layout(legend={"orientation": "v", "yref": "paper", "y": 1.0, "yanchor": "top",
+                                  "xref": "paper", "x": 1.02, "xanchor": "left", "font": {"size": 11}})
+    else:
+        raise ValueError(f"where must be 'auto', 'below' or 'right', got {where!r}")
+    return fig
+
+
+def anchor_reference(centers, curve, k) -> tuple[np.ndarray, np.ndarray]:
+    """A reference envelope (centers (n,), curve (n,)) flat over its first scale (lags up to d) and falling
+    after, rescaled so that its flat level is the kernel k's RMS over those lags: the curve starts on the
+    kernel (a fit through every lag bin sits far below a fast-decaying kernel's start). Returns (centers, curve)."""
+    c = np.asarray(centers, dtype=np.float64)
+    v = np.asarray(curve, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    if not (v.size and np.isfinite(v[0]) and v[0] > 0):
+        return c, v
+    flat = np.isfinite(v) & (v >= v[0] * (1 - 1e-9))
+    n0 = min(k.size, int(c[flat].max()) + 1)
+    rms = float(np.sqrt(np.mean(k[:n0] ** 2))) if n0 > 0 else 0.0
+    return c, v * (rms / v[0]) if rms > 0 else v
 
 
 def _style(fig: go.Figure, **layout) -> go.Figure:
-    """White background and light grid (cheaper than applying a named template to every figure)."""
+    """White background, light grid, 1e-06 style tick labels (cheaper than a named template per figure)."""
     fig.update_layout(plot_bgcolor="white", paper_bgcolor="white", **layout)
     fig.update_xaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True)
-    fig.update_yaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True)
+    fig.update_yaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True,
+                     **MAGNITUDE_TICKS)
     return fig
 
 
@@ -58,46 +145,19 @@ def _finite(y) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- display helpers
 def decimate(y, max_points: int = MAX_POINTS, log: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of a long 1-D series reduced to about ``max_points`` points, keeping each block's
-    minimum and maximum (in index order) so spikes stay visible. ``log``: geometric blocks (for log-x plots).
-    Returns (index (n,) int, values (n,))."""
+    """(index (n,), values (n,)) of a 1-D series y over x = 0..len-1 (x = 1..len with ``log``), reduced to at most
+    ``max_points`` points by `analysis.decimate.extreme_indices` (per-bucket min and max in index order)."""
     y = np.asarray(y, dtype=np.float64)
-    n = y.size
-    if n <= max_points:
-        return np.arange(n), y
-    n_blocks = max(1, max_points // 2)
-    if log:
-        starts = np.unique(np.concatenate([[0], np.geomspace(1, n, n_blocks).astype(np.int64) - 1]))
-        starts = starts[starts < n]
-    else:
-        starts = np.unique(np.linspace(0, n, n_blocks, endpoint=False).astype(np.int64))
-    block = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
-    nan = ~np.isfinite(y)
-    lo = np.where(nan, np.inf, y)
-    hi = np.where(nan, -np.inf, y)
-    first = np.r_[True, block[1:] != block[:-1]]  # first element of each block after a stable sort by block
-    i_min = np.lexsort((lo, block))[first]  # per block: smallest value first (ties: sort is stable by index)
-    i_max = np.lexsort((-hi, block))[first]
-    idx = np.unique(np.concatenate([i_min, i_max]))
+    n_buckets = max(1, (max_points - 2) // 2)
+    idx = extreme_indices(y, n_buckets, np.arange(1, y.size + 1, dtype=np.float64) if log else None, log)
     return idx, y[idx]
 
 
-def pool_columns(K2d, max_cols: int = 1024) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pool a (rows, L) array to at most ``max_cols`` columns, keeping the signed value of largest |.| in each
-    block of taps. Returns (pooled (rows, n), first lag of each column (n,), block size in taps)."""
-    K = np.asarray(K2d, dtype=np.float64)
-    if K.ndim != 2:
-        raise ValueError(f"expected a 2-D (rows, lags) array, got shape {K.shape}")
-    L = K.shape[1]
-    b = max(1, math.ceil(L / max_cols))
-    if b == 1:
-        return K, np.arange(L), 1
-    n = math.ceil(L / b)
-    pad = n * b - L
-    Kp = np.pad(K, ((0, 0), (0, pad))).reshape(K.shape[0], n, b)
-    j = np.abs(Kp).argmax(-1)
-    pooled = np.take_along_axis(Kp, j[..., None], -1)[..., 0]
-    return pooled, np.arange(n) * b, b
+def pool_columns(K2d, max_cols: int = 1024, log: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """A (rows, L) array reduced to at most ``max_cols`` lag columns (`analysis.decimate.reduce_columns`: the
+    signed value of largest |.| per column). Returns (pooled (rows, n), lag edges (n + 1,), widest column in taps)."""
+    pooled, edges = reduce_columns(K2d, max_cols, log)
+    return pooled, edges, int(np.diff(edges).max())
 
 
 def _channel_list(channels, C: int, H: int) -> list[tuple[int, int]]:
@@ -117,14 +177,16 @@ def _channel_list(channels, C: int, H: int) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------------------------- kernels
 def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_y: bool = False,
                   overlay_envelope=None, ideal=None, title: str | None = None,
-                  max_points: int = MAX_POINTS) -> go.Figure:
-    """Kernel taps of one layer for a few channels.
+                  max_points: int = MAX_POINTS, color: str | None = None, bidirectional: bool = False) -> go.Figure:
+    """Kernel taps of one layer for a few channels (long kernels min/max-decimated to ``max_points``).
 
     kernels: {layer name: (C, H, L) array} (as `analysis.extract.extract_kernels` returns); layer: a name or
     an index into the dict; channels: feature indices h (forward channel c = 0) or (c, h) pairs (default
     the first 4 features); log_x: x = lag + 1 on a log axis; log_y: plot |k| on a log axis;
     overlay_envelope: True (draw `analysis.decay.envelope` peak-hold of each plotted channel),
-    (centers, values), or {label: (centers, values)}; ideal: (L,) known ideal kernel (dashed).
+    (centers, values), or {label: (centers, values)} (drawn in the colour of the channel whose label it ends
+    with); ideal: (L,) known ideal kernel (dashed); color: the model's colour (channels in its shades, see
+    `shades`; None: palette colours); bidirectional: name channels forward / backward (`channel_label`).
     """
     names = list(kernels)
     name = names[layer] if isinstance(layer, (int, np.integer)) else layer
@@ -135,30 +197,29 @@ def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_
         K = K[None]
     C, H, L = K.shape
     chans = _channel_list(channels, C, H)
+    cols = shades(color, len(chans))
+    labels = [channel_label(c, h, C, bidirectional) for c, h in chans]
     fig = go.Figure()
-    lag = np.arange(L)
-    xs = lag + 1 if log_x else lag
+    xs = np.arange(1, L + 1) if log_x else np.arange(L)
     for i, (c, h) in enumerate(chans):
         y = np.abs(K[c, h]) if log_y else K[c, h]
-        idx, v = decimate(y, max_points, log=log_x)
-        label = f"h={h}" if C == 1 else f"c={c}, h={h}"
-        fig.add_trace(go.Scatter(x=xs[idx].astype(np.int32), y=_f32(v), mode="lines", name=label,
-                                 line={"width": 1, "color": _color(i)}))
+        idx = extreme_indices(y, max(1, (max_points - 2) // 2), xs if log_x else None, log_x)
+        fig.add_trace(go.Scatter(x=xs[idx].astype(np.int32), y=_f32(y[idx]), mode="lines", name=labels[i],
+                                 line={"width": 1, "color": cols[i]}))
     env = overlay_envelope
     if env is True:
         from .decay import MIN_FIT_LENGTH, envelope
 
-        if L >= MIN_FIT_LENGTH:
-            env = {f"envelope h={h}" if C == 1 else f"envelope c={c}, h={h}": envelope(K[c, h], 64, "max")
-                   for c, h in chans}
-        else:
-            env = None
+        env = ({f"envelope {lab}": envelope(K[c, h], 64, "max") for lab, (c, h) in zip(labels, chans)}
+               if L >= MIN_FIT_LENGTH else None)
     if env is not None and not isinstance(env, dict):
         env = {"envelope": env}
     for i, (label, (centers, values)) in enumerate((env or {}).items()):
         centers = np.asarray(centers, dtype=np.float64)
+        owner = [j for j, lab in enumerate(labels) if label.endswith(" " + lab)]
         fig.add_trace(go.Scatter(x=centers + 1 if log_x else centers, y=_finite(values), mode="lines+markers",
-                                 name=label, line={"dash": "dot", "width": 1.5, "color": _color(i)},
+                                 name=label, line={"dash": "dot", "width": 1.5,
+                                                   "color": cols[owner[0]] if owner else _color(i)},
                                  marker={"size": 3}))
     if ideal is not None:
         k_ideal = np.asarray(ideal, dtype=np.float64)
@@ -171,8 +232,8 @@ def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_
         fig.add_trace(go.Scatter(x=(xi + 1 if log_x else xi)[idx], y=v, mode="lines", name="ideal",
                                  line={"dash": "dash", "color": "black", "width": 1.5}))
     _style(fig, title=title or f"{name}: kernel ({len(chans)} channel(s), L={L:,})",
-                      xaxis_title="lag + 1 (taps)" if log_x else "lag (taps)",
-                      yaxis_title="|k|" if log_y else "k", legend={"itemsizing": "constant"})
+           xaxis_title="lag + 1 (taps)" if log_x else "lag (taps)",
+           yaxis_title="|k|" if log_y else "k", legend={"itemsizing": "constant"})
     if log_x:
         fig.update_xaxes(type="log")
     if log_y:
@@ -180,20 +241,27 @@ def kernel_figure(kernels: dict, layer, channels=None, log_x: bool = False, log_
     return fig
 
 
-def heatmap_figure(K2d, title: str = "", max_cols: int = 1024, y_labels=None, colorscale: str = "RdBu_r",
-                   symmetric: bool = True) -> go.Figure:
-    """Channel x lag heatmap of a (rows, L) kernel array; long kernels are pooled to ``max_cols`` columns
-    (each cell shows the signed tap of largest magnitude in its block). Colours symmetric about 0."""
-    pooled, lags, b = pool_columns(K2d, max_cols)
+def heatmap_figure(K2d, title: str = "", max_cols: int = DEFAULT_BUCKETS // 2, y_labels=None,
+                   colorscale: str = "RdBu_r", symmetric: bool = True, log_x: bool = False) -> go.Figure:
+    """Channel x lag heatmap of a (rows, L) kernel array. Long kernels are reduced to ``max_cols`` lag columns
+    (each cell shows the signed tap of largest magnitude in its column, `analysis.decimate.reduce_columns`);
+    log_x: columns equal in log(lag + 1) on a log axis of lag + 1, so the first taps get their own columns.
+    Colours symmetric about 0. The x values are the columns' lag edges (n + 1,)."""
+    pooled, edges, b = pool_columns(K2d, max_cols, log_x)
     rows = pooled.shape[0]
     y = list(y_labels) if y_labels is not None else list(range(rows))
     zmax = float(np.nanmax(np.abs(pooled))) if pooled.size else 1.0
     kw = {"zmid": 0.0, "zmin": -zmax, "zmax": zmax} if symmetric and zmax > 0 else {}
-    fig = go.Figure(go.Heatmap(z=_f32(pooled), x=lags.astype(np.int32), y=y, colorscale=colorscale, colorbar={"title": "k"}, **kw,
-                               hovertemplate="lag %{x}<br>channel %{y}<br>k %{z:.3g}<extra></extra>"))
-    note = f" (max-|k| over blocks of {b} taps)" if b > 1 else ""
-    _style(fig, title=(title or "kernel heatmap") + note, xaxis_title="lag (taps)",
-                      yaxis_title="channel")
+    x = (edges + 1) if log_x else edges
+    xname = "lag + 1" if log_x else "lag"
+    fig = go.Figure(go.Heatmap(z=_f32(pooled), x=x.astype(np.int32), y=y, colorscale=colorscale,
+                               colorbar={"title": {"text": "k"}, **MAGNITUDE_TICKS}, **kw,
+                               hovertemplate=f"{xname} %{{x}}<br>channel %{{y}}<br>k %{{z:.3g}}<extra></extra>"))
+    note = f"; max |k| per column of up to {b:,} taps" if b > 1 else ""
+    _style(fig, title=title or "kernel heatmap",
+           xaxis_title=("lag + 1 (taps, log" if log_x else "lag (taps") + note + ")", yaxis_title="channel")
+    if log_x:
+        fig.update_xaxes(type="log")
     return fig
 
 
@@ -202,7 +270,7 @@ def decay_figure(series, title: str = "decay envelope", L: int | None = None) ->
     """Decay envelopes on log-log axes with their fitted power-law and exponential lines.
 
     series: a list (or one) of dicts: label, centers (lags), values (envelope, e.g. RMS per log bin from
-    `analysis.decay.envelope(k, stat="rms")`), optional power = dict(t, log_amplitude) (|k| = A pos^-t,
+    `analysis.decay.envelope(k, stat="rms")`), optional color (its model's, `model_colors`), optional power = dict(t, log_amplitude) (|k| = A pos^-t,
     `power_law_fit`), optional exp = dict(r, log_amplitude) (|k| = A exp(-r pos), `exp_fit`).
     x = pos = lag + 1. L: extent of the fitted lines (default the largest center + 1).
     """
@@ -212,7 +280,7 @@ def decay_figure(series, title: str = "decay envelope", L: int | None = None) ->
     xmax = L if L is not None else max((float(np.max(s["centers"])) + 1 for s in series), default=10.0)
     pos = np.geomspace(1.0, max(2.0, xmax), 200)
     for i, s in enumerate(series):
-        col = _color(i)
+        col = s.get("color") or _color(i)
         label = s.get("label", f"series {i}")
         y = _finite(s["values"])
         y[y <= 0] = np.nan
@@ -238,62 +306,73 @@ def decay_figure(series, title: str = "decay envelope", L: int | None = None) ->
 
 # ----------------------------------------------------------------------------------------------- frequency
 def frequency_figure(series, title: str = "frequency response", log_x: bool = False,
-                     max_points: int = 4000) -> go.Figure:
-    """Magnitude responses in dB.
+                     max_points: int = MAX_POINTS) -> go.Figure:
+    """Magnitude responses in dB (long responses min/max-decimated per bucket of frequency, or of log frequency).
 
     series: a list (or one) of dicts: label, freq (cycles/sample), mag_db (from
-    `analysis.frequency.frequency_response`), optional analytic_freq / analytic_mag_db (the exact SSM
-    transfer function of the length-L kernel, drawn dashed over the FFT curve) and analytic_inf_mag_db (that of
-    the infinitely long kernel, dotted).
+    `analysis.frequency.frequency_response`), optional color (its model's, `model_colors`), optional
+    analytic_freq / analytic_mag_db (the exact SSM transfer function of the length-L kernel, drawn dashed over
+    the FFT curve) and analytic_inf_mag_db (that of the infinitely long kernel, dotted).
     """
     if isinstance(series, dict):
         series = [series]
     fig = go.Figure()
-    for i, s in enumerate(series):
-        col = _color(i)
-        label = s.get("label", f"series {i}")
-        f = np.asarray(s["freq"], dtype=np.float64)
-        m = _finite(s["mag_db"])
+    n_buckets = max(1, (max_points - 2) // 2)
+
+    def line(f, m):
+        f = np.asarray(f, dtype=np.float64)
+        m = _finite(m)
         if log_x:
             keep = f > 0
             f, m = f[keep], m[keep]
-        idx, v = decimate(m, max_points, log=log_x)
-        fig.add_trace(go.Scatter(x=_f32(f[idx]), y=_f32(v), mode="lines", name=f"{label} (FFT)" if "analytic_mag_db" in s
+        idx = extreme_indices(m, n_buckets, f, log_x) if f.size else np.arange(0)
+        return _f32(f[idx]), _f32(m[idx])
+
+    for i, s in enumerate(series):
+        col = s.get("color") or _color(i)
+        label = s.get("label", f"series {i}")
+        x, y = line(s["freq"], s["mag_db"])
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{label} (FFT)" if "analytic_mag_db" in s
                                  else label, line={"color": col, "width": 1.2}))
+        fa = s.get("analytic_freq", s["freq"])
         if s.get("analytic_mag_db") is not None:
-            fa = np.asarray(s.get("analytic_freq", s["freq"]), dtype=np.float64)
-            ma = _finite(s["analytic_mag_db"])
-            if log_x:
-                keep = fa > 0
-                fa, ma = fa[keep], ma[keep]
-            idx, v = decimate(ma, max_points, log=log_x)
-            fig.add_trace(go.Scatter(x=_f32(fa[idx]), y=_f32(v), mode="lines", name=f"{label} (analytic, length L)",
+            x, y = line(fa, s["analytic_mag_db"])
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{label} (analytic, length L)",
                                      line={"color": col, "dash": "dash", "width": 2}, opacity=0.7))
         if s.get("analytic_inf_mag_db") is not None:
-            fa = np.asarray(s.get("analytic_freq", s["freq"]), dtype=np.float64)
-            idx, v = decimate(_finite(s["analytic_inf_mag_db"]), max_points)
-            fig.add_trace(go.Scatter(x=_f32(fa[idx]), y=_f32(v), mode="lines", name=f"{label} (analytic, L → ∞)",
+            x, y = line(fa, s["analytic_inf_mag_db"])
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{label} (analytic, L → ∞)",
                                      line={"color": col, "dash": "dot", "width": 1.5}, opacity=0.7))
-    _style(fig, title=title, xaxis_title="frequency (cycles/sample)",
-                      yaxis_title="gain (dB)")
+    _style(fig, title=title, xaxis_title="frequency (cycles/sample)", yaxis_title="gain (dB)")
+    fig.update_xaxes(**MAGNITUDE_TICKS)
     if log_x:
         fig.update_xaxes(type="log")
     return fig
 
 
-def phase_figure(series, title: str = "phase response", max_points: int = 4000) -> go.Figure:
-    """Unwrapped phase (rad) against frequency (cycles/sample).
+def phase_figure(series, title: str = "phase response", max_points: int = MAX_POINTS,
+                 log_x: bool = False) -> go.Figure:
+    """Unwrapped phase (rad) against frequency (cycles/sample), min/max-decimated like `frequency_figure`.
 
-    series: a list (or one) of dicts: label, freq, phase (as `analysis.frequency.frequency_response` returns)."""
+    series: a list (or one) of dicts: label, freq, phase (as `analysis.frequency.frequency_response` returns),
+    optional color."""
     if isinstance(series, dict):
         series = [series]
     fig = go.Figure()
     for i, s in enumerate(series):
-        idx, v = decimate(_finite(s["phase"]), max_points)
         f = np.asarray(s["freq"], dtype=np.float64)
-        fig.add_trace(go.Scatter(x=_f32(f[idx]), y=_f32(v), mode="lines", name=s.get("label", f"series {i}"),
-                                 line={"color": _color(i), "width": 1.2}))
-    return _style(fig, title=title, xaxis_title="frequency (cycles/sample)", yaxis_title="phase (rad, unwrapped)")
+        ph = _finite(s["phase"])
+        if log_x:
+            keep = f > 0
+            f, ph = f[keep], ph[keep]
+        idx = extreme_indices(ph, max(1, (max_points - 2) // 2), f, log_x) if f.size else np.arange(0)
+        fig.add_trace(go.Scatter(x=_f32(f[idx]), y=_f32(ph[idx]), mode="lines", name=s.get("label", f"series {i}"),
+                                 line={"color": s.get("color") or _color(i), "width": 1.2}))
+    _style(fig, title=title, xaxis_title="frequency (cycles/sample)", yaxis_title="phase (rad, unwrapped)")
+    fig.update_xaxes(**MAGNITUDE_TICKS)
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
 
 
 def energy_figure(series, title: str = "cumulative energy", max_points: int = MAX_POINTS) -> go.Figure:
@@ -306,12 +385,13 @@ def energy_figure(series, title: str = "cumulative energy", max_points: int = MA
     fig = go.Figure()
     for i, s in enumerate(series):
         idx, v = decimate(s["curve"], max_points, log=True)
+        col = s.get("color") or _color(i)
         fig.add_trace(go.Scatter(x=_f32(idx + 1), y=_f32(v), mode="lines", name=s.get("label", f"series {i}"),
-                                 line={"color": _color(i), "width": 1.2}))
+                                 line={"color": col, "width": 1.2}))
         rng = {int(p): n for p, n in (s.get("ranges") or {}).items() if n is not None and np.isfinite(n)}
         if rng:  # lags 0..n-1 hold the fraction: the curve reaches it at lag n-1, i.e. x = n
             fig.add_trace(go.Scatter(x=[float(n) for n in rng.values()], y=[p / 100 for p in rng], mode="markers",
-                                     marker={"color": _color(i), "size": 7, "symbol": "diamond"}, showlegend=False,
+                                     marker={"color": col, "size": 7, "symbol": "diamond"}, showlegend=False,
                                      text=[f"{p} %: {int(n):,} taps" for p, n in rng.items()], hoverinfo="text"))
     for p in (0.5, 0.9, 0.99):
         fig.add_hline(y=p, line={"color": "#aaa", "dash": "dot", "width": 1})
@@ -320,10 +400,11 @@ def energy_figure(series, title: str = "cumulative energy", max_points: int = MA
     return fig
 
 
-def pole_figure(poles, title: str = "poles", max_points: int = 20000) -> go.Figure:
+def pole_figure(poles, title: str = "poles", max_points: int = 20000, colors: dict | None = None) -> go.Figure:
     """Discrete-time SSM poles in the complex plane with the unit circle (|lambda| < 1: stable, decaying).
 
-    poles: a complex array (any shape; e.g. (H, M) from `analysis.extract.ssm_modes`) or {label: array}.
+    poles: a complex array (any shape; e.g. (H, M) from `analysis.extract.ssm_modes`) or {label: array};
+    colors: {label: colour} (a page's `model_colors`; default the palette in order).
     Hover shows |lambda| and the mode's half-life ln2 / -ln|lambda| in taps.
     """
     groups = poles if isinstance(poles, dict) else {"poles": poles}
@@ -340,7 +421,8 @@ def pole_figure(poles, title: str = "poles", max_points: int = 20000) -> go.Figu
             rate = -np.log(mag)
         half = np.where(rate > 0, math.log(2) / np.where(rate > 0, rate, 1.0), np.inf)
         fig.add_trace(go.Scatter(x=lam.real, y=lam.imag, mode="markers", name=label,
-                                 marker={"size": 5, "color": _color(i), "opacity": 0.7},
+                                 marker={"size": 5, "color": (colors or {}).get(label) or _color(i),
+                                         "opacity": 0.7},
                                  customdata=_f32(np.stack([mag, _finite(half)], -1)),
                                  hovertemplate="λ = %{x:.5f} %{y:+.5f}i<br>|λ| = %{customdata[0]:.6f}"
                                                "<br>half-life %{customdata[1]:.4g} taps<extra></extra>"))
@@ -396,7 +478,7 @@ def attribution_figure(result: Attribution, x=None, title: str | None = None,
     x: optional input (L,) (or (L, d), summed) drawn faintly on a second axis for reference."""
     a = np.asarray(result.attr, dtype=np.float64)
     pos = int(result.position)
-    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.16,
                         subplot_titles=("attribution per input position", "mean |attribution| vs distance"),
                         specs=[[{"secondary_y": True}], [{}]])
     idx, v = decimate(a, max_points)
@@ -418,9 +500,13 @@ def attribution_figure(result: Attribution, x=None, title: str | None = None,
     fig.update_xaxes(title_text="input position", row=1, col=1)
     fig.update_xaxes(title_text="distance from output position + 1 (taps)", type="log", row=2, col=1)
     fig.update_yaxes(title_text="attribution", row=1, col=1, secondary_y=False)
+    if x is not None:
+        fig.update_yaxes(title_text="input", row=1, col=1, secondary_y=True, showgrid=False)
     fig.update_yaxes(title_text="mean |attribution|", type="log", row=2, col=1)
-    _style(fig, title=title or f"{result.method}: {result.note}  (delta {result.delta:.2g})", height=650)
-    return fig
+    _style(fig, title={"text": title or f"{result.method} attribution",
+                       "subtitle": {"text": f"{result.note} (convergence delta {result.delta:.2g})"}},
+           height=650, margin={"t": 90})
+    return place_legend(fig, "below")
 
 
 # ----------------------------------------------------------------------------------------------- comparison

@@ -10,12 +10,14 @@ from .records import Comparison, LayerFigures, Report
 __all__ = ["report_figures", "compare_figures"]
 
 
-def _label(c: int, h: int, C_k: int) -> str:
-    return f"h={h}" if C_k == 1 else f"c={c}, h={h}"
+def _label(c: int, h: int, C_k: int, bidirectional: bool = False) -> str:
+    from .figures import channel_label
+
+    return channel_label(c, h, C_k, bidirectional)
 
 
-def _decay_series(a: LayerFigures, C_k: int) -> list[dict]:
-    series = [{"label": _label(c, h, C_k), "centers": env[0], "values": env[1], **fit}
+def _decay_series(a: LayerFigures, C_k: int, bidirectional: bool = False) -> list[dict]:
+    series = [{"label": _label(c, h, C_k, bidirectional), "centers": env[0], "values": env[1], **fit}
               for (c, h), env, fit in zip(a.shown, a.envelopes, a.fits, strict=True) if env is not None]
     return series + [a.profile.series("layer RMS profile")]
 
@@ -31,17 +33,20 @@ def _frequency_series(a: LayerFigures, labels: list[str]) -> list[dict]:
     return out
 
 
-def _layer_figures(name: str, a: LayerFigures, kernels: dict, L: int, max_heatmap_rows: int) -> list:
+def _layer_figures(name: str, a: LayerFigures, kernels: dict, L: int, max_heatmap_rows: int,
+                   bidirectional: bool = False) -> list:
     from . import figures as FG
 
     K = kernels[name]
     C_k, H, _ = K.shape
     rows = K[0] if H <= max_heatmap_rows else K[0, np.linspace(0, H - 1, max_heatmap_rows).astype(int)]
-    labels = [_label(c, h, C_k) for c, h in a.shown]
-    figs = [(f"{name}: kernels", FG.kernel_figure(kernels, name, a.shown, title=f"{name}: kernel taps, L={L:,}")),
-            (f"{name}: channel x lag", FG.heatmap_figure(rows, f"{name}: forward channel 0, feature x lag")),
-            (f"{name}: decay", FG.decay_figure(_decay_series(a, C_k), f"{name}: RMS envelope with power-law and "
-                                                                      f"exponential fits", L=L))]
+    labels = [_label(c, h, C_k, bidirectional) for c, h in a.shown]
+    first = "forward channel" if bidirectional else "channel c=0"
+    figs = [(f"{name}: kernels", FG.kernel_figure(kernels, name, a.shown, title=f"{name}: kernel taps, L={L:,}",
+                                                  bidirectional=bidirectional)),
+            (f"{name}: channel x lag", FG.heatmap_figure(rows, f"{name}: {first}, feature x lag")),
+            (f"{name}: decay", FG.decay_figure(_decay_series(a, C_k, bidirectional),
+                                               f"{name}: RMS envelope with power-law and exponential fits", L=L))]
     eser = [{"label": lab, **e} for lab, e in zip(labels, a.energy, strict=True) if e is not None]
     if eser:
         figs.append((f"{name}: energy", FG.energy_figure(eser, f"{name}: cumulative energy vs lag "
@@ -62,8 +67,9 @@ def report_figures(result: Report, max_heatmap_rows: int = 256) -> list[tuple[st
     from . import figures as FG
 
     figs = []
+    bidi = {str(k.get("name")): bool(k.get("bidirectional")) for k in result.kernels or []}
     for name, a in result.figures.items():
-        figs += _layer_figures(name, a, result.kernel_arrays, result.L, max_heatmap_rows)
+        figs += _layer_figures(name, a, result.kernel_arrays, result.L, max_heatmap_rows, bidi.get(name, False))
     figs.append(("parameter scaling", FG.scaling_figure(result.params.scaling, mark_L=result.params.mark_L)))
     return figs
 

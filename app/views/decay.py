@@ -16,6 +16,7 @@ st.caption("How fast the kernels fall off with lag: |k| ≈ A·pos^(-t) (power l
 loaded = ui.require_models("decay")
 names = ui.pick_models(loaded, key="d-models")
 cks = {n: state.checkpoint(loaded[n]) for n in names}
+colors = fig_.model_colors(names)  # one colour per model in the envelope and pole charts
 
 layer, hs, lengths = ui.layer_features_length(
     cks, "d", features_help="Each chosen feature of each model gets its envelope and both fitted lines.")
@@ -31,25 +32,27 @@ for n, ck in cks.items():
         skipped.append(f"{n}: L={L} is too short to fit (at least {MIN_FIT_LENGTH} taps).")
         continue
     K = list(state.kernels(loaded[n], L).values())[layer]
-    for h in hs:
-        for c in range(K.shape[0]):
-            fit = envelope_fit(K[c, h])
-            if fit is None:
-                skipped.append(f"{n} h={h}: all-zero kernel (a dead channel).")
-                continue
-            label = f"{n} h={h}" if K.shape[0] == 1 else f"{n} c={c} h={h}"
-            series.append(fit.series(label))
-            fits.append({"kernel": label, "t (power law)": fit.power["t"], "R² (power)": fit.power["r2"],
-                         "r (exp, 1/tap)": fit.exp["r"], "R² (exp)": fit.exp["r2"]})
+    bi = getattr(ck.kernels[layer], "bidirectional", False)
+    chans = [(c, h) for h in hs for c in range(K.shape[0])]
+    for (c, h), color in zip(chans, afig.shades(colors[n] if len(names) > 1 else None, len(chans)), strict=True):
+        label = f"{n} {afig.channel_label(c, h, K.shape[0], bi)}"
+        fit = envelope_fit(K[c, h])
+        if fit is None:
+            skipped.append(f"{label}: all-zero kernel (a dead channel).")
+            continue
+        series.append({**fit.series(label), "color": color})
+        fits.append({"kernel": label, "t (power law)": fit.power["t"], "R² (power)": fit.power["r2"],
+                     "r (exp, 1/tap)": fit.exp["r"], "R² (exp)": fit.exp["r2"]})
 for msg in skipped:
     st.info(msg)
 if series:
     fig = afig.decay_figure(series, title=f"layers.{layer}: RMS envelope and fits (log-log)",
                             L=max(lengths.values()))
     fig.update_layout(height=520)
+    afig.place_legend(fig, "right")
     fig_.clip_log_y(fig, [s["values"] for s in series])  # fitted lines may run far outside the envelopes
     ui.show_figure(fig, fig_.figure_data(fig), f"decay-layers.{layer}", key="d-fig")
-    st.dataframe(pd.DataFrame(fits), hide_index=True)
+    st.dataframe(pd.DataFrame(fits).map(lambda v: fig_.fmt_missing(v, "{:.4g}")), hide_index=True)
 elif not hs:
     st.info("Choose at least one feature to plot its envelope.")
 
@@ -93,6 +96,6 @@ else:
     ui.table(pd.DataFrame(pole_rows))
     left, _ = st.columns([3, 2])
     with left:
-        pfig = afig.pole_figure(poles, title=f"layers.{layer}: poles λ")
+        pfig = afig.pole_figure(poles, title=f"layers.{layer}: poles λ", colors=colors)
         pfig.update_layout(height=560)
         ui.show_figure(pfig, fig_.figure_data(pfig), f"poles-layers.{layer}", key="d-poles")

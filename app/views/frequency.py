@@ -17,6 +17,7 @@ st.caption("H(f) = Σ k[l]·e^(-2πifl) of each kernel (FFT of the length-L kern
 loaded = ui.require_models("frequency responses")
 names = ui.pick_models(loaded, key="f-models")
 cks = {n: state.checkpoint(loaded[n]) for n in names}
+colors = fig_.model_colors(names)  # one colour per model in both charts (channels in its shades)
 
 layer, hs, lengths = ui.layer_features_length(cks, "f")
 o1, o2, o3 = st.columns([1, 1.4, 2.6])
@@ -33,10 +34,12 @@ for n, ck in cks.items():
         continue
     K = list(state.kernels(loaded[n], lengths[n]).values())[layer]
     modes = ssm_modes(ck.kernels[layer]) if analytic else None
-    for resp in channel_responses(K, [(c, h) for h in hs for c in range(K.shape[0])], modes):
-        label = f"{n} h={resp.h}" if K.shape[0] == 1 else f"{n} c={resp.c} h={resp.h}"
-        series.append(resp.magnitude_series(label))
-        phases.append(resp.phase_series(label))
+    bi = getattr(ck.kernels[layer], "bidirectional", False)
+    resps = channel_responses(K, [(c, h) for h in hs for c in range(K.shape[0])], modes)
+    for resp, color in zip(resps, afig.shades(colors[n] if len(names) > 1 else None, len(resps)), strict=True):
+        label = f"{n} {afig.channel_label(resp.c, resp.h, K.shape[0], bi)}"
+        series.append({**resp.magnitude_series(label), "color": color})
+        phases.append({**resp.phase_series(label), "color": color})
         if modes is not None and resp.exact_inf_db is None:
             notes.append(f"{label}: a pole is on or outside the unit circle, so the infinitely long kernel has no "
                          "response; only the length-L one is drawn.")
@@ -50,9 +53,7 @@ if series:
         fig_.compact(mfig, height=480, legend_below=True)
         ui.show_figure(mfig, fig_.figure_data(mfig), f"magnitude-layers.{layer}", key="f-mag")
     with right:
-        pfig = afig.phase_figure(phases, title=f"layers.{layer}: phase")
-        if log_x:
-            pfig.update_xaxes(type="log")
+        pfig = afig.phase_figure(phases, title=f"layers.{layer}: phase", log_x=log_x)
         fig_.compact(pfig, height=480, legend_below=True)
         ui.show_figure(pfig, fig_.figure_data(pfig), f"phase-layers.{layer}", key="f-phase")
 elif not hs:

@@ -14,13 +14,15 @@ st.title("Kernels")
 loaded = ui.require_models("kernels")
 names = ui.pick_models(loaded, key="k-models")
 cks = {n: state.checkpoint(loaded[n]) for n in names}
+colors = fig_.model_colors(names) if len(names) > 1 else {}  # one colour per model in every chart of the page
 
 # ---------------------------------------------------------------------------------------------------- controls
 c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.2])
 layer = ui.layer_select(cks, "k-layer", c1)
 view = c2.radio("Channels", ["one", "several", "all (heatmap)"], key="k-view")
-axes = c3.radio("Axes", ["linear", "log-log (|k|)"], horizontal=True, key="k-axes")
 heatmap = view.startswith("all")
+axes = c3.radio("Axes", ["linear", "log-log (|k|)"], horizontal=True, key="k-axes", disabled=heatmap,
+                help="Line plots: |k| against lag + 1 on log axes (the heatmap has its own log-lag switch).")
 overlay = c4.toggle("Overlay on shared axes", key="k-overlay", disabled=len(names) < 2 or heatmap,
                     help="Draw the models on one set of axes instead of side by side (not for heatmaps).")
 overlay = overlay and len(names) > 1 and not heatmap
@@ -28,13 +30,17 @@ log = axes.startswith("log") and not heatmap
 
 H_min = min(ck.d_model for ck in cks.values())
 C_max = max(ck.kernel_channels for ck in cks.values())
+bidi = next((ck for ck in cks.values() if ck.kernel_channels == C_max), None)
+bidi = bool(bidi and bidi.kernels and getattr(bidi.kernels[0], "bidirectional", False))
 d1, d2, d3 = st.columns([1.2, 1.4, 2.6])
 lengths = ui.length_controls(cks, "k", d1, d2)
 channels: list[tuple[int, int]] = []
 if not heatmap:
     with d3:
         cc1, cc2 = st.columns([1, 3])
-        c_idx = cc1.number_input("c (kernel channel)", 0, C_max - 1, 0, key="k-c") if C_max > 1 else 0
+        c_idx = cc1.selectbox("Direction" if bidi and C_max == 2 else "c (kernel channel)", list(range(C_max)),
+                              format_func=lambda c: afig.channel_label(c, 0, C_max, bidi).removesuffix(" h=0")
+                              .removesuffix(", h=0"), key="k-c") if C_max > 1 else 0
         if view == "one":
             h = cc2.number_input(f"Feature h (0..{H_min - 1})", 0, H_min - 1, 0, key="k-h")
             channels = [(int(c_idx), int(h))]
@@ -64,15 +70,20 @@ if not heatmap:
             ref_d = r1.number_input("d (non-SGConv)", 1, 4096, 64, key="k-ref-d")
             ref_m = r2.number_input("m (non-SGConv)", 1.0, 16.0, 2.0, step=0.5, key="k-ref-m")
 else:
-    st.caption("Heatmap: every kernel channel of the layer (rows) against lag; colour = signed tap value. "
-               "Axes and overlays apply to the line plots.")
+    log = d3.toggle("Log lag axis", key="k-hm-log",
+                    help="Columns equal in log(lag + 1) on a log axis, so the first taps, where most structure "
+                         "sits, get their own columns instead of a thin stripe.")
+    st.caption("Heatmap: every kernel channel of the layer (rows) against lag; colour = signed tap value (each "
+               "column shows its tap of largest |k|). Axes and overlays apply to the line plots.")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
 def reference_for(kernel, K, chans):
-    """{label: (centers, curve)} of the SGConv reference envelope of each plotted channel (analysis.decay)."""
+    """{label: (centers, curve)} of the SGConv reference envelope of each plotted channel (analysis.decay),
+    started on the channel's own kernel (analysis.figures.anchor_reference)."""
     refs = reference_envelopes(kernel, K, chans, ref_d or 64, ref_m or 2.0)
-    return {(f"reference h={h}" if K.shape[0] == 1 else f"reference c={c}, h={h}"): curve
+    bi = getattr(kernel, "bidirectional", False)
+    return {f"reference {afig.channel_label(c, h, K.shape[0], bi)}": afig.anchor_reference(*curve, K[c, h])
             for (c, h), curve in refs.items()} or None
 
 
@@ -88,6 +99,7 @@ def ideal_for(ck, L):
 
 
 figs, tables, notes = {}, {}, {}
+n_panels = 1 if overlay else len(names)
 for n, ck in cks.items():
     if layer >= len(ck.kernels):
         notes[n] = f"{n} has {len(ck.kernels)} layer(s); no layers.{layer}."
@@ -102,10 +114,12 @@ for n, ck in cks.items():
     lname = list(K_all)[layer]
     K = K_all[lname]
     kernel = ck.kernels[layer]
+    bi = getattr(kernel, "bidirectional", False)
     if heatmap:
         rows = K.reshape(-1, K.shape[-1])
-        labels = [f"h{h}" if K.shape[0] == 1 else f"c{c} h{h}" for c in range(K.shape[0]) for h in range(K.shape[1])]
-        fig = afig.heatmap_figure(rows, title=f"{n} · {lname}: channel × lag", y_labels=labels)
+        labels = [afig.channel_label(c, h, K.shape[0], bi) for c in range(K.shape[0]) for h in range(K.shape[1])]
+        fig = afig.heatmap_figure(rows, y_labels=labels, log_x=log)
+        fig.update_layout(title=fig_.panel_title(n, lname, f"L={L:,}", n_panels))
         fig.update_yaxes(type="category", autorange="reversed")  # first channel on top
         figs[n] = fig
         df = pd.DataFrame(rows.T, columns=labels)
@@ -116,17 +130,18 @@ for n, ck in cks.items():
     ref = reference_for(kernel, K, chans) if show_ref else None
     env = True if show_env else None
     if ref and env:
-        env = {f"envelope h={h}": envelope(K[c, h], 64, "max") for c, h in chans}
+        env = {f"envelope {afig.channel_label(c, h, K.shape[0], bi)}": envelope(K[c, h], 64, "max") for c, h in chans}
         env = {**env, **ref}
     elif ref:
         env = ref
     ideal = ideal_for(ck, L) if show_ideal else None
     fig = afig.kernel_figure({lname: K}, lname, channels=chans, log_x=log, log_y=log, overlay_envelope=env,
-                             ideal=ideal, title=f"{n} · {lname} (L={L:,})")
+                             ideal=ideal, color=colors.get(n), bidirectional=bi)
+    fig.update_layout(title=fig_.panel_title(n, lname, f"L={L:,}", n_panels))
     figs[n] = fig_.mark_sparse(fig_.lag_hover(fig_.style_references(fig, len(chans)), log_x=log))
     cols = {"lag": np.arange(L)}
     for c, h in chans:
-        cols[f"k[c={c},h={h}]"] = K[c, h]
+        cols[f"k[{afig.channel_label(c, h, K.shape[0], bi)}]"] = K[c, h]
     if ideal is not None:
         cols["ideal"] = ideal
     tables[n] = pd.DataFrame(cols)
@@ -146,7 +161,8 @@ def with_model(name: str, df: pd.DataFrame) -> pd.DataFrame:
 if overlay and len(figs) > 1:
     first = next(iter(figs.values()))
     fig = fig_.overlay(figs, title=f"layers.{layer}: {', '.join(figs)}", xaxis_title=first.layout.xaxis.title.text,
-                       yaxis_title=first.layout.yaxis.title.text, log_x=log, log_y=log)
+                       yaxis_title=first.layout.yaxis.title.text, log_x=log, log_y=log,
+                       colors=colors or None)
     fig = fig_.mark_sparse(fig_.lag_hover(fig, log_x=log))
     fig.update_layout(height=600)
     data = pd.concat([with_model(n, t) for n, t in tables.items()], ignore_index=True)

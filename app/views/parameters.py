@@ -30,7 +30,7 @@ ui.show_figure(sfig, pd.DataFrame(rows), "parameter-scaling", key="p-scaling")
 table = scaling_pivot(rows, {ck.l_max for ck in cks.values() if ck.l_max} | set(TABLE_LENGTHS))
 st.caption("Kernel parameters per layer" + (f" (dotted line in the plot: the first model's training length "
                                             f"l_max = {first_lmax:,})" if first_lmax else ""))
-ui.table(pd.DataFrame([{k: v if k == "family" else ("—" if v is None else f"{int(v):,}") for k, v in r.items()}
+ui.table(pd.DataFrame([{k: v if k == "family" else (fig_.MISSING if v is None else f"{int(v):,}") for k, v in r.items()}
                        for r in table]))
 
 # ---------------------------------------------------------------------------------------------------- fit
@@ -51,8 +51,9 @@ with st.spinner("Fitting SGConv kernels..."):
     fit_rows = state.fit_curve_rows(loaded[name], L, layer, c, h, m, mode, dims_for(L))
 left, right = st.columns(2)
 with left:
-    ffig = afig.fit_curve_figure({f"{name} layers.{layer} h={h}": fit_rows},
-                                 title=f"best SGConv fit of {name} · layers.{layer} · h={h} (L={L:,})")
+    ffig = afig.fit_curve_figure({f"{name} layers.{layer} h={h}": fit_rows})
+    ffig.update_layout(title={"text": "best SGConv fit: error vs parameters", "subtitle": {
+        "text": f"{name} · layers.{layer} · h={h} (L={L:,})", "font": {"size": 11}}})
     fig_.compact(ffig, height=460, legend_below=True)
     ui.show_figure(ffig, pd.DataFrame(fit_rows), f"sgconv-fit-{name}-layers.{layer}-h{h}", key="p-fit")
 with right:
@@ -62,9 +63,9 @@ with right:
                               value=own_d if own_d in d_options else d_options[len(d_options) // 2])
     target = list(state.kernels(loaded[name], L).values())[layer][c, h]
     best = fit_sgconv(target, d_show, m, None, mode)
-    kfig = afig.kernel_figure({"target": np.stack([target, best["fitted"]])[None]}, "target", channels=[0, 1],
-                              title=f"kernel vs SGConv fit at d={d_show} ({best['n_params']} parameters, "
-                                    f"error {best['rel_error']:.3f})")
+    kfig = afig.kernel_figure({"target": np.stack([target, best["fitted"]])[None]}, "target", channels=[0, 1])
+    kfig.update_layout(title={"text": f"kernel vs SGConv fit at d={d_show}", "subtitle": {
+        "text": f"{best['n_params']} parameters, relative error {best['rel_error']:.3f}", "font": {"size": 11}}})
     kfig.data[0].name, kfig.data[1].name = "learned kernel", f"SGConv fit (d={d_show})"
     kfig.data[1].line.dash = "dash"
     fig_.compact(fig_.lag_hover(kfig), height=460, legend_below=True)
