@@ -1,6 +1,15 @@
-"""Section 3: how close the S4D kernel is to the hardware's floor. Our S4D kernel (``kernel(L)``: the blocked
-Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`) next to the straightforward route, measured in
-the same run, and both against a plain float32 matmul on the same machine.
+"""Section 3: how close the S4D and S4 kernels are to the hardware's floor. Our S4D kernel (``kernel(L)``: the
+blocked Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`) and our S4 kernel (``kernel(L)`` with
+l_max = L: the Cauchy sum as one batched matrix product against the Cauchy matrix 1/(z - w), `S4Kernel.cauchy_kernel`)
+each next to its straightforward route, measured in the same run, and all against a plain float32 matmul on the
+same machine.
+
+S4 (``section="floor_s4"`` rows): the straightforward route (`straightforward_cauchy_kernel`) is what
+``S4Kernel.cauchy_kernel`` was before the matrix product: the quotient v_ab,n / (z_f - w_n) of every pair
+(a, b) of the (1+R) x (C_k+R) Woodbury terms formed in full, (1+R, C_k+R, H, N, L/2+1), then summed over n
+(chunked over frequencies without autograd, as it was, so that 16k fits in memory), then the same Woodbury
+correction and inverse FFT. Work: (1+R)(C_k+R)*H*N*(L/2+1) complex multiply-adds (8 real flops each), the
+Cauchy matrix's H*N*(L/2+1) reciprocals not counted.
 
 The straightforward route (`straightforward_vandermonde`) is what ``ssm.vandermonde`` was before the blocked
 product: the exponential of the full (H, N/2, L) outer product of log poles and positions, then a contraction
@@ -22,9 +31,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
 import torch
 
-from sgconv_core.kernels import S4DKernel
+from sgconv_core.kernels import S4DKernel, S4Kernel
+from sgconv_core.kernels.ssm import tile
 
 from .spec import MB, PASSES, Settings, fmt_L, fmt_num
 from .timing import run_cell, skip_reason, skipped, zero_grads
@@ -54,6 +65,39 @@ def straightforward_kernel(kernel: S4DKernel, L: int) -> torch.Tensor:
     return straightforward_vandermonde(coef, log_pole, L).real
 
 
+def straightforward_cauchy_kernel(kernel: S4Kernel, L: int, chunk_elems: int = STRAIGHT_CHUNK) -> torch.Tensor:
+    """The S4 kernel (C_k, H, L), L <= l_kernel, by the former Cauchy route: the full quotient of every Woodbury pair
+    (1+R, C_k+R, H, N, F), summed over the modes (frequency chunks of ``chunk_elems`` quotients without autograd)."""
+    Lk = int(kernel.l_kernel)
+    if not 0 < L <= Lk:
+        raise ValueError(f"the Cauchy route needs 0 < L <= l_kernel = {Lk}, got L = {L}")
+    dt, A, B, C = kernel.ssm_params()
+    P = tile(torch.view_as_complex(kernel.P.contiguous()), kernel.H, 1)
+    omega = torch.tensor(np.exp(-2j * np.pi / Lk), dtype=C.dtype, device=C.device) ** torch.arange(
+        Lk // 2 + 1, device=C.device)
+    z = 2 * (1 - omega) / (1 + omega)
+    w = A * dt
+    v = torch.cat([B, P], 0).unsqueeze(1) * torch.cat([C, P.conj()], 0).unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
+    v2, w2 = torch.cat([v, v.conj()], -1), torch.cat([w, w.conj()], -1)
+    n_f = z.shape[-1]
+    step = n_f if torch.is_grad_enabled() and v2.requires_grad else max(1, chunk_elems // max(v2.numel(), 1))
+    r = torch.cat([(v2.unsqueeze(-1) / (z[i:i + step] - w2.unsqueeze(-1))).sum(-2) for i in range(0, n_f, step)], -1)
+    R = kernel.rank
+    r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
+    if R == 1:
+        k_f = r00 - r01 * r10 / (1 + r11)
+    else:
+        r11 = torch.linalg.inv(torch.eye(R, dtype=r.dtype) + r11.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+        k_f = r00 - torch.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
+    return torch.fft.irfft(k_f * 2 / (1 + omega), n=Lk)[0, ..., :L]
+
+
+def s4_flops(L: int, s: Settings, rank: int = 1) -> float:
+    """Real flops of one S4 Cauchy kernel at length L = l_kernel: 8 per complex multiply-add,
+    (1+R)(C_k+R)*H*N*(L/2+1) of them (the Cauchy matrix's reciprocals not counted)."""
+    return 8.0 * (1 + rank) * (s.channels + rank) * s.H * s.d_state * (L // 2 + 1)
+
+
 def flops(L: int, s: Settings) -> float:
     """Real flops of one S4D kernel at length L: 8 per complex multiply-add, C*H*(N/2)*L of them."""
     return 8.0 * s.channels * s.H * (s.d_state // 2) * L
@@ -71,9 +115,24 @@ def estimate_floor_bytes(route: str, mode: str, L: int, s: Settings) -> float:
     return 2 * out + 3 * 8.0 * H * M * L
 
 
-def _fn(route: str, kernel: S4DKernel, L: int, mode: str):
-    """The call to time for one route and pass."""
-    compute = (lambda: kernel(L)) if route == "ours" else (lambda: straightforward_kernel(kernel, L))
+def estimate_s4_floor_bytes(route: str, mode: str, L: int, s: Settings, rank: int = 1) -> float:
+    """Peak bytes of one S4 cell, roughly (complex64): ours holds the Cauchy matrix (H, N, L/2+1) (twice with
+    autograd: Q and Q^2 in the backward); the straightforward route the quotient of all pairs (chunked without
+    autograd; with autograd in full, ~3 copies for the division's backward)."""
+    pairs = (1 + rank) * (s.channels + rank)
+    q = 8.0 * s.H * s.d_state * (L // 2 + 1)
+    out = 3 * 8.0 * pairs * s.H * (L // 2 + 1)
+    if route == "ours":
+        return out + (3 if mode == "fwd+bwd" else 1) * min(q, 8.0 * (1 << 24) if mode == "fwd" else q)
+    if mode == "fwd":
+        return out + 3 * 8.0 * min(pairs * q / 8.0, STRAIGHT_CHUNK)
+    return out + 4 * pairs * q
+
+
+def _fn(route: str, kernel, L: int, mode: str):
+    """The call to time for one route and pass (S4D or S4 by the kernel's kind)."""
+    straight = straightforward_cauchy_kernel if kernel.kind == "s4" else straightforward_kernel
+    compute = (lambda: kernel(L)) if route == "ours" else (lambda: straight(kernel, L))
     if mode == "fwd":
         def fn():
             with torch.no_grad():
@@ -96,14 +155,18 @@ def matmul_row(s: Settings, device: str, mem, say) -> dict:
 
 
 def floor_rows(lengths: list[int], s: Settings, device: str, mem, say) -> list[dict]:
-    """The matmul row, then one ``section="floor"`` row per pass and length (all forward rows first)."""
+    """The matmul row, then one ``section="floor"`` row (S4D) per pass and length (all forward rows first), then
+    one ``section="floor_s4"`` row (S4, l_max = L: the Cauchy route) per pass and length. Each family has its
+    own ``floor_budget_s``."""
     rows = [matmul_row(s, device, mem, say)]
-    cells = FloorCells(s, device, mem, say)
-    for mode in PASSES:
-        for L in lengths:
-            torch.manual_seed(0)
-            kernel = S4DKernel(s.H, s.d_state, channels=s.channels, l_max=L).to(device)
-            rows.append(cells.row(mode, L, kernel))
+    for fam in ("s4d", "s4"):
+        cells = FloorCells(s, device, mem, say, family=fam)
+        for mode in PASSES:
+            for L in lengths:
+                torch.manual_seed(0)
+                cls = S4Kernel if fam == "s4" else S4DKernel
+                kernel = cls(s.H, s.d_state, channels=s.channels, l_max=L).to(device)
+                rows.append(cells.row(mode, L, kernel))
     return rows
 
 
@@ -111,14 +174,17 @@ class FloorCells:
     """Measures the floor cells in order; remembers the last time per (route, pass) to predict the next length's
     (time ~ L^growth) and skip what would not fit, and the seconds spent."""
 
-    def __init__(self, s: Settings, device: str, mem, say):
+    def __init__(self, s: Settings, device: str, mem, say, family: str = "s4d"):
         self.s, self.device, self.mem, self.say = s, device, mem, say
+        self.family = family
         self.last: dict[tuple, tuple] = {}  # (route, pass) -> (L, seconds per call)
         self.spent = 0.0
 
-    def row(self, mode: str, L: int, kernel: S4DKernel) -> dict:
+    def row(self, mode: str, L: int, kernel) -> dict:
         """One pass at one length: a cell per route, the straightforward/ours ratio, the forward GFLOP/s."""
-        row = {"section": "floor", "pass": mode, "L": L, "flops": flops(L, self.s)}
+        s4 = self.family == "s4"
+        row = {"section": "floor_s4" if s4 else "floor", "family": self.family, "pass": mode, "L": L,
+               "flops": s4_flops(L, self.s, kernel.rank) if s4 else flops(L, self.s)}
         for route in ROUTES:
             row[route] = self.cell(mode, L, route, kernel)
         a, b = row["straightforward"].get("ms"), row["ours"].get("ms")
@@ -128,9 +194,10 @@ class FloorCells:
             row[f"{route}_gflops"] = row["flops"] / (ms / 1e3) / 1e9 if (ms and mode == "fwd") else None
         return row
 
-    def cell(self, mode: str, L: int, route: str, kernel: S4DKernel) -> dict:
+    def cell(self, mode: str, L: int, route: str, kernel) -> dict:
         s = self.s
-        est = estimate_floor_bytes(route, mode, L, s)
+        est = (estimate_s4_floor_bytes(route, mode, L, s, kernel.rank) if self.family == "s4"
+               else estimate_floor_bytes(route, mode, L, s))
         pred = self.predict(route, mode, L)
         note = self.skip_note(mode, L, est, self.mem.limit_bytes(s.mem_budget_gb), pred)
         if note:
@@ -138,14 +205,14 @@ class FloorCells:
         if pred is not None and pred > 1.0:  # slow: warmed up by the shorter cells already; one timed call
             s = dataclasses.replace(s, warmup=0)
         if pred is not None and pred > 5:
-            self.say(f"S4D {route} {mode} L={fmt_L(L)}: running (est. {pred:.0f} s per call) ...")
+            self.say(f"{self.family.upper()} {route} {mode} L={fmt_L(L)}: running (est. {pred:.0f} s per call) ...")
         t0 = time.perf_counter()
         cell = run_cell(_fn(route, kernel, L, mode), self.device, self.mem, s)
         self.spent += time.perf_counter() - t0
         cell["est_mb"] = est / MB
         if cell.get("ms"):
             self.last[(route, mode)] = (L, cell["ms"] / 1e3)
-        self.say(f"S4D {route} {mode} L={fmt_L(L)}: {fmt_num(cell.get('ms'))} ms x{cell.get('reps')} "
+        self.say(f"{self.family.upper()} {route} {mode} L={fmt_L(L)}: {fmt_num(cell.get('ms'))} ms x{cell.get('reps')} "
                  f"({cell['status']})")
         return cell
 

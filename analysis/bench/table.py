@@ -1,6 +1,6 @@
 """`format_table`: the printed report of a run's rows. Sections, in order: the environment, the two kernel tables
-(forward, forward+backward) with SGConv's time ratios, S4's construction times, the S4D floor table (ours vs the
-straightforward route, GFLOP/s against a plain matmul), the layer table, and the notes that the skipped / failed
+(forward, forward+backward) with SGConv's time ratios, S4's construction times, the S4D and S4 floor tables (ours vs
+the straightforward route, GFLOP/s against a plain matmul), the layer table, and the notes that the skipped / failed
 cells point to ("skip[1]")."""
 from __future__ import annotations
 
@@ -126,11 +126,34 @@ def _build_lines(rows: list[dict]) -> list[str]:
 
 
 def _floor_section(rows: list[dict], st: dict, notes: _Notes) -> list[str]:
-    """S4D ours vs the straightforward route per pass and L: ms, ratio, forward GFLOP/s, % of the matmul's."""
-    frows = [r for r in rows if r.get("section") == "floor"]
+    """S4D, then S4, ours vs the straightforward route per pass and L: ms, ratio, forward GFLOP/s, % of the
+    matmul's."""
+    mm = next((r for r in rows if r.get("section") == "matmul"), {})
+    mm_line = ("%mm = % of the plain float32 matmul "
+               f"({mm.get('n')} x {mm.get('n')}) @ ({mm.get('n')} x {mm.get('n')}) in this run: "
+               + (f"{fmt_num(mm['gflops'])} GFLOP/s ({fmt_num(mm['cell'].get('ms'))} ms)" if mm.get("gflops") else
+                  notes.cell(mm.get("cell"))[0]))
+    out = _floor_table([r for r in rows if r.get("section") == "floor"], mm, notes, [
+        f"S4D kernel, float32, H={st.get('H')}, N={st.get('d_state')} (N/2 complex modes), "
+        f"channels={st.get('channels')}: ours (blocked Vandermonde product, sgconv_core.kernels.ssm) vs the "
+        "straightforward route ('straight': exp of the full (H, N/2, L) outer product, then a contraction; "
+        "chunked over l)",
+        "GFLOP/s (forward only) count 8 real flops per complex multiply-add, C*H*(N/2)*L of them; ours forms only "
+        "the real part (half of those flops), so it can exceed the matmul's rate by up to 2x; " + mm_line])
+    out += _floor_table([r for r in rows if r.get("section") == "floor_s4"], mm, notes, [
+        f"S4 (DPLR) kernel, float32, H={st.get('H')}, N={st.get('d_state')}, channels={st.get('channels')}, rank 1, "
+        "l_max = L (the Cauchy route): ours (the Cauchy sum as a batched product with the Cauchy matrix "
+        "1/(z - w), S4Kernel.cauchy_kernel) vs the straightforward route ('straight': the quotient of every Woodbury "
+        "pair, (2, C+1, H, N, L/2+1), formed in full, then summed; frequency chunks without autograd)",
+        "GFLOP/s (forward only) count 8 real flops per complex multiply-add, 2(C+1)*H*N*(L/2+1) of them (the "
+        "H*N*(L/2+1) reciprocals not counted); " + mm_line])
+    return out
+
+
+def _floor_table(frows: list[dict], mm: dict, notes: _Notes, caption: list[str]) -> list[str]:
+    """One floor table (a family's rows): L, pass, ms per route, ratio, GFLOP/s and % of the matmul, MB."""
     if not frows:
         return []
-    mm = next((r for r in rows if r.get("section") == "matmul"), {})
     peak = mm.get("gflops")
     body = []
     for r in frows:
@@ -141,15 +164,6 @@ def _floor_section(rows: list[dict], st: dict, notes: _Notes) -> list[str]:
                      *pct, o_mb, s_mb])
     header = ["L", "pass", "ours ms", "straight ms", "straight/ours", "ours GFLOP/s", "straight GFLOP/s",
               "ours %mm", "straight %mm", "ours MB", "straight MB"]
-    caption = [f"S4D kernel, float32, H={st.get('H')}, N={st.get('d_state')} (N/2 complex modes), "
-               f"channels={st.get('channels')}: ours (blocked Vandermonde product, sgconv_core.kernels.ssm) vs the "
-               "straightforward route ('straight': exp of the full (H, N/2, L) outer product, then a contraction; "
-               "chunked over l)",
-               "GFLOP/s (forward only) count 8 real flops per complex multiply-add, C*H*(N/2)*L of them; ours forms only "
-               "the real part (half of those flops), so it can exceed the matmul's rate by up to 2x; %mm = % of the "
-               f"plain float32 matmul ({mm.get('n')} x {mm.get('n')}) @ ({mm.get('n')} x {mm.get('n')}) in this run: "
-               + (f"{fmt_num(peak)} GFLOP/s ({fmt_num(mm['cell'].get('ms'))} ms)" if peak else
-                  notes.cell(mm.get("cell"))[0])]
     return [""] + caption + _table(header, body, "rl" + "r" * (len(header) - 2))
 
 
