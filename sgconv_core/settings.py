@@ -78,15 +78,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dt_fast", *_BOOL),
     Setting("l_max", lambda v: _is_int(v) and v >= 1, "must be a positive integer", none_ok=True),
     Setting("bidirectional", *_BOOL),
+    Setting("prenorm", *_BOOL, offer=(False, True),
+            help="example.py S4D models: trained with --prenorm (the flag is not stored in the file)"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
 #: The settings a caller may pass, in the order error messages list them.
 KNOWN_SETTINGS = ("dt_transform", "disc", "real_transform", "imag_transform", "is_real", "bandlimit", "dt_fast",
-                  "mode", "init_scale", "l_max", "bidirectional")
+                  "mode", "init_scale", "l_max", "bidirectional", "prenorm")
 #: The order the values are checked in (the first bad one is named).
 _CHECK_ORDER = ("dt_transform", "real_transform", "imag_transform", "disc", "mode", "init_scale", "bandlimit",
-                "is_real", "bidirectional", "dt_fast", "l_max")
+                "is_real", "bidirectional", "dt_fast", "l_max", "prenorm")
 assert set(KNOWN_SETTINGS) == set(BY_NAME) == set(_CHECK_ORDER)
 
 #: What the app's settings box offers: name -> (choices, help).

@@ -373,6 +373,19 @@ def test_example_py_s4d_model_matches_official_forward(tmp_path):
     assert _rel(y, _example_reference(sd, 3, x.numpy(), prenorm=True)) > 1e-2
 
 
+def test_example_py_prenorm_setting_rebuilds_the_prenorm_model(tmp_path):
+    sd = _example_state_dict(2)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": sd}, path)
+    ck = sgconv_core.load(path, prenorm=True)
+    assert ck.model is not None and not any("--prenorm" in w for w in ck.warnings), ck.warnings
+    x = torch.randn(2, 40, D_IN, generator=gen(9), dtype=torch.float64)
+    with torch.no_grad():
+        y = ck.model(x.float()).double().numpy()
+    assert _rel(y, _example_reference(sd, 2, x.numpy(), prenorm=True)) <= 1e-5
+    assert _rel(y, _example_reference(sd, 2, x.numpy(), prenorm=False)) > 1e-2
+
+
 @pytest.mark.parametrize("edit,why", [(("extra", "pos_encoder.weight"), "pos_encoder.weight"),
                                       (("drop", "norms.1.bias"), "norms.1.bias"),
                                       (("drop", "decoder.weight"), "decoder.weight")])

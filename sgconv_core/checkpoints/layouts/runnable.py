@@ -226,12 +226,14 @@ def _build_example_model(ctx: Ctx, kernels: list[Kernel], layers: list[tuple[str
     d_input, d_output = ctx.sd["encoder.weight"].shape[1], ctx.sd["decoder.weight"].shape[0]
     if ctx.sd["decoder.bias"].shape[0] != d_output:
         raise _Refused("decoder.bias does not match decoder.weight")
+    prenorm = ctx.settings.get("prenorm")
     model = _assemble(ctx, kernels, layers, ctx.sd["encoder.weight"].dtype, _example_key, d_input=d_input,
-                      d_output=d_output, input_kind="continuous", prenorm=False, norm="layer", pool="mean",
+                      d_output=d_output, input_kind="continuous", prenorm=bool(prenorm), norm="layer", pool="mean",
                       final_norm=False)
-    ctx.warn(f"{ctx.source}: example.py's --prenorm flag is not stored in the file; the model is rebuilt with its "
-             "default, post-norm (each LayerNorm after the residual sum). A model trained with --prenorm gives "
-             "different outputs.")
+    if prenorm is None:
+        ctx.warn(f"{ctx.source}: example.py's --prenorm flag is not stored in the file; the model is rebuilt with its "
+                 "default, post-norm (each LayerNorm after the residual sum). A model trained with --prenorm gives "
+                 "different outputs: choose prenorm = True in the load settings.")
     return model.eval()
 
 
