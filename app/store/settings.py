@@ -9,9 +9,34 @@ import re
 
 from sgconv_core.settings import OFFERED
 
+#: What the box offers for ``bandlimit`` while `sgconv_core.settings` offers nothing for it (S4/S4D: modes above
+#: bandlimit * Nyquist are zeroed; the official configs use 0.5 where they set it; "from the file": none).
+_BANDLIMIT = ([0.5, 1.0, 2.0], "S4/S4D: zero the modes above this fraction of the sampling rate (official: 0.5 "
+                               "where set); 'from the file': the stored value, else no band limit")
+
 #: Official kernel settings a foreign file may not hold, as the Models page's settings box offers them:
-#: name -> (choices, help); the one table of load settings is `sgconv_core.checkpoints.settings`.
-SETTINGS_CHOICES: dict[str, tuple[list, str]] = OFFERED
+#: name -> (choices, help); the one table of load settings is `sgconv_core.settings`.
+SETTINGS_CHOICES: dict[str, tuple[list, str]] = {**OFFERED, **({} if "bandlimit" in OFFERED
+                                                               else {"bandlimit": _BANDLIMIT})}
+
+#: The box's title on the Models page (load warnings point to it).
+SETTINGS_BOX = "Kernel settings the file may not hold"
+
+_PASS_TO_OVERRIDE = re.compile(r"Pass ([A-Za-z_][A-Za-z0-9_]*)=\.\.\. to override\.?")
+
+
+def app_wording(message: str) -> str:
+    """A loader message in the app's words: "Pass dt_transform=... to override." (the Python API's wording)
+    becomes where to choose that setting on the Models page."""
+    def repl(m: re.Match) -> str:
+        name = m.group(1)
+        if name in SETTINGS_CHOICES:
+            return (f"To override, choose {name} under '{SETTINGS_BOX}' on the Models page and load the file "
+                    "again.")
+        return (f"To override, give {name}=... under 'Other settings' in '{SETTINGS_BOX}' on the Models page "
+                "and load the file again.")
+
+    return _PASS_TO_OVERRIDE.sub(repl, str(message))
 
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

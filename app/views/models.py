@@ -6,6 +6,9 @@ import streamlit as st
 
 from analysis.extract import kernel_table
 from app import state, ui
+from app.store.files import check_readable_path, clean_uploads, mark_uploads_in_use
+from app.store.settings import SETTINGS_BOX, app_wording
+from app.store.sweep import session_id
 
 st.title("Models")
 loaded = state.models()
@@ -21,19 +24,23 @@ if not loaded:
 def report(result: state.LoadResult) -> None:
     """Show the outcome of one load and register the model."""
     for note in result.notes:
-        st.info(ui.plain(note), icon=":material/info:")
+        st.info(ui.plain(app_wording(note)), icon=":material/info:")
     if not result.ok:
-        st.error(ui.plain(result.error), icon=":material/error:")
+        st.error(ui.plain(app_wording(result.error)), icon=":material/error:")
         return
     name, added = state.add_model(result.entry)
     if added:
-        st.success(f"Loaded **{name}**.", icon=":material/check_circle:")
+        st.success(f"Loaded **{ui.plain(name)}**.", icon=":material/check_circle:")
     else:
-        st.info(f"**{name}** is already loaded (same file and settings).", icon=":material/info:")
+        st.info(f"**{ui.plain(name)}** is already loaded (same file and settings).", icon=":material/info:")
+
+
+def uploads_in_this_session() -> list[str]:
+    return [e.path for e in state.models().values() if e.source == "upload"]
 
 
 # ---------------------------------------------------------------------------------------------------- settings
-with st.expander("Kernel settings the file may not hold (official SGConv / state-spaces checkpoints)"):
+with st.expander(f"{SETTINGS_BOX} (official SGConv / state-spaces checkpoints)"):
     st.caption("Leave at *from the file* unless the official code was run with a non-default value. "
                "kernelscope's own .safetensors files hold every setting and ignore these.")
     cols = st.columns(4)
@@ -76,16 +83,24 @@ with tab_up:
     st.caption("Uploaded models are not kept in the page's link: after a reload (F5), upload them again.")
     # Each uploaded file is loaded once; its outcome stays on show while the file is in the uploader.
     seen = st.session_state.setdefault("ks_uploads_seen", {})
+    stored_new = False
     for up in uploads or []:
         if up.file_id not in seen:
             seen[up.file_id] = state.load_upload(up.getvalue(), up.name, settings)
             report(seen[up.file_id])
+            stored_new = True
         else:
             result = seen[up.file_id]
             if result.ok:
-                st.success(f"{up.name}: loaded.", icon=":material/check_circle:")
+                st.success(f"{ui.plain(up.name)}: loaded.", icon=":material/check_circle:")
             else:
-                st.error(ui.plain(result.error), icon=":material/error:")
+                st.error(ui.plain(app_wording(result.error)), icon=":material/error:")
+    if stored_new:  # keep the upload folder within its size and age (never a file a live session has loaded)
+        mark_uploads_in_use(session_id(), uploads_in_this_session())
+        try:
+            clean_uploads()
+        except ValueError as e:
+            st.warning(ui.plain(f"Uploads are not cleaned up: {e}"), icon=":material/warning:")
 
 with tab_path:
     with st.form("path-form", border=False):
@@ -93,7 +108,12 @@ with tab_path:
                              placeholder="/path/to/model.safetensors")
         submitted = st.form_submit_button("Load", type="primary")
     if submitted:
-        report(state.load_path(path, settings, source="path"))
+        try:
+            target = check_readable_path(path)
+        except ValueError as e:  # empty, or outside the folders this server may read ($KERNELSCOPE_ALLOWED_DIRS)
+            st.error(ui.plain(str(e)), icon=":material/error:")
+        else:
+            report(state.load_path(target, settings, source="path"))
 
 # ---------------------------------------------------------------------------------------------------- loaded
 loaded = state.models()
@@ -145,9 +165,12 @@ for name, entry in list(loaded.items()):
         if ck.warnings:
             st.caption("Assumed, not read from the file:")
         for w in ck.warnings:
-            st.warning(ui.plain(w), icon=":material/warning:")
+            st.warning(ui.plain(app_wording(w)), icon=":material/warning:")
         with st.expander("Per layer"):
             ui.table(pd.DataFrame(kernel_table(ck)))
         if ck.card:
             with st.expander("Full model card (JSON)"):
                 st.json(ck.card, expanded=False)
+
+# the server keeps the upload files this session has loaded (clean_uploads never removes them)
+mark_uploads_in_use(session_id(), uploads_in_this_session())
