@@ -194,7 +194,11 @@ def goto(pg, title: str) -> None:
     settle(pg)
 
 
-def shot(pg, name: str) -> Path:
+#: Where the link and sidebar shots also go (for the issue's closing note).
+SHOTS = Path("/tmp/h/shots")
+
+
+def shot(pg, name: str, also_to: Path | None = None) -> Path:
     """Screenshot of the whole page: Streamlit scrolls inside its own container, so the viewport is made as tall
     as the page's content (at least 900 px) for the shot, then set back."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -210,7 +214,25 @@ def shot(pg, name: str) -> Path:
         pg.screenshot(path=str(path))
     finally:
         pg.set_viewport_size(size)
+    if also_to is not None:
+        try:
+            also_to.mkdir(parents=True, exist_ok=True)
+            (also_to / path.name).write_bytes(path.read_bytes())
+        except OSError:
+            pass
     return path
+
+
+def selected(pg, label: str) -> str:
+    """The shown value of the selectbox with this label."""
+    box = pg.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    return box.locator('input[role="combobox"]').input_value().strip()
+
+
+def length_box(pg) -> str | None:
+    """The value in the 'Length L (taps)' box, or None when the box is not shown (each model at its l_max)."""
+    box = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Length L").first
+    return box.locator("input").input_value() if box.count() else None
 
 
 def plot_data(pg, index: int = 0) -> list[dict]:
@@ -293,14 +315,15 @@ def timed_channel_switch(pg, h: int) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------------- cold start
 def test_cold_start_link_to_kernels(server, page):
-    """A fresh server whose FIRST request is the documented link to the Kernels page with two pretrained models:
-    the page runs inside app/main.py (its navigation and sidebar, no exception), time to the first plot, then the
-    latency of switching layer and channel. Runs first (module order), while the server is cold."""
+    """A fresh server whose FIRST request is a link to the Kernels page with two pretrained models and the main
+    choices (layer 1, one length L = 200 for both): the page runs inside app/main.py (its navigation and sidebar,
+    no exception) and its widgets and plots show the linked choices; time to the first plot, then the latency of
+    switching layer and channel. Runs first (module order), while the server is cold."""
     url, folder, files, t_start, t_healthy = server
     assert not OPENED, f"this test must open the server's first page; opened before: {OPENED}"
     pg = page
     stems = [f.rsplit(".", 1)[0] for f in files]
-    open_url(pg, f"{url}/kernels?model={stems[0]}&model={stems[1]}")
+    open_url(pg, f"{url}/kernels?model={stems[0]}&model={stems[1]}&layer=1&L=200")
     wait_plots_or_exception(pg, 2)
     no_exception(pg, "kernels from a link on a fresh server")
     wait_plots(pg, 2)
@@ -311,12 +334,16 @@ def test_cold_start_link_to_kernels(server, page):
     settle(pg)
     no_exception(pg, "kernels from a link")
     titles = [plot_title(pg, i) for i in range(2)]
-    assert all("layers.0" in t for t in titles) and [t.split(" ·")[0] for t in titles] == stems, titles
+    assert all("layers.1" in t and "L=200" in t for t in titles), titles
+    assert [t.split(" ·")[0] for t in titles] == stems, titles
+    assert selected(pg, "Layer") == "layers.1" and length_box(pg) == "200", (selected(pg, "Layer"), length_box(pg))
+    assert len(plot_data(pg, 0)[0]["y"]) == 200  # the kernel at the linked length
     assert nav_titles(pg) == NAV_TITLES, nav_titles(pg)  # app/main.py's navigation, not a folder listing
     assert pg.locator('[data-testid="stSidebarNav"] a[aria-current="page"]').inner_text().strip().endswith("Kernels")
-    shot(pg, "00-kernels-cold-link")
+    assert "Runtime" in sidebar_models(pg) and all(s in sidebar_models(pg) for s in stems)
+    shot(pg, "00-kernels-cold-link", also_to=SHOTS)
 
-    layer = np.array([timed_layer_switch(pg, o) for o in ("layers.1", "layers.0") * 3])
+    layer = np.array([timed_layer_switch(pg, o) for o in ("layers.0", "layers.1") * 3])
     chan = np.array([timed_channel_switch(pg, h) for h in (3, 7, 1, 0, 5, 0)])
     no_exception(pg, "kernels after switching")
     for what, t in (("layer", layer), ("channel", chan)):
@@ -381,6 +408,47 @@ def test_reload_keeps_the_loaded_models(server, page):
     assert [plot_title(pg, i).split(" ·")[0] for i in range(2)] == stems
     assert nav_titles(pg) == NAV_TITLES and all(s in sidebar_models(pg) for s in stems)
     shot(pg, "13-kernels-after-reload")
+
+
+def test_reload_keeps_the_choices(server, page):
+    """Length L and layer chosen on the Kernels page go into the URL; a reload (F5) shows them again."""
+    url, folder, files, _, _ = server
+    pg = page
+    stem = files[0].rsplit(".", 1)[0]
+    open_url(pg, f"{url}/kernels?model={stem}")
+    wait_plots(pg, 1)
+    settle(pg)
+    pg.get_by_text("Each model at its l_max").first.click()
+    settle(pg)
+    box = pg.locator('[data-testid="stNumberInput"]').filter(has_text="Length L").first.locator("input")
+    box.fill("300")
+    box.press("Enter")
+    settle(pg)
+    choose(pg, "Layer", "layers.1")
+    settle(pg)
+    pg.wait_for_url(re.compile(r"L=300"))
+    assert "layer=1" in pg.url and f"model={stem}" in pg.url, pg.url
+    pg.reload()
+    wait_plots_or_exception(pg, 1)
+    settle(pg)
+    no_exception(pg, "kernels after reload with choices")
+    assert length_box(pg) == "300" and selected(pg, "Layer") == "layers.1", (length_box(pg), selected(pg, "Layer"))
+    assert "layers.1" in plot_title(pg, 0) and "L=300" in plot_title(pg, 0), plot_title(pg, 0)
+    assert len(plot_data(pg, 0)[0]["y"]) == 300
+    shot(pg, "14-kernels-choices-after-reload", also_to=SHOTS)
+
+
+def test_sidebar_on_a_page_that_stops_early(server, page):
+    """A page that stops before drawing (no model loaded) still shows the sidebar's Runtime / Loaded-models."""
+    url, *_ = server
+    pg = page
+    open_url(pg, f"{url}/decay")
+    pg.get_by_text("load a model on the Models page").first.wait_for()
+    settle(pg)
+    no_exception(pg, "decay without models")
+    side = sidebar_models(pg)
+    assert "Runtime" in side and "Device:" in side and "Loaded models (0)" in side, side
+    shot(pg, "15-decay-no-model-sidebar", also_to=SHOTS)
 
 
 # ---------------------------------------------------------------------------------------------------- the walk
