@@ -21,6 +21,12 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # takes effect if torch is not imported yet
 
+from app.store import runtime  # noqa: E402  (imports nothing heavy)
+
+# First thing on a cold start: torch and the loader import in a background thread while this script imports the
+# app's own modules (pandas, the widgets) below; a link's model then loads without waiting for all of torch.
+runtime.warm_up()
+
 import streamlit as st  # noqa: E402
 
 from app import state, ui  # noqa: E402
@@ -43,7 +49,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 prefetch = ui.prefetch_plotly()
-state.warm_up()
 # A link may name models to load: .../kernels?model=digits-sgconv&model=digits-s4d (pretrained), &path=/x.ckpt
 for message in state.load_from_query(st.query_params.get_all("model"), st.query_params.get_all("path")):
     st.error(message, icon=":material/error:")
@@ -65,3 +70,4 @@ if list(state.models()) != shown:
     ui.sidebar(sidebar)
 state.write_link()
 link.drop_unused()  # the choices of the page before a page switch
+runtime.first_page_done()

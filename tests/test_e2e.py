@@ -540,3 +540,19 @@ def test_walkthrough(server, page, app_models_dir):
         shot(pg, "11-ablation")
 
     report_timings("walk:")
+
+
+# ---------------------------------------------------------------------------------------------------- cold start bench
+@pytest.mark.slow
+def test_cold_start_bench_runs(app_models_dir):
+    """analysis/bench/app_start.py once: a fresh server per run, the floor app's text and the app's first kernel
+    plot for a deep link are drawn (no exception on the page); prints the times and the ratio (target <= 1.5)."""
+    from analysis.bench import app_start
+
+    folder, files = _pretrained_folder(app_models_dir)
+    res = app_start.measure(repeats=1, link=f"/kernels?model={files[0].rsplit('.', 1)[0]}", pretrained=str(folder))
+    print("\n" + app_start.format_result(res))
+    assert not res["app"][0]["exception"]
+    assert 0 < res["floor"][0]["healthy_s"] <= res["floor_median_s"] < 60
+    assert 0 < res["app"][0]["healthy_s"] <= res["app_median_s"] < 120
+    assert res["ratio"] == pytest.approx(res["app_median_s"] / res["floor_median_s"])
