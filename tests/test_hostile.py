@@ -15,6 +15,7 @@ import zipfile
 import pytest
 import torch
 
+import sgconv_core
 from sgconv_core.checkpoints.safe_load import MAX_DEPTH, MAX_NODES, read_torch_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -265,3 +266,80 @@ def test_only_regular_files_are_opened(tmp_path):
     assert refused(outcomes[0], "model.ckpt", "FIFO"), outcomes
     assert refused(outcomes[1], "a directory"), outcomes
     assert len(outcomes) < 3 or refused(outcomes[2], "/dev/zero", "character device"), outcomes
+
+
+# ---------------------------------------------------------------------------------------------------- TOCTOU
+def _swap_after_open(monkeypatch, module, path, replacement):
+    """Make ``module.open_regular`` replace ``path`` with ``replacement`` right after it has opened it: what a
+    second process racing the check could do. Returns the list of paths opened."""
+    real = module.open_regular
+    opened = []
+
+    def racing(p, *a, **kw):
+        out = real(p, *a, **kw)
+        if not opened:  # the first open only
+            os.replace(replacement, path)
+        opened.append(os.fspath(p))
+        return out
+
+    monkeypatch.setattr(module, "open_regular", racing)
+    return opened
+
+
+def test_safetensors_read_from_the_descriptor_that_was_checked(tmp_path, monkeypatch):
+    """The file is opened once; its check (fstat) and its bytes come from that descriptor, so a path swapped in
+    between (here: for another file; it could be a FIFO or a huge file) is never read."""
+    from safetensors.torch import save_file
+
+    import sgconv_core.cards as cards
+    from sgconv_core.checkpoints.safe_load import safetensors_file
+
+    path, other = tmp_path / "m.safetensors", tmp_path / "other.safetensors"
+    save_file({"w": torch.arange(6.0).reshape(2, 3)}, str(path), metadata={"format": "kernelscope", "card": "{}"})
+    save_file({"evil": torch.zeros(7)}, str(other), metadata={"format": "evil"})
+    opened = _swap_after_open(monkeypatch, safetensors_file, path, other)
+    tensors, meta = safetensors_file.read_safetensors_file(path)
+    assert opened == [str(path)]
+    assert list(tensors) == ["w"] and torch.equal(tensors["w"], torch.arange(6.0).reshape(2, 3))
+    assert meta == {"format": "kernelscope", "card": "{}"}
+    assert list(safetensors_file.read_safetensors_file(path)[0]) == ["evil"]  # the swap did happen
+    # the header-only reader (model cards, the Models page's table) likewise
+    save_file({"w": torch.ones(1)}, str(path), metadata={"format": "kernelscope", "card": '{"task": "digits"}'})
+    save_file({"w": torch.ones(1)}, str(tmp_path / "o2.safetensors"), metadata={"format": "nope"})
+    opened = _swap_after_open(monkeypatch, cards, path, tmp_path / "o2.safetensors")
+    assert cards.read_card(path) == {"task": "digits"} and opened == [str(path)]  # the file opened first
+    with pytest.raises(sgconv_core.CheckpointError, match="not a kernelscope checkpoint"):
+        cards.read_card(path)
+
+
+def test_safetensors_headers_that_lie_are_refused(tmp_path):
+    """A header length beyond the file or over the limit, a non-JSON or non-object header, non-string metadata,
+    a FIFO, a NUL byte: one CheckpointError each, nothing large allocated (the card reader and the loader)."""
+    import sgconv_core.cards as cards
+
+    def raw(name, header: bytes, n=None, tail=b""):
+        p = tmp_path / name
+        p.write_bytes(struct.pack("<Q", len(header) if n is None else n) + header + tail)
+        return p
+
+    cases = {
+        raw("huge-n.safetensors", b"{}", n=2**63): "declares",
+        raw("over-limit.safetensors", b"{}", n=cards.HEADER_MAX_BYTES + 1, tail=b" " * 16): "declares",
+        raw("not-json.safetensors", b"{nope"): "not a JSON object",
+        raw("list.safetensors", b"[1, 2]"): "not a JSON object",
+        raw("meta.safetensors", b'{"__metadata__": {"a": 1}}'): "not str -> str",
+    }
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(b"\x01\x02")
+    cases[short] = "cannot read a safetensors header"
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    cases[fifo] = "FIFO"
+    for p, expect in cases.items():
+        with pytest.raises(sgconv_core.CheckpointError, match=expect):
+            cards.read_metadata(p)
+    with pytest.raises(sgconv_core.CheckpointError, match="NUL"):
+        cards.read_metadata(str(tmp_path / "a\x00b"))
+    results = load_in_child(*[p for p in cases if p != fifo])
+    for line in results:
+        assert "CheckpointError" in line, line

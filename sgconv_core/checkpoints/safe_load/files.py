@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import os
-import stat
 import struct
 
 from ...errors import CheckpointError
+from ...regular_file import check_size, open_regular, require_regular
 
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _require_regular(source: str, mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = next((what for test, what in _NOT_REGULAR if test(mode)), "not a regular file")
-        raise CheckpointError(f"{source}: not a checkpoint file but {kind}; only regular files are read")
+# the one home of these checks is sgconv_core.regular_file (torch-free: sgconv_core.cards uses it too)
+_require_regular = require_regular
 
 
 def check_file(path: str | os.PathLike, max_bytes: int | None = None) -> int:
@@ -23,6 +17,8 @@ def check_file(path: str | os.PathLike, max_bytes: int | None = None) -> int:
     Raises CheckpointError if the path is missing, not a regular file, or (given max_bytes) larger than that.
     """
     source = os.fspath(path)
+    if "\x00" in source:
+        raise CheckpointError(f"{source!r}: the path holds a NUL character")
     try:
         st = os.stat(source)
     except FileNotFoundError:
@@ -30,27 +26,13 @@ def check_file(path: str | os.PathLike, max_bytes: int | None = None) -> int:
     except OSError as e:
         raise CheckpointError(f"{source}: cannot be read ({e.strerror or e})") from None
     _require_regular(source, st.st_mode)
-    if max_bytes is not None and st.st_size > max_bytes:
-        raise CheckpointError(
-            f"{source}: the file is {st.st_size / 2**30:.2f} GiB, over the {max_bytes / 2**30:.2f} GiB limit "
-            "(pass max_bytes=... to load a larger file)"
-        )
+    check_size(source, st.st_size, max_bytes)
     return st.st_size
 
 
 def _open_regular(source: str):
     """Open for reading without blocking, and check again on the open file (the path may have changed since)."""
-    try:
-        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError as e:
-        raise CheckpointError(f"{source}: cannot be read ({e.strerror or e})") from None
-    try:
-        _require_regular(source, os.fstat(fd).st_mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb")
-
+    return open_regular(source)[0]
 
 
 def sniff_format(path: str | os.PathLike) -> str:
