@@ -100,10 +100,10 @@ def cmd_report(args) -> int:
     finally:
         close()
     total = time.perf_counter() - t0
-    print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {total:.1f} s "
+    print(f"wrote {len(paths)} files to {printable(os.path.abspath(out))} in {total:.1f} s "
           f"(load {t_load:.1f} s, analysis {res.timings['analyze']:.1f} s)")
     for name in sorted(paths):
-        print(f"  {name}")
+        print(f"  {printable(name)}")
     return 0
 
 
@@ -127,9 +127,10 @@ def cmd_compare(args) -> int:
             close()
     cmp = compare_results(results, [os.path.basename(p) for p in args.checkpoints])
     paths = write_compare(cmp, out, html_page=not args.no_html)
-    print(f"wrote {len(paths)} files to {os.path.abspath(out)} in {time.perf_counter() - t0:.1f} s (L = {L:,})")
+    print(f"wrote {len(paths)} files to {printable(os.path.abspath(out))} in {time.perf_counter() - t0:.1f} s "
+          f"(L = {L:,})")
     for name in sorted(paths):
-        print(f"  {name}")
+        print(f"  {printable(name)}")
     return 0
 
 
@@ -144,7 +145,8 @@ def cmd_causality(args) -> int:
     if args.json:
         print(json.dumps(res))
     else:
-        print(f"{os.path.basename(args.checkpoint)} at L = {L:,}, output positions {res['positions']}: {res['note']}")
+        print(printable(f"{os.path.basename(args.checkpoint)} at L = {L:,}, output positions {res['positions']}: "
+                        f"{res['note']}"))
         print(f"  largest |dy[t]/dx[s]|: s > t {res['max_future_grad']:.3e}, s <= t {res['max_past_grad']:.3e}")
     as_built = res["ok"] if res["expected_ok"] is None else res["ok"] == res["expected_ok"]
     return 0 if as_built and res["max_past_grad"] > 0 else EXIT_NOT_AS_BUILT
@@ -198,7 +200,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except OSError as e:  # writing the output folder failed (permissions, disk full, ...)
         where = f" ({e.filename})" if e.filename else ""
-        print(f"error: cannot write the output{where}: {e.strerror or e}", file=sys.stderr)
+        print(printable(f"error: cannot write the output{where}: {e.strerror or e}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

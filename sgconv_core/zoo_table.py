@@ -16,6 +16,7 @@ import os
 import sys
 
 from .cards import read_card
+from .errors import printable
 
 #: The zoo's targets on the test split: (metric, comparison, threshold or '2x baseline', families it applies to).
 #: SGConv has no delay target: with a small kernel_dim its resolution at lag tau is ~tau/d taps, so it is
@@ -45,7 +46,7 @@ def rows(folder: str) -> list[dict]:
         try:
             card = read_card(path)
         except Exception as e:  # a foreign or broken file: list it, do not crash
-            print(f"warning: {path}: {e}", file=sys.stderr)
+            print(printable(f"warning: {path}: {e}"), file=sys.stderr)
             continue
         out.append({"file": os.path.basename(path), "size_bytes": os.path.getsize(path), "card": card})
     return out
@@ -97,7 +98,7 @@ def markdown(folder: str, commands: bool = False) -> str:
             lines += ["### Notes from the cards", ""]
             for f, c in notes:
                 lines.append(f"- `{os.path.splitext(f)[0]}`: {c['notes']}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # card text is shown as text: one line each, no escapes
 
 
 BEGIN, END = "<!-- zoo-table:begin (python -m sgconv_core.zoo_table --write) -->", "<!-- zoo-table:end -->"
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(a.folder):
         p.error(f"{a.folder}: no such folder")
     if a.write:
-        print(f"wrote {write_readme(a.folder)}")
+        print(printable(f"wrote {write_readme(a.folder)}"))
     elif a.json:
         print(json.dumps(rows(a.folder), indent=1))
     else:

@@ -165,3 +165,17 @@ def test_report_out_is_an_existing_file(model_path, tmp_path, capsys):
     one_line_error(capsys, main(["compare", str(model_path), str(model_path), "--out", str(f), "-q"]),
                    "existing file")
     assert f.read_text() == "x"
+
+
+# ---------------------------------------------------------------------------------------------- --checkpoint-dir
+def test_ablation_checkpoint_dir_an_existing_file(tmp_path, capsys):
+    """--checkpoint-dir (only the ablation CLI has it) naming an existing file is refused before anything runs."""
+    from analysis.ablation.__main__ import main
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    line = one_line_error(capsys, main(QUICK + ["--db", str(tmp_path / "d.sqlite"), "--checkpoint-dir", str(f)]),
+                          "is an existing file, not a folder")
+    assert line.startswith("error: --checkpoint-dir") and f.read_text() == "x"
+    assert not (tmp_path / "d.sqlite").exists()  # refused before the database was created
+    assert main(QUICK + ["--db", str(tmp_path / "d.sqlite"), "--checkpoint-dir", str(tmp_path / "new")]) == 0

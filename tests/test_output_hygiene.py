@@ -70,3 +70,74 @@ def test_app_shows_a_crafted_key_as_text(tmp_path, monkeypatch):
     assert not res.ok and "**bold**" in res.error
     shown = plain(res.error)
     assert "\\*\\*bold\\*\\*" in shown and "\x1b" not in shown
+
+
+# ---------------------------------------------------------------------------------------------------- normal output
+ESC = "\x1b[2J\x1b[31m"  # clear screen, red
+SHOWN = "\\x1b[2J\\x1b[31m"
+
+
+def _good_checkpoint(path, card_extra=None):
+    m = SequenceModel(ModelConfig(d_input=1, d_output=2, d_model=4, n_layers=1, kernel="s4d",
+                                  kernel_args={"d_state": 4}, l_max=64))
+    card = {"task": "digits", "family": "s4d", "metric": "accuracy", "test_value": 0.5, **(card_extra or {})}
+    sgconv_core.save(m, path, card)
+    return path
+
+
+def _clean(text: str, expect_shown: int = 1) -> None:
+    assert "\x1b" not in text, text
+    assert text.count(SHOWN) >= expect_shown, text
+
+
+def test_report_and_causality_output_lines_are_escaped(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    ck = _good_checkpoint(tmp_path / f"m{ESC}.safetensors")
+    assert main(["report", str(ck), "--out", str(tmp_path / f"out{ESC}"), "-q", "--no-png", "--no-html"]) == 0
+    _clean(capsys.readouterr().out)
+    main(["causality", str(ck), "--length", "64"])
+    out = capsys.readouterr().out
+    _clean(out)
+    assert out.splitlines()[0].startswith(f"m{SHOWN}.safetensors at L = 64")
+
+
+def test_ablation_cli_output_lines_are_escaped(tmp_path, capsys):
+    from analysis.ablation.__main__ import main
+
+    rc = main(["--preset", "quick", "--dry-run", "--quiet", "--name", f"sweep{ESC}", "--db",
+               str(tmp_path / f"d{ESC}.sqlite")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    _clean(out.splitlines()[0], expect_shown=2)  # the name and the database path, on one line
+    assert len(out.splitlines()) == 1 + 12
+
+
+def test_zoo_table_shows_card_text_as_text(tmp_path, capsys):
+    from sgconv_core.zoo_table import main
+
+    _good_checkpoint(tmp_path / "a.safetensors", {"device": f"cpu{ESC}", "notes": f"line1\n| injected {ESC} |",
+                                                  "command": f"train{ESC}"})
+    (tmp_path / "broken.safetensors").write_bytes(b"junk")
+    assert main([str(tmp_path), "--commands"]) == 0
+    cap = capsys.readouterr()
+    _clean(cap.out, expect_shown=3)
+    assert "| injected" not in [ln[:10] for ln in cap.out.splitlines()]  # the card's line break stays escaped
+    assert "line1\\n| injected" in cap.out
+    assert "broken.safetensors" in cap.err and "\x1b" not in cap.err
+
+
+def test_bench_cli_output_lines_are_escaped(tmp_path, capsys, monkeypatch):
+    import analysis.bench.cli as cli
+
+    def fake_run(lengths, device, quick, settings=None, threads=None, progress=None):
+        progress(f"S4D L=1k{ESC}: 1 ms")
+        return []
+
+    monkeypatch.setattr(cli, "run_benchmark", fake_run)
+    out_json = tmp_path / f"b{ESC}.json"
+    assert cli.main(["--tiny", "--device", "cpu", "--json", str(out_json)]) == 0
+    cap = capsys.readouterr()
+    _clean(cap.err)
+    _clean(cap.out)
+    assert out_json.exists()

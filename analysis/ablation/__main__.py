@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -105,7 +106,7 @@ class ConsoleProgress:
                 f"({ev['wall_time_s']:.1f}s) -> {ev['checkpoint']}")
         if ev.get("error"):
             line += f" ({ev['error']})"
-        print("\r" + line + " " * 10, flush=True)
+        print("\r" + printable(line) + " " * 10, flush=True)
 
     def _step(self, ev: dict) -> None:
         for k in ev.get("losses", {}):
@@ -147,8 +148,8 @@ def print_results(res, as_json: bool) -> None:
           f"{len(res.failed)} in {res.wall_time_s:.1f}s on {res.device}")
     for r in sorted(res.rows, key=lambda r: (r["decay_mode"], r["decay"], r["size"], r["seed"])):
         tm = r["test_metric"]
-        print(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
-              f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]")
+        print(printable(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
+                        f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]"))
     if as_json:
         print(json.dumps([{k: r[k] for k in ("key", "family", "decay", "decay_mode", "size", "seed", "metric",
                                              "test_metric", "val_metric", "kernel_params", "checkpoint",
@@ -164,7 +165,19 @@ def _checked(a, parser):
         raise ValueError(f"max_batch must be >= 1, got {a.max_batch}")
     if a.threads is not None and a.threads < 1:
         raise ValueError(f"threads must be >= 1, got {a.threads}")
+    _check_checkpoint_dir(a.checkpoint_dir)
     return spec, Store(a.db)
+
+
+def _check_checkpoint_dir(path) -> None:
+    """ValueError (one line) when --checkpoint-dir names something that exists and is not a folder."""
+    if path is None:
+        return
+    if "\x00" in str(path):
+        raise ValueError("--checkpoint-dir: the path holds a NUL character")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--checkpoint-dir {path} is an existing file, not a folder; give a folder for the run "
+                         "checkpoints (it is created if missing)")
 
 
 def main(argv=None) -> int:
@@ -179,11 +192,11 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     runs = spec.expand(check=False)
     done = store.done_keys(r.key() for r in runs)
-    print(f"sweep '{spec.name or spec.task + ' ' + spec.family}': {len(runs)} runs, {len(done)} already done | "
-          f"db {store.path}", flush=True)
+    print(printable(f"sweep '{spec.name or spec.task + ' ' + spec.family}': {len(runs)} runs, {len(done)} already "
+                    f"done | db {store.path}"), flush=True)
     if a.dry_run:
         for r in runs:
-            print(f"  {'done' if r.key() in done else 'todo'}  {r.key()}  {r.label()}")
+            print(printable(f"  {'done' if r.key() in done else 'todo'}  {r.key()}  {r.label()}"))
         return 0
     stop = threading.Event()
     progress = ConsoleProgress(len(runs) - len(done), sum(r.steps for r in runs if r.key() not in done), a.quiet)

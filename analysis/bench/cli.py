@@ -12,6 +12,7 @@ import json
 import sys
 
 from sgconv_core.device import resolve_device
+from sgconv_core.errors import printable
 
 from .run import run_benchmark
 from .spec import Settings, parse_lengths
@@ -28,16 +29,21 @@ def main(argv=None) -> int:
         p.error(str(e))
     lengths, s = _lengths_and_settings(a, device)
     rows = run_benchmark(lengths, device, a.quick or a.tiny, settings=s, threads=a.threads, progress=_say)
-    print(format_table(rows), flush=True)
+    print(_lines(format_table(rows)), flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"rows": rows}, f, indent=1, default=str)
-        print(f"\nwrote {a.json}")
+        print(f"\nwrote {printable(a.json)}")
     return 0
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(_lines(msg), file=sys.stderr, flush=True)
+
+
+def _lines(text: str) -> str:
+    """``text`` safe for a terminal, line by line (control characters escaped, its line breaks kept)."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
 
 
 def _parser() -> argparse.ArgumentParser:
