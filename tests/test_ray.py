@@ -10,11 +10,15 @@ compared with ``==``, not a tolerance.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +32,7 @@ from analysis.ablation.runner import make_executor  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
+REPO = Path(__file__).resolve().parents[1]
 TASK = {"L": 64, "n_train": 48, "n_val": 20, "n_test": 20}
 COMPARED = ("status", "task", "family", "decay", "decay_mode", "size", "seed", "steps", "metric", "test_metric",
             "val_metric", "best_step", "steps_done", "kernel_params", "total_params", "batched_with")
@@ -42,8 +47,8 @@ def _curve(row: dict) -> dict:
 def four_runs(**kw) -> SweepSpec:
     """4 runs (4 decay values at one size), digits at L=64, one tiny layer: ~1 s per run on one core."""
     base = dict(task="digits", task_params=dict(TASK), family="sgconv", decays=(0.0, 0.5, 1.0, 2.0), sizes=(),
-                base_size=8, seeds=(0,), steps=300, eval_every=100, batch_size=8, d_model=8, n_layers=1,
-                eval_batch_size=64, name="ray-4")
+                base_size=8, seeds=(0,), steps=200, eval_every=100, batch_size=8, d_model=8, n_layers=1,
+                name="ray-4")
     base.update(kw)
     return SweepSpec(**base)
 
@@ -71,7 +76,7 @@ def reference(tmp_path_factory):
 def assert_same_run(row: dict, ref_row: dict, ref_weights: dict) -> None:
     for c in COMPARED:
         assert row[c] == ref_row[c], (c, row[c], ref_row[c])
-    assert _curve(row) == _curve(ref_row) and len(row["curve"]["evals"]) == 3 and len(row["curve"]["loss"]) > 100
+    assert _curve(row) == _curve(ref_row) and len(row["curve"]["evals"]) == 2 and len(row["curve"]["loss"]) > 100
     assert row["checkpoint"] and os.path.isfile(row["checkpoint"])
     weights = load_file(row["checkpoint"])
     assert weights.keys() == ref_weights.keys()
@@ -199,6 +204,45 @@ def test_cancel_stops_the_queued_tasks_and_keeps_finished_runs(local_ray, tmp_pa
     assert time.time() - t0 < 60
     # the cancelled tasks free their CPUs: a new task is scheduled at once
     assert ray.get(ray.remote(num_cpus=2)(lambda: 7).remote(), timeout=60) == 7
+
+
+def test_cli_sweep_on_a_running_cluster_through_ray_address(local_ray, reference, tmp_path):
+    """`RAY_ADDRESS=<head> python -m analysis.ablation --executor ray`: a second process (the driver) sends the
+    sweep to the cluster the fixture started, as it would to `ray start --head` on another machine."""
+    ref_rows, ref_w = reference
+    db, ck = tmp_path / "cli.sqlite", tmp_path / "shared-checkpoints"
+    s = four_runs()
+    argv = [sys.executable, "-m", "analysis.ablation", "--executor", "ray", "--db", str(db), "--checkpoint-dir",
+            str(ck), "--task", s.task, "--family", s.family, "--decays", *map(str, s.decays), "--sizes",
+            "--base-size", str(s.base_size), "--seeds", "0", "--steps", str(s.steps), "--eval-every",
+            str(s.eval_every), "--batch-size", str(s.batch_size), "--d-model", str(s.d_model), "--n-layers",
+            str(s.n_layers), "--threads", "1", "--name", s.name, "--json", "--quiet",
+            *[a for k, v in TASK.items() for a in ("--task-param", f"{k}={v}")]]
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address, OMP_WAIT_POLICY="PASSIVE")
+    p = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = Store(db).runs(status=None)
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    for row in rows:
+        assert row["checkpoint"].startswith(str(ck))
+        assert_same_run(row, ref_rows[row["key"]], ref_w[row["key"]])
+    assert "Started a local Ray instance" not in p.stderr        # it joined the running cluster
+    assert "done: trained 4, skipped 0 (already done), failed 0" in p.stdout
+    printed = json.loads(p.stdout.strip().splitlines()[-1])
+    assert {r["key"]: r["test_metric"] for r in printed} == {k: r["test_metric"] for k, r in ref_rows.items()}
+
+
+def test_unreachable_cluster_is_one_clear_error_at_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)   # as in a fresh driver process
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]                              # closed once the block ends: nothing listens
+    t0 = time.time()
+    with pytest.raises(ValueError, match=f"no Ray cluster answers at '127.0.0.1:{port}'"):
+        run_sweep(four_runs(steps=4), db=tmp_path / "x.sqlite", executor=RayExecutor(address=f"127.0.0.1:{port}"))
+    assert time.time() - t0 < 10
+    with pytest.raises(ValueError, match="address must be host:port"):
+        run_sweep(four_runs(steps=4), db=tmp_path / "x.sqlite", executor=RayExecutor(address="head-node"))
 
 
 @pytest.mark.parametrize("kw, word", [({"max_retries": -1}, "max_retries"), ({"num_cpus": 0}, "num_cpus")])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import time
 import traceback
@@ -138,7 +139,8 @@ class RayExecutor:
     """Each group becomes one Ray task; the driver writes results to SQLite as tasks finish.
 
     How a grid runs on Ray: ``ray.init(address=...)`` connects to a cluster (``address=None``: the one named by
-    ``RAY_ADDRESS``, else a new local instance; nothing is started if Ray is already initialised); every group
+    ``RAY_ADDRESS``, else a new local instance; nothing is started if Ray is already initialised; a host:port
+    that does not answer is a ValueError at once, not Ray's minutes-long wait); every group
     of runs (one batched model, or a single run with ``batched=False``) is submitted as
     ``ray.remote(num_gpus=g, num_cpus=c, max_retries=n)(train_group)``; Ray places the tasks on free CPUs/GPUs;
     ``ray.wait`` hands back finished groups, whose outcomes the driver stores at once (the database stays on
@@ -176,7 +178,12 @@ class RayExecutor:
         from ray.exceptions import RayError
 
         if not ray.is_initialized():
-            ray.init(address=self.address, runtime_env=self.runtime_env, ignore_reinit_error=True)
+            address = self.address or os.environ.get("RAY_ADDRESS") or None
+            _check_reachable(address)
+            try:
+                ray.init(address=address, runtime_env=self.runtime_env, ignore_reinit_error=True)
+            except (ConnectionError, RuntimeError) as e:
+                raise ValueError(f"executor 'ray': cannot connect to the Ray cluster at {address!r}: {e}") from None
         gpus = self.num_gpus
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -204,6 +211,23 @@ class RayExecutor:
                     outs = _failed_outcomes(group, _ray_error_text(e))
                 for o in outs:
                     on_result(o)
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """ValueError at once when a host:port Ray address does not accept connections (``ray.init`` would wait
+    for it for many minutes). ``None`` / 'auto' / 'local' are left to Ray."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"executor 'ray': address must be host:port, ray://host:port, 'auto' or 'local', "
+                         f"got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"executor 'ray': no Ray cluster answers at {address!r} ({e}); start one with "
+                         f"`ray start --head` or fix RAY_ADDRESS") from None
 
 
 def _ray_error_text(e: BaseException) -> str:
