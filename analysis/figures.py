@@ -86,11 +86,11 @@ def place_legend(fig: go.Figure, where: str = "auto") -> go.Figure:
 
     'right': plotly's vertical legend right of the plot (the right margin grows to fit it). 'below': a vertical
     list at the bottom of the figure (yref 'container'), with the bottom margin grown by its rows so that the
-    x tick labels and axis title (AXIS_BAND_PX) sit between the plot and the legend. 'auto': below for up to 6
-    entries (narrow side-by-side panels), else right."""
+    x tick labels and axis title (AXIS_BAND_PX) sit between the plot and the legend. 'auto': below for up to 12
+    entries (side-by-side panels keep their width), else right."""
     n = _legend_items(fig)
     if where == "auto":
-        where = "below" if n <= 6 else "right"
+        where = "below" if n <= 12 else "right"
     if where == "below":
         fig.update_layout(legend={"orientation": "v", "yref": "container", "y": 0.0, "yanchor": "bottom",
                                   "xref": "container", "x": 0.0, "xanchor": "left", "font": {"size": 11},
@@ -125,8 +125,9 @@ def anchor_reference(centers, curve, k) -> tuple[np.ndarray, np.ndarray]:
 def _style(fig: go.Figure, **layout) -> go.Figure:
     """White background, light grid, 1e-06 style tick labels (cheaper than a named template per figure)."""
     fig.update_layout(plot_bgcolor="white", paper_bgcolor="white", **layout)
-    fig.update_xaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True)
-    fig.update_yaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True,
+    # automargin: the margins grow to fit tick labels and axis titles, so a title never sits on the tick labels
+    fig.update_xaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True, automargin=True)
+    fig.update_yaxes(gridcolor="#e8e8e8", zerolinecolor="#c8c8c8", linecolor="#888", showline=True, automargin=True,
                      **MAGNITUDE_TICKS)
     return fig
 

@@ -111,6 +111,9 @@ def test_every_axis_is_labelled_and_magnitudes_use_e_ticks():
     }
     for name, fig in figs.items():
         titles = _axis_titles(fig)
+        if name != "curves":  # the figure builders' own axes grow their margins to fit labels and titles
+            assert all(v.get("automargin") for k, v in fig.to_plotly_json()["layout"].items()
+                       if k.startswith(("xaxis", "yaxis"))), name
         assert titles and all(titles.values()), (name, titles)
         for key, ax in fig.to_plotly_json()["layout"].items():
             if key.startswith("yaxis"):
@@ -132,7 +135,7 @@ def test_legends_sit_clear_of_axis_and_chart_titles():
     assert fig.layout.height == 480 + 3 * FG.LEGEND_ROW_PX  # the plot area keeps its height
     # many entries: right of the plot, below the title (which sits above the plot area)
     many = FG.frequency_figure([{"label": f"m{i}", "freq": np.linspace(0, .5, 9), "mag_db": np.zeros(9)}
-                                for i in range(9)])
+                                for i in range(13)])
     AF.compact(many, legend_below=True)
     assert many.layout.legend.x >= 1.0 and many.layout.legend.y <= 1.0 and many.layout.legend.yanchor == "top"
     from analysis.attribution import Attribution, DistanceProfile
