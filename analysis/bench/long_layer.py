@@ -51,12 +51,13 @@ def child_cell(L: int, pass_: str, route: str, H: int = 256, kernel_dim: int = 3
 
     with torch.no_grad():
         layer(x[..., :1024])
-    times, peak = [], None
+    times, cpus, peak = [], [], None
     for c in range(calls):
-        dt, p = peak_of_call(call)
+        dt, p, dc = peak_of_call(call)
         times.append(dt)
+        cpus.append(dc)
         peak = p if c == 0 else peak
-    return {"L": L, "pass": pass_, "route": route, "times_s": times, "peak_bytes": peak}
+    return {"L": L, "pass": pass_, "route": route, "times_s": times, "cpu_s": cpus, "peak_bytes": peak}
 
 
 def layer_memory_rows(lengths: list[int], passes=CHILD_PASSES, rounds: int = 1, calls: int = 2,
@@ -73,30 +74,34 @@ def layer_memory_rows(lengths: list[int], passes=CHILD_PASSES, rounds: int = 1, 
                     args = ["--child", str(L), p, route] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
                     r = run_in_child("analysis.bench.long_layer:main", args + [f"--calls={calls}"])
                     say(f"L={fmt_L(L)} {p} {route}: {', '.join(f'{t:.2f}' for t in r['times_s'])} s, "
-                        f"peak {r['peak_bytes'] / GB:.2f} GB")
+                        f"cpu {', '.join(f'{t:.2f}' for t in r['cpu_s'])} s, peak {r['peak_bytes'] / GB:.2f} GB")
                     rows.append(r)
     return rows
 
 
 def format_memory_rows(rows: list[dict]) -> str:
-    """One line per (L, pass, route): median seconds per call, ns per token, peak GB above input and weights,
-    and for inference the before/after ratios of time and peak."""
+    """One line per (L, pass, route): n calls, median wall seconds per call, ns per token, median CPU seconds
+    (user + system), the peak GB above input and weights, and for inference the ratios after / before of the
+    wall time, the CPU time and the peak."""
     import statistics
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["L"], r["pass"], r["route"]), []).append(r)
-    out = [f"{'L':>6} {'pass':8} {'route':7} {'n':>3} {'s/call':>8} {'ns/token':>9} {'peak GB':>8} {'t ratio':>8} "
-           f"{'mem ratio':>9}"]
+
+    def stats(rs):
+        return (statistics.median([t for r in rs for t in r["times_s"]]),
+                statistics.median([t for r in rs for t in r["cpu_s"]]), max(r["peak_bytes"] for r in rs))
+
+    out = [f"{'L':>6} {'pass':8} {'route':7} {'n':>3} {'s/call':>8} {'ns/token':>9} {'cpu s':>7} {'peak GB':>8} "
+           f"{'t ratio':>8} {'cpu ratio':>9} {'mem ratio':>9}"]
     for (L, p, route), rs in groups.items():
-        ts = [t for r in rs for t in r["times_s"]]
-        med = statistics.median(ts)
-        peak = max(r["peak_bytes"] for r in rs)
-        ratio = ""
+        t, c, m = stats(rs)
+        line = (f"{fmt_L(L):>6} {p:8} {route:7} {sum(len(r['times_s']) for r in rs):>3} {t:8.2f} {t / L * 1e9:9.0f} "
+                f"{c:7.2f} {m / GB:8.2f}")
         if route == "after" and (L, p, "before") in groups:
-            b = groups[(L, p, "before")]
-            tb = statistics.median([t for r in b for t in r["times_s"]])
-            ratio = f"{med / tb:8.2f} {peak / max(r['peak_bytes'] for r in b):9.2f}"
-        out.append(f"{fmt_L(L):>6} {p:8} {route:7} {len(ts):>3} {med:8.2f} {med / L * 1e9:9.0f} {peak / GB:8.2f} {ratio}")
+            tb, cb, mb = stats(groups[(L, p, "before")])
+            line += f" {t / tb:8.2f} {c / cb:9.2f} {m / mb:9.2f}"
+        out.append(line)
     return "\n".join(out)
 
 

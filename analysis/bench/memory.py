@@ -168,17 +168,24 @@ def estimate_layer_bytes(mode: str, L: int, H: int = 256) -> float:
     return (48.0 if mode == "fwd" else 56.0) * H * L
 
 
-def peak_of_call(fn) -> tuple[float, float | None]:
-    """(seconds, peak bytes) of one call of fn in this process: the RSS high-water mark above the RSS at the start
-    (`CpuMem`; None where /proc/self/clear_refs is unavailable). The call's result is dropped before returning."""
+def peak_of_call(fn) -> tuple[float, float | None, float]:
+    """(seconds, peak bytes, CPU seconds) of one call of fn in this process: the RSS high-water mark above the RSS
+    at the start (`CpuMem`; None where /proc/self/clear_refs is unavailable), and the process's user + system CPU
+    time (on a shared machine less sensitive than the wall time to other processes). The result is dropped."""
+    import resource
     import time
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
     mem = CpuMem()
     mem.start()
-    t0 = time.perf_counter()
+    c0, t0 = cpu(), time.perf_counter()
     fn()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, cpu() - c0
     peak = mem.stop()["peak_mb"]
-    return dt, None if peak is None else peak * MB
+    return dt, None if peak is None else peak * MB, dc
 
 
 def run_in_child(target: str, args: list[str], timeout: float | None = None) -> dict:
