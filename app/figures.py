@@ -97,6 +97,27 @@ def fmt_percent(fraction, digits: int = 2) -> str:
     return f"{100.0 * float(fraction):.{digits}f} %"
 
 
+def format_table(df: pd.DataFrame, formats: dict | None = None, percent=(), default: str = "{:.4g}",
+                 keep=()) -> pd.DataFrame:
+    """A table for display: every cell as text, missing values (None / NaN) as MISSING, numbers with
+    ``formats[column]`` (a format string like '{:.3f}' or '{:,}', else ``default``), the ``percent`` columns (fractions
+    0..1, e.g. accuracy) in % like the plots (`fmt_percent`). Columns in ``keep`` stay as they are (e.g. integer
+    counts a table should sort numerically). Streamlit shows None as 'None' whatever the Styler says, so tables
+    go through this before st.dataframe."""
+    formats = formats or {}
+    out = df.copy()
+    for col in out.columns:
+        if col in keep:
+            continue
+        if col in percent:
+            out[col] = [fmt_percent(v) for v in out[col]]
+        else:
+            fmt = formats.get(col, default)
+            out[col] = [fmt_missing(None if v is None or (isinstance(v, float) and v != v) else v, fmt)
+                        if not isinstance(v, (bool, np.bool_)) else str(v) for v in out[col]]
+    return out
+
+
 def overlay(figs: dict[str, go.Figure], title: str, xaxis_title: str, yaxis_title: str, log_x: bool = False,
             log_y: bool = False, colors: dict[str, str] | None = None) -> go.Figure:
     """Several single-model figures on one set of axes: traces renamed '<model>: <trace>', one colour per model

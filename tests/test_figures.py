@@ -202,6 +202,17 @@ def test_missing_values_and_percentages():
     assert AF.fmt_percent(0.9712) == "97.12 %" and AF.fmt_percent(None) == "–" and AF.fmt_percent(1) == "100.00 %"
 
 
+def test_format_table_for_display():
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["a", "b"], "t": [1.23456, None], "acc": [0.9712, float("nan")], "n": [3, 4],
+                       "L": [65536, 1024]})
+    out = AF.format_table(df, formats={"L": "{:,}"}, percent=["acc"], keep=["n"])
+    assert out.to_dict("list") == {"model": ["a", "b"], "t": ["1.235", "–"], "acc": ["97.12 %", "–"], "n": [3, 4],
+                                   "L": ["65,536", "1,024"]}
+    assert df["t"].isna().sum() == 1  # the input is not changed
+
+
 def test_model_colours_and_shades():
     cols = FG.model_colors(["a", "b", "c"])
     assert len(set(cols.values())) == 3 and cols["a"] == FG.PALETTE[0]

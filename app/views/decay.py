@@ -52,7 +52,7 @@ if series:
     afig.place_legend(fig, "right")
     fig_.clip_log_y(fig, [s["values"] for s in series])  # fitted lines may run far outside the envelopes
     ui.show_figure(fig, fig_.figure_data(fig), f"decay-layers.{layer}", key="d-fig")
-    st.dataframe(pd.DataFrame(fits).map(lambda v: fig_.fmt_missing(v, "{:.4g}")), hide_index=True)
+    st.dataframe(fig_.format_table(pd.DataFrame(fits)), hide_index=True)
 elif not hs:
     st.info("Choose at least one feature to plot its envelope.")
 
@@ -93,7 +93,8 @@ if not poles:
 else:
     st.caption("Discrete-time poles λ of every mode in this layer; |λ| < 1 decays, and the slowest mode "
                "(largest |λ|) sets the long-range tail. Hover for |λ| and the half-life.")
-    ui.table(pd.DataFrame(pole_rows))
+    ui.table(fig_.format_table(pd.DataFrame(pole_rows), keep=["modes"], formats={
+        "slowest rate (1/tap)": "{:.3g}", "half-life (taps)": "{:.4g}", "max |λ|": "{:.6f}"}))
     left, _ = st.columns([3, 2])
     with left:
         pfig = afig.pole_figure(poles, title=f"layers.{layer}: poles λ", colors=colors)
