@@ -132,14 +132,21 @@ def sweep_killing_one_worker(spec: SweepSpec, executor, db, busy_for: float = 0.
 def test_ray_sweep_matches_in_process(local_ray, reference, tmp_path):
     ref_rows, ref_w = reference
     db = tmp_path / "ray.sqlite"
-    res = run_sweep(four_runs(), db=db, executor="ray", threads=1)
+    events = []
+    res = run_sweep(four_runs(), db=db, executor="ray", threads=1, progress=events.append)
     assert res.status == "done" and sorted(res.trained) == sorted(ref_rows) and not res.failed
+    order = [(e["event"], e["keys"][0] if e["event"] == "group_start" else e["key"]) for e in events]
+    assert [ev for ev, _ in order[:3]] == ["group_start", "group_start", "run_done"]   # 2 slots: 2 shown running
+    assert sorted(k for ev, k in order if ev == "group_start") == sorted(ref_rows)
+    for k in ref_rows:                                                    # each run starts before it is done
+        assert order.index(("group_start", k)) < order.index(("run_done", k))
     rows = Store(db).runs(status=None)
     assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
     for row in rows:
         assert_same_run(row, ref_rows[row["key"]], ref_w[row["key"]])
         assert row["checkpoint"].startswith(str(tmp_path))   # written by the workers into the sweep's folder
-    assert Store(db).sweeps()[0]["status"] == "done"
+    sweep = Store(db).sweeps()[0]
+    assert sweep["status"] == "done" and sweep["device"] == res.device == "Ray cluster (2 CPUs, 0 GPUs; tasks on cpu)"
     again = run_sweep(four_runs(), db=db, executor="ray", threads=1)           # resume: nothing left to train
     assert again.trained == [] and sorted(again.skipped) == sorted(ref_rows) and len(again.rows) == 4
 
@@ -243,6 +250,14 @@ def test_unreachable_cluster_is_one_clear_error_at_once(monkeypatch, tmp_path):
     assert time.time() - t0 < 10
     with pytest.raises(ValueError, match="address must be host:port"):
         run_sweep(four_runs(steps=4), db=tmp_path / "x.sqlite", executor=RayExecutor(address="head-node"))
+
+
+def test_batched_auto_follows_the_workers_device():
+    from analysis.ablation.runner import resolve_batched
+
+    assert resolve_batched("auto", "cpu", where="cuda") is True      # a CPU driver sending to GPU workers
+    assert resolve_batched("auto", "cpu", where="cpu") is False
+    assert resolve_batched("auto", "cpu") is False and resolve_batched(True, "cpu", where="cpu") is True
 
 
 @pytest.mark.parametrize("kw, word", [({"max_retries": -1}, "max_retries"), ({"num_cpus": 0}, "num_cpus")])

@@ -172,10 +172,13 @@ class RayExecutor:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.address, self.num_gpus, self.num_cpus = address, num_gpus, num_cpus
         self.max_retries, self.runtime_env = max_retries, runtime_env
+        self._gpus: float | None = None  # GPUs per task, set by prepare()
 
-    def run(self, groups, train_kw, on_result, progress, should_stop) -> None:
+    def prepare(self, device: str) -> tuple[str, str]:
+        """Connect (see above) and say where the groups will train: ('cuda' | 'cpu', a description of the
+        cluster). run_sweep uses the first to resolve ``batched='auto'`` (batched when the workers have GPUs,
+        whatever the driver has)."""
         import ray
-        from ray.exceptions import RayError
 
         if not ray.is_initialized():
             address = self.address or os.environ.get("RAY_ADDRESS") or None
@@ -184,19 +187,39 @@ class RayExecutor:
                 ray.init(address=address, runtime_env=self.runtime_env, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError) as e:
                 raise ValueError(f"executor 'ray': cannot connect to the Ray cluster at {address!r}: {e}") from None
-        gpus = self.num_gpus
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        res = ray.cluster_resources()
+        gpus = self.num_gpus if self.num_gpus is not None else (1 if res.get("GPU", 0) >= 1 else 0)
+        self._gpus = 0 if device == "cpu" else gpus
+        where = "cuda" if self._gpus else "cpu"
+        return where, f"Ray cluster ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; tasks on {where})"
+
+    def run(self, groups, train_kw, on_result, progress, should_stop) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        if self._gpus is None or not ray.is_initialized():
+            self.prepare(train_kw.get("device", "auto"))
+        gpus = self._gpus
         remote = ray.remote(num_gpus=gpus, num_cpus=self.num_cpus, max_retries=self.max_retries,
                             retry_exceptions=False)(_ray_train_group)
-        kw = dict(train_kw, device="auto")
+        kw = dict(train_kw, device="cpu" if train_kw.get("device") == "cpu" else "auto")  # the workers' device
         if kw.get("checkpoint_dir"):
             kw["checkpoint_dir"] = os.path.abspath(kw["checkpoint_dir"])
-        pending = {}
-        for g in groups:
-            pending[remote.remote(g, kw)] = g
-            if progress:
-                progress({"event": "group_start", "keys": [r.key() for r in g]})
+        pending = {remote.remote(g, kw): g for g in groups}
+        # Progress: Ray runs as many tasks at once as the cluster has slots for them, in about submission order;
+        # the first `slots` groups are shown running, and one more each time a group finishes (an estimate:
+        # remote workers send no per-step events).
+        res = ray.cluster_resources()
+        slots = int(res.get("GPU", 0) // gpus) if gpus else int(res.get("CPU", 1) // (self.num_cpus or 1))
+        queue = list(groups)
+
+        def start_next(n: int) -> None:
+            for g in queue[:max(0, n)]:
+                if progress:
+                    progress({"event": "group_start", "keys": [r.key() for r in g]})
+            del queue[:max(0, n)]
+
+        start_next(max(1, slots))
         while pending:
             if should_stop():
                 for ref in pending:
@@ -211,6 +234,7 @@ class RayExecutor:
                     outs = _failed_outcomes(group, _ray_error_text(e))
                 for o in outs:
                     on_result(o)
+                start_next(1)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -283,10 +307,11 @@ def plan_groups(runs: list[RunSpec], batched: bool, max_batch: int | None) -> li
     return out
 
 
-def resolve_batched(batched, device: str) -> bool:
-    """'auto': batched on CUDA (where it pays), one run at a time on CPU (each finished run is stored at once)."""
+def resolve_batched(batched, device: str, where: str | None = None) -> bool:
+    """'auto': batched on CUDA (where it pays), one run at a time on CPU (each finished run is stored at once).
+    `where` ('cuda' | 'cpu'): the device type the groups train on when it is not this process's (Ray workers)."""
     if batched == "auto" or batched is None:
-        return resolve_device(device).type == "cuda"
+        return (where or resolve_device(device).type) == "cuda"
     return bool(batched)
 
 
@@ -312,13 +337,15 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
     if max_batch is not None and max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     ex = make_executor(executor)
+    where, dname = None, device_name(dev)
+    if hasattr(ex, "prepare"):  # an executor that trains elsewhere (Ray): connect now, before anything is stored
+        where, dname = ex.prepare(device)
     store = db if isinstance(db, Store) else Store(db)
     ckdir = os.fspath(checkpoint_dir) if checkpoint_dir else os.fspath(store.default_checkpoint_dir())
     runs = spec.expand(check=False)
     keys = [r.key() for r in runs]
     done = store.done_keys(keys)
     todo = [r for r, k in zip(runs, keys, strict=True) if k not in done]
-    dname = device_name(dev)
     sweep_key = spec.key()
 
     def put_sweep(status: str) -> None:
@@ -341,7 +368,7 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
         if progress:
             progress(ev)
 
-    use_batched = resolve_batched(batched, device)
+    use_batched = resolve_batched(batched, device, where)
     groups = plan_groups(todo, use_batched, max_batch)
     train_kw = {"device": device, "batched": use_batched, "checkpoint_dir": ckdir, "threads": threads}
     status = "done"
