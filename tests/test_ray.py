@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (optional: pip ins
 
 from safetensors.torch import load_file  # noqa: E402
 
-from analysis.ablation import RayExecutor, Store, SweepSpec, run_sweep  # noqa: E402
+from analysis.ablation import RayExecutor, Store, SweepJob, SweepSpec, run_sweep  # noqa: E402
 from analysis.ablation.runner import make_executor  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -250,6 +250,16 @@ def test_unreachable_cluster_is_one_clear_error_at_once(monkeypatch, tmp_path):
     assert time.time() - t0 < 10
     with pytest.raises(ValueError, match="address must be host:port"):
         run_sweep(four_runs(steps=4), db=tmp_path / "x.sqlite", executor=RayExecutor(address="head-node"))
+
+
+def test_sweep_job_on_ray_reports_the_cluster(local_ray, tmp_path):
+    """The background job (what the app's Ablation page runs) through Ray: finishes, snapshot names the cluster."""
+    job = SweepJob(four_runs(steps=4, eval_every=2), db=tmp_path / "job.sqlite", executor="ray", threads=1)
+    assert job.wait(120) and job.error is None
+    snap = job.snapshot()
+    assert snap["status"] == "done" and snap["n_done"] == 4 and snap["fraction"] == 1.0
+    assert snap["device"].startswith("Ray cluster (2 CPUs")
+    assert len(Store(tmp_path / "job.sqlite").runs()) == 4
 
 
 def test_batched_auto_follows_the_workers_device():

@@ -44,7 +44,7 @@ cannot be batched (dropout, batch norm, differing backbones) fall back to one at
 
 Executors. ``executor='inprocess'`` (default) trains the groups one after another; ``executor='ray'``
 (`runner.RayExecutor`, ray imported lazily, an optional dependency: ``pip install 'ray>=2.9'``) submits each group
-as a Ray task (one GPU per task when the cluster has GPUs, else ``num_cpus=1``) to the cluster ``ray.init()``
+as a Ray task (one CPU, plus one GPU when the cluster has GPUs) to the cluster ``ray.init()``
 reaches (``RAY_ADDRESS``, or a new local instance), the driver writing results to SQLite as tasks finish and the
 workers writing checkpoints into ``checkpoint_dir`` (shared storage on a multi-node cluster). A killed worker is
 retried by Ray (``max_retries``, default 2; a retried run gives the same numbers), a group that still fails is

@@ -353,6 +353,7 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
 
     put_sweep("running")
     tr = tracker or Progress(runs, done, dname)
+    tr.device = dname  # a tracker made by SweepJob names this process's device; the executor may train elsewhere
     stop = should_stop or (lambda: False)
     trained, failed = [], []
 
