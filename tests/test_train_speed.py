@@ -97,3 +97,71 @@ def test_bench_s4_floor_rows():
 
 class _Settings8:
     H, d_state, channels = 8, 64, 1
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_s4_vandermonde_and_cauchy_matrix_routes_agree_with_gradients(rank):
+    """The generating functions as FFTs of Vandermonde sums == the Cauchy matrix (float64), kernel and gradients."""
+    torch.manual_seed(3)
+    k = S4Kernel(4, d_state=16, rank=rank, channels=2, l_max=512, dt_min=0.01, dt_max=0.3).double()
+    with torch.no_grad():
+        k.P[1:].copy_(0.3 * torch.randn_like(k.P[1:]))
+    wgt = torch.randn(2, 4, 500, dtype=torch.float64)
+    out = {}
+    for route in ("vandermonde", "cauchy"):
+        K = k.cauchy_kernel(500, route)
+        (K * wgt).sum().backward()
+        out[route] = K.detach(), {n: p.grad.clone() for n, p in k.named_parameters()}
+        k.zero_grad()
+    (Kv, gv), (Kc, gc) = out["vandermonde"], out["cauchy"]
+    assert (Kv - Kc).abs().max() <= 1e-11 * Kc.abs().max()
+    for n, g in gc.items():
+        assert (gv[n] - g).abs().max() <= 1e-9 * g.abs().max(), n
+
+
+def test_s4_float32_vandermonde_route_is_closer_to_float64_than_the_cauchy_matrix():
+    """In float32 the Vandermonde route (tables of powers formed in float64) is within 1e-5 of the float64 kernel of
+    the same (float32) parameters; the Cauchy matrix (omega^f in complex64) is not better."""
+    import copy
+
+    torch.manual_seed(4)
+    k = S4Kernel(8, d_state=32, l_max=4096)
+    ref = copy.deepcopy(k).double().cauchy_kernel(4096, "cauchy").detach()
+    err = {r: float((k.cauchy_kernel(4096, r).detach().double() - ref).abs().max() / ref.abs().max())
+           for r in ("vandermonde", "cauchy")}
+    assert err["vandermonde"] < 1e-5 and err["vandermonde"] <= err["cauchy"], err
+
+
+def test_s4_auto_route_falls_back_to_the_cauchy_matrix_for_undecayed_modes(monkeypatch):
+    """A mode with |lambda^L_k| ~ 1 (no decay over L_k) would amplify rounding by 1/|1 - lambda^L_k|: 'auto' then
+    takes the Cauchy matrix, whose answer it returns."""
+    import sgconv_core.kernels.s4 as s4mod
+
+    torch.manual_seed(5)
+    k = S4Kernel(2, d_state=8, l_max=64, dt_min=1e-4, dt_max=1e-4).double()  # |lambda^64| = exp(-0.5e-4 * 64)
+    calls = []
+    for name in ("_woodbury_vandermonde", "_woodbury_cauchy"):
+        orig = getattr(S4Kernel, name)
+        monkeypatch.setattr(S4Kernel, name, lambda self, *a, _o=orig, _n=name: calls.append(_n) or _o(self, *a))
+    K = k(64)
+    assert calls == ["_woodbury_cauchy"]
+    assert torch.allclose(K, k.cauchy_kernel(64, "cauchy"), rtol=0, atol=1e-13 * float(K.abs().max()))
+    monkeypatch.setattr(s4mod, "TRUNCATION_GAIN_MAX", 1e9)
+    calls.clear()
+    k(64)
+    assert calls == ["_woodbury_vandermonde"]
+    with pytest.raises(ValueError, match="unknown Cauchy route"):
+        k.cauchy_kernel(64, "fast")
+
+
+def test_s4_cauchy_matrix_chunks_give_the_same_kernel(monkeypatch):
+    """Without autograd the Cauchy matrix goes in frequency chunks: the same kernel as in one piece."""
+    import sgconv_core.kernels.s4 as s4mod
+
+    torch.manual_seed(6)
+    k = S4Kernel(4, d_state=16, l_max=512).double()
+    with torch.no_grad():
+        whole = k.cauchy_kernel(512, "cauchy")
+        monkeypatch.setattr(s4mod, "_CAUCHY_CHUNK", 100)
+        chunked = k.cauchy_kernel(512, "cauchy")
+    assert torch.allclose(chunked, whole, rtol=0, atol=1e-14 * float(whole.abs().max()))

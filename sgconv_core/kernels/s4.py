@@ -27,6 +27,10 @@ from .hippo import legs_nplr
 from .s4d import S4DKernel
 from .ssm import init_inv_dt, inv_transform, tile, vandermonde
 
+#: Largest 1/|1 - lambda^L_k| over the modes for which `S4Kernel.cauchy_kernel` takes the Vandermonde route (it
+#: scales the rounding of the Vandermonde sums; beyond it the Cauchy matrix is used).
+TRUNCATION_GAIN_MAX = 100.0
+
 #: Most elements of the Cauchy matrix 1/(z_f - w_n) materialised at once when no gradient is needed.
 _CAUCHY_CHUNK = 1 << 24
 
@@ -160,30 +164,72 @@ class S4Kernel(S4DKernel):
         self.l_kernel.fill_(int(L))
 
     # -- kernels ----------------------------------------------------------------------------------
-    def cauchy_kernel(self, L: int) -> torch.Tensor:
-        """The official Cauchy + Woodbury route at the L_k roots of unity, truncated to L <= L_k: (C_k, H, L)."""
+    def cauchy_kernel(self, L: int, route: str = "auto") -> torch.Tensor:
+        """The official Cauchy + Woodbury route at the L_k roots of unity, truncated to L <= L_k: (C_k, H, L).
+
+        ``route``: 'vandermonde' (the generating functions as the FFT of Vandermonde sums, `_woodbury_vandermonde`),
+        'cauchy' (the Cauchy matrix, `_woodbury_cauchy`), or 'auto': the Vandermonde sums unless some mode has
+        |1 - lambda^L_k| < 1/`TRUNCATION_GAIN_MAX` (a mode that has barely decayed over L_k steps), then the
+        Cauchy matrix. Both are differentiable and agree to rounding (float64 ~1e-13 relative).
+        """
+        if route not in ("auto", "vandermonde", "cauchy"):
+            raise ValueError(f"unknown Cauchy route {route!r}; choose 'auto', 'vandermonde' or 'cauchy'")
         Lk = int(self.l_kernel)
         dt, A, B, C = self.ssm_params()
         P = tile(torch.view_as_complex(self.P.contiguous()), self.H, 1)
-        Q = P.conj()
-        omega = torch.tensor(np.exp(-2j * np.pi / Lk), dtype=C.dtype, device=C.device) ** torch.arange(
-            Lk // 2 + 1, device=C.device)
-        z = 2 * (1 - omega) / (1 + omega)
         w = A * dt
         Bs = torch.cat([B, P], 0)  # (1+R, H, N')
-        Cs = torch.cat([C, Q], 0)  # (C_k+R, H, N')
+        Cs = torch.cat([C, P.conj()], 0)  # (C_k+R, H, N')
         v = Bs.unsqueeze(1) * Cs.unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
+        if route == "auto":
+            with torch.no_grad():
+                lam_L = torch.exp(Lk * torch.log((2 + w) / (2 - w)))
+                gain = float((1 / (1 - lam_L).abs()).max())
+            route = "vandermonde" if gain <= TRUNCATION_GAIN_MAX else "cauchy"
+        if route == "vandermonde":
+            return self._woodbury_vandermonde(v, w, Lk)[..., :L]
+        return self._woodbury_cauchy(v, w, Lk)[..., :L]
+
+    def _woodbury_cauchy(self, v: torch.Tensor, w: torch.Tensor, Lk: int) -> torch.Tensor:
+        """k^(omega) by the Cauchy matrix (`_cauchy`) and Woodbury, then irfft: (C_k, H, L_k)."""
+        omega = torch.tensor(np.exp(-2j * np.pi / Lk), dtype=v.dtype, device=v.device) ** torch.arange(
+            Lk // 2 + 1, device=v.device)
+        z = 2 * (1 - omega) / (1 + omega)
         v2, w2 = torch.cat([v, v.conj()], -1), torch.cat([w, w.conj()], -1)
         r = _cauchy(v2, w2, z)  # r_ab(z) = sum_n v_n / (z - w_n): (1+R, C_k+R, H, Lk/2+1)
+        k_f = self._woodbury(r, torch.ones_like(omega)) * 2 / (1 + omega)
+        return torch.fft.irfft(k_f, n=Lk)[0]
+
+    def _woodbury_vandermonde(self, v: torch.Tensor, w: torch.Tensor, Lk: int) -> torch.Tensor:
+        r"""k^(omega) from Vandermonde sums, then irfft: (C_k, H, L_k). With lambda = (2 + w)/(2 - w) (the bilinear
+        pole), 1/(z - w) = (1 + omega)/(2 - w) / (1 - lambda omega), so r_ab = (1 + omega) s_ab with
+            s_ab(omega) = sum_n c_n / (1 - lambda_n omega),   c_n = v_n / (2 - w_n),
+        and the Woodbury formula becomes k^ = 2 [s00 - (1+omega) s01 (1 + (1+omega) s11)^-1 s10] (no pole at
+        omega = -1). At the L_k-th roots of unity omega^L_k = 1, so s_ab is the DFT of the length-L_k sequence
+            S_ab[l] = sum_n c_n / (1 - lambda_n^L_k) lambda_n^l = 2 Re sum_{n < N'} (...)   (conjugate pairs),
+        a real S4D-like kernel that `ssm.vandermonde` sums as a blocked matrix product (differentiable): four
+        such kernels for C_k = R = 1 and one rfft replace the H N (L_k/2+1) reciprocals of the Cauchy matrix.
+        The factor 1/(1 - lambda^L_k) amplifies rounding by at most `TRUNCATION_GAIN_MAX` (checked by the caller).
+        """
+        AB, H, M = v.shape[0] * v.shape[1], v.shape[2], v.shape[3]
+        log_lam = torch.log((2 + w) / (2 - w))  # (H, N')
+        lam_L = torch.exp(Lk * log_lam)
+        coef = 2 * v / ((2 - w) * (1 - lam_L))  # (1+R, C_k+R, H, N'); the 2 of Re over conjugate pairs
+        seq = vandermonde(coef.reshape(AB, H, M), log_lam, Lk, real=True)  # (AB, H, L_k)
+        s = torch.fft.rfft(seq, n=Lk).reshape(*v.shape[:2], H, Lk // 2 + 1)
+        f = torch.arange(Lk // 2 + 1, device=v.device, dtype=v.real.dtype)
+        one_plus = 1 + torch.polar(torch.ones_like(f), -2 * np.pi / Lk * f)  # 1 + omega_f, each to rounding
+        return torch.fft.irfft(2 * self._woodbury(s, one_plus), n=Lk)[0]
+
+    def _woodbury(self, r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """r00 - g r01 (1 + g r11)^-1 r10 for r (1+R, C_k+R, H, F) and a factor g (F,): (1, C_k, H, F)."""
         R = self.rank
         r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
         if R == 1:
-            k_f = r00 - r01 * r10 / (1 + r11)
-        else:
-            r11 = torch.linalg.inv(torch.eye(R, dtype=r.dtype) + r11.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
-            k_f = r00 - torch.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
-        k_f = k_f * 2 / (1 + omega)
-        return torch.fft.irfft(k_f, n=Lk)[0, ..., :L]
+            return r00 - g * r01 * r10 / (1 + g * r11)
+        eye = torch.eye(R, dtype=r.dtype, device=r.device)
+        inv = torch.linalg.inv(eye + (g * r11).permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+        return r00 - g * torch.einsum("ijhn,jkhn,klhn->ilhn", r01, inv, r10)
 
     def forward(self, L: int) -> torch.Tensor:
         """Kernel at length L: (C_k, H, L). Cauchy route when L <= l_kernel, else the exact modal route."""

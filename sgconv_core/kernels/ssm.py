@@ -61,8 +61,9 @@ def vandermonde(coef: torch.Tensor, log_pole: torch.Tensor, L: int, real: bool =
     r"""K[c,h,l] = sum_n coef[c,h,n] * exp(log_pole[h,n] * l) for l < L, as a blocked Vandermonde product.
 
     coef: (C, H, M) complex; log_pole: (H, M) complex. Returns (C, H, L): complex, or its real part when
-    ``real`` (half the arithmetic). float32 / complex64 inputs are evaluated in float32, float64 / complex128
-    in float64; differentiable in both arguments.
+    ``real`` (half the arithmetic). float32 / complex64 inputs give a float32 result (the small tables of powers
+    are formed in float64 and rounded once, the matrix product runs in float32), float64 / complex128 inputs
+    a float64 one; differentiable in both arguments.
 
     With a block B = ceil(sqrt(L)) and J = ceil(L / B) blocks, lambda^(jB+i) = lambda^(jB) lambda^i, so
         K[c,h,jB+i] = sum_n (coef[c,h,n] lambda_hn^(jB)) lambda_hn^i,
@@ -102,19 +103,22 @@ def _blocked(coef: torch.Tensor, log_pole: torch.Tensor, L: int, B: int, J: int,
     """`vandermonde` for one chunk of features: (C, H', L)."""
     C, H, M = coef.shape
     rd = torch.float64 if torch.float64 in (coef.real.dtype, log_pole.real.dtype) else torch.float32
-    coef = coef.to(torch.complex128 if rd == torch.float64 else torch.complex64)
-    l = torch.arange(max(B, J), device=log_pole.device, dtype=rd)
+    # The small tables are formed in float64 whatever rd is, then rounded once to rd: in float32 an angle
+    # Im(log_pole) * l evaluated in float32 would be off by ~l * 6e-8 radians (1e-4 relative at l ~ 1000).
+    log_pole, coef = log_pole.to(torch.complex128), coef.to(torch.complex128)
+    l = torch.arange(max(B, J), device=log_pole.device, dtype=torch.float64)
     in_re, in_im = _powers(log_pole, l[:B])           # lambda^i,  (H, M, B)
     out_re, out_im = _powers(log_pole, l[:J] * B)     # lambda^jB, (H, M, J)
     c_re, c_im = coef.real.unsqueeze(-1), coef.imag.unsqueeze(-1)
     a_re = c_re * out_re - c_im * out_im               # coef lambda^jB, (C, H, M, J)
     a_im = c_re * out_im + c_im * out_re
     # rows (c, j), columns [Re a, -Im a] over n: (H, C*J, 2M)
-    A = torch.cat([a_re, -a_im], 2).permute(1, 0, 3, 2).reshape(H, C * J, 2 * M)
+    A = torch.cat([a_re, -a_im], 2).permute(1, 0, 3, 2).reshape(H, C * J, 2 * M).to(rd)
     if real:  # Re K = Re a Re p - Im a Im p
         P = torch.cat([in_re, in_im], 1)                                    # (H, 2M, B)
     else:     # Im K = Re a Im p + Im a Re p
         P = torch.cat([torch.cat([in_re, in_im], 1), torch.cat([in_im, -in_re], 1)], 2)  # (H, 2M, 2B)
+    P = P.to(rd)
     K = _DenseGrad.apply(torch.bmm(A, P))                                   # (H, C*J, B | 2B)
     if real:
         return K.reshape(H, C, J * B).transpose(0, 1)[..., :L].contiguous()
