@@ -142,8 +142,8 @@ def _floor_section(rows: list[dict], st: dict, notes: _Notes) -> list[str]:
         "the real part (half of those flops), so it can exceed the matmul's rate by up to 2x; " + mm_line])
     out += _floor_table([r for r in rows if r.get("section") == "floor_s4"], mm, notes, [
         f"S4 (DPLR) kernel, float32, H={st.get('H')}, N={st.get('d_state')}, channels={st.get('channels')}, rank 1, "
-        "l_max = L (the Cauchy route): ours (the Cauchy sum as a batched product with the Cauchy matrix "
-        "1/(z - w), S4Kernel.cauchy_kernel) vs the straightforward route ('straight': the quotient of every Woodbury "
+        "l_max = L (the Cauchy route): ours (S4Kernel.cauchy_kernel: the Woodbury generating functions as rffts of "
+        "blocked Vandermonde sums) vs the straightforward route ('straight': the quotient of every Woodbury "
         "pair, (2, C+1, H, N, L/2+1), formed in full, then summed; frequency chunks without autograd)",
         "GFLOP/s (forward only) count 8 real flops per complex multiply-add, 2(C+1)*H*N*(L/2+1) of them (the "
         "H*N*(L/2+1) reciprocals not counted); " + mm_line])
