@@ -14,7 +14,7 @@ import os
 import struct
 
 from .errors import CheckpointError
-from .regular_file import open_regular
+from .regular_file import descriptor_path, open_regular
 
 FORMAT = "kernelscope"
 #: The largest header read (the safetensors library's own limit: 100 MB).
@@ -53,10 +53,19 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     source = os.fspath(path)
     f, size = open_regular(source)
     with f:
+        fd_path = descriptor_path(f)
+        if fd_path is None:  # no path for the open descriptor on this platform: parse the header ourselves
+            try:
+                return dict(read_header(f, size, source).get("__metadata__") or {})
+            except OSError as e:
+                raise CheckpointError(f"{source}: cannot be read ({e.strerror or e})") from None
+        from safetensors import SafetensorError, safe_open
+
         try:
-            return dict(read_header(f, size, source).get("__metadata__") or {})
-        except OSError as e:
-            raise CheckpointError(f"{source}: cannot be read ({e.strerror or e})") from None
+            with safe_open(fd_path, framework="np") as st:
+                return dict(st.metadata() or {})
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{source}: cannot read a safetensors header ({e})") from None
 
 
 def read_card(path: str | os.PathLike) -> dict:

@@ -54,4 +54,15 @@ def open_regular(path: str | os.PathLike, max_bytes: int | None = None):
         raise
 
 
-__all__ = ["require_regular", "check_size", "open_regular"]
+def descriptor_path(f) -> str | None:
+    """A path naming the file open as ``f`` itself (``/proc/self/fd/N`` on Linux, ``/dev/fd/N`` where that exists),
+    so a library that takes a path (safetensors' memory map) reads the very file that was checked, even if the
+    original path has been replaced since; None where the platform has no such path."""
+    fd = f.fileno()
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            return f"{folder}/{fd}"
+    return None
+
+
+__all__ = ["require_regular", "check_size", "open_regular", "descriptor_path"]

@@ -314,7 +314,8 @@ def test_safetensors_read_from_the_descriptor_that_was_checked(tmp_path, monkeyp
 
 def test_safetensors_headers_that_lie_are_refused(tmp_path):
     """A header length beyond the file or over the limit, a non-JSON or non-object header, non-string metadata,
-    a FIFO, a NUL byte: one CheckpointError each, nothing large allocated (the card reader and the loader)."""
+    a FIFO, a NUL byte: one CheckpointError each, nothing large allocated (the card reader and the loader).
+    The wording after "cannot read a safetensors header" is the safetensors library's own."""
     import sgconv_core.cards as cards
 
     def raw(name, header: bytes, n=None, tail=b""):
@@ -323,11 +324,11 @@ def test_safetensors_headers_that_lie_are_refused(tmp_path):
         return p
 
     cases = {
-        raw("huge-n.safetensors", b"{}", n=2**63): "declares",
-        raw("over-limit.safetensors", b"{}", n=cards.HEADER_MAX_BYTES + 1, tail=b" " * 16): "declares",
-        raw("not-json.safetensors", b"{nope"): "not a JSON object",
-        raw("list.safetensors", b"[1, 2]"): "not a JSON object",
-        raw("meta.safetensors", b'{"__metadata__": {"a": 1}}'): "not str -> str",
+        raw("huge-n.safetensors", b"{}", n=2**63): "cannot read a safetensors header",
+        raw("over-limit.safetensors", b"{}", n=cards.HEADER_MAX_BYTES + 1, tail=b" " * 16): "cannot read a safetensors header",
+        raw("not-json.safetensors", b"{nope"): "cannot read a safetensors header",
+        raw("list.safetensors", b"[1, 2]"): "cannot read a safetensors header",
+        raw("meta.safetensors", b'{"__metadata__": {"a": 1}}'): "cannot read a safetensors header",
     }
     short = tmp_path / "short.safetensors"
     short.write_bytes(b"\x01\x02")
