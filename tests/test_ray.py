@@ -84,8 +84,24 @@ def assert_same_run(row: dict, ref_row: dict, ref_weights: dict) -> None:
         assert torch.equal(t, ref_weights[name]), name
 
 
+def _descends_from_us(pid: int) -> bool:
+    """Whether `pid` is a descendant of this process (the local Ray instance's workers are: raylet's children)."""
+    me = os.getpid()
+    for _ in range(20):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == me:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
 def ray_workers_running_a_group() -> list[int]:
-    """Pids of Ray workers executing a sweep group (Ray titles a busy worker 'ray::<function name>')."""
+    """Pids of our Ray workers executing a sweep group (Ray titles a busy worker 'ray::<function name>')."""
     pids = []
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -94,7 +110,7 @@ def ray_workers_running_a_group() -> list[int]:
                     title = f.read().split(b"\0")[0]
             except OSError:
                 continue
-            if title.startswith(b"ray::_ray_train_group"):
+            if title.startswith(b"ray::_ray_train_group") and _descends_from_us(int(p)):
                 pids.append(int(p))
     return pids
 
