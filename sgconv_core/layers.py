@@ -59,9 +59,9 @@ class ConvLayer(nn.Module):
     tensors of the graph. Without autograd (``torch.no_grad()``, ``torch.inference_mode()``, or frozen weights)
     the layer goes a block of h features at a time: the block's kernel (``kernel.rows(L, i, j)`` where the
     family has it), its convolution (`conv_block`), skip term, activation and dropout are written into one
-    (B, C, H, L) buffer, then the output linear (and GLU) runs a block of tokens at a time, writing its (B, H, L)
-    output over that buffer when C = 1 (per-token operations: a block's inputs are read before its outputs are
-    written). Its peak is the buffer plus a few block-sized temporaries (`sgconv_core.lengths.LAYER_CHUNK_BYTES`);
+    (B, C, H, L) buffer, then the output linear (and GLU) runs a block of tokens at a time as W @ act + b in the
+    (H, L) layout, writing its (B, H, L) output over that buffer when C = 1 (per-token operations: a block's
+    inputs are read before its outputs are written). Its peak is the buffer plus a few block-sized temporaries (`sgconv_core.lengths.LAYER_CHUNK_BYTES`);
     the whole kernel never exists. Both routes check `sgconv_core.lengths.check_layer_size` before allocating.
     """
 
@@ -139,13 +139,13 @@ class ConvLayer(nn.Module):
         if self.output_linear is None:
             return act
         out = act if C == 1 else x.new_empty(B, H, L)
-        width = C * H + self.output_linear.out_features + H  # the linear's input copy, its output, the GLU's
-        t = max(1, budget // (B * width * size))
-        for a, b in spans(L, t):
-            z = self.output_linear(act[:, :, a:b].transpose(1, 2))  # (B, t, 2H) or (B, t, H)
-            if self.output == "glu":
-                z = F.glu(z, dim=-1)
-            out[:, :, a:b] = z.transpose(1, 2)
+        lin = self.output_linear
+        t = max(1, budget // ((lin.out_features + H) * size))  # a block's (2H, t) product and (H, t) GLU
+        W, bias = lin.weight.to(x.dtype), None if lin.bias is None else lin.bias.to(x.dtype).unsqueeze(1)
+        for b in range(B):
+            for s, e in spans(L, t):  # z = W @ act + bias: (2H, t) or (H, t), the layout of the (H, L) output
+                z = W @ act[b, :, s:e] if bias is None else torch.addmm(bias, W, act[b, :, s:e])
+                out[b, :, s:e] = F.glu(z, dim=0) if self.output == "glu" else z
         return out
 
     def _kernel_rows(self, Lk: int):
