@@ -278,6 +278,22 @@ def test_sweep_job_on_ray_reports_the_cluster(local_ray, tmp_path):
     assert len(Store(tmp_path / "job.sqlite").runs()) == 4
 
 
+def test_a_finished_sweep_does_not_connect(monkeypatch, tmp_path):
+    db = tmp_path / "done.sqlite"
+    spec = four_runs(steps=4, eval_every=2)
+    n = torch.get_num_threads()
+    assert len(run_sweep(spec, db=db, threads=1).trained) == 4
+    torch.set_num_threads(n)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def no_init(*a, **k):
+        raise AssertionError("ray.init called for a sweep with nothing to train")
+
+    monkeypatch.setattr(ray, "init", no_init)
+    again = run_sweep(spec, db=db, executor="ray")
+    assert again.status == "done" and again.trained == [] and len(again.skipped) == 4
+
+
 def test_batched_auto_follows_the_workers_device():
     from analysis.ablation.runner import resolve_batched
 

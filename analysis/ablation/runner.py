@@ -194,6 +194,8 @@ class RayExecutor:
         return where, f"Ray cluster ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; tasks on {where})"
 
     def run(self, groups, train_kw, on_result, progress, should_stop) -> None:
+        if not groups:
+            return
         import ray
         from ray.exceptions import RayError
 
@@ -337,15 +339,15 @@ def run_sweep(spec: SweepSpec, db=None, checkpoint_dir=None, executor="inprocess
     if max_batch is not None and max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     ex = make_executor(executor)
-    where, dname = None, device_name(dev)
-    if hasattr(ex, "prepare"):  # an executor that trains elsewhere (Ray): connect now, before anything is stored
-        where, dname = ex.prepare(device)
     store = db if isinstance(db, Store) else Store(db)
     ckdir = os.fspath(checkpoint_dir) if checkpoint_dir else os.fspath(store.default_checkpoint_dir())
     runs = spec.expand(check=False)
     keys = [r.key() for r in runs]
     done = store.done_keys(keys)
     todo = [r for r, k in zip(runs, keys, strict=True) if k not in done]
+    where, dname = None, device_name(dev)
+    if todo and hasattr(ex, "prepare"):  # an executor training elsewhere (Ray): connect before anything is stored
+        where, dname = ex.prepare(device)
     sweep_key = spec.key()
 
     def put_sweep(status: str) -> None:
