@@ -158,9 +158,23 @@ def per_layer_table(names: list[str], loaded: dict, lengths: dict, columns: dict
     table = pd.DataFrame(rows)
     if optional in table and table[optional].isna().all():
         table = table.drop(columns=[optional])
-    st.dataframe(table, hide_index=True, column_config=column_config)
+    st.dataframe(_shown(table, column_config), hide_index=True)
     csv_download("Download table (CSV)", table, file_name, key=key)
     return table
+
+
+def _shown(table: pd.DataFrame, column_config: dict | None) -> pd.DataFrame:
+    """The table as shown: missing values as "–" and numbers in the column configs' printf formats (``'%.3f'``),
+    through `app.figures.format_table` (Streamlit itself would show None as 'None'); counts stay numbers."""
+    from app import figures
+
+    formats = {}
+    for col, cfg in (column_config or {}).items():
+        fmt = ((cfg or {}).get("type_config") or {}).get("format") if isinstance(cfg, dict) else None
+        if isinstance(fmt, str) and re.fullmatch(r"%[.\d]*[dfeEgG]", fmt):
+            formats[col] = "{:" + fmt[1:] + "}"
+    keep = [c for c in ("L", "channels") if c in table]
+    return figures.format_table(table, formats=formats, keep=keep)
 
 
 def _note(container, note: str | None) -> None:

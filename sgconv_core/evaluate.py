@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     if not os.path.isfile(a.checkpoint):
-        print(f"error: {a.checkpoint}: no such file", file=sys.stderr)
+        print(f"error: {printable(a.checkpoint)}: no such file", file=sys.stderr)
         return 2
     if a.data is not None:
         return _main_data(a)

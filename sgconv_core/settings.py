@@ -74,7 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("disc", *_one_of(DISCS), offer=DISCS, help="S4/S4D: discretisation"),
     Setting("is_real", *_BOOL, offer=(False, True), help="S4D-Real (real diagonal A)"),
     Setting("bandlimit", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-            "must be a positive number or None", none_ok=True),
+            "must be a positive number or None", none_ok=True, offer=(0.5, 1.0, 2.0),
+            help="S4/S4D: zero the modes above this fraction of the sampling rate (official: 0.5 where set); "
+                 "'from the file': the stored value, else no band limit"),
     Setting("dt_fast", *_BOOL),
     Setting("l_max", lambda v: _is_int(v) and v >= 1, "must be a positive integer", none_ok=True),
     Setting("bidirectional", *_BOOL),

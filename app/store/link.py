@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.store.files import find_pretrained
+from app.store.files import check_readable_path, find_pretrained
 from app.store.loading import ModelEntry, load_path
 from app.store.session import add_model, models
 
@@ -67,7 +67,12 @@ def _load_paths(paths: list[str]) -> list[str]:
     """Load files on this machine into the session; returns the errors."""
     errors = []
     for p in paths:
-        res = load_path(p, source="path")
+        try:
+            target = check_readable_path(p)  # $KERNELSCOPE_ALLOWED_DIRS holds for links as for the path box
+        except ValueError as e:
+            errors.append(f"{str(e).rstrip('.')}; the link names it in ?path=.")
+            continue
+        res = load_path(target, source="path")
         if res.ok:
             add_model(res.entry)
         else:

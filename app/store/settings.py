@@ -9,15 +9,9 @@ import re
 
 from sgconv_core.settings import OFFERED
 
-#: What the box offers for ``bandlimit`` while `sgconv_core.settings` offers nothing for it (S4/S4D: modes above
-#: bandlimit * Nyquist are zeroed; the official configs use 0.5 where they set it; "from the file": none).
-_BANDLIMIT = ([0.5, 1.0, 2.0], "S4/S4D: zero the modes above this fraction of the sampling rate (official: 0.5 "
-                               "where set); 'from the file': the stored value, else no band limit")
-
 #: Official kernel settings a foreign file may not hold, as the Models page's settings box offers them:
 #: name -> (choices, help); the one table of load settings is `sgconv_core.settings`.
-SETTINGS_CHOICES: dict[str, tuple[list, str]] = {**OFFERED, **({} if "bandlimit" in OFFERED
-                                                               else {"bandlimit": _BANDLIMIT})}
+SETTINGS_CHOICES: dict[str, tuple[list, str]] = dict(OFFERED)
 
 #: The box's title on the Models page (load warnings point to it).
 SETTINGS_BOX = "Kernel settings the file may not hold"

@@ -196,10 +196,11 @@ def live_view() -> None:
     if j.error:
         st.error(ui.plain(f"The sweep stopped with an error: {j.error}"), icon=":material/error:")
     scale, col = _metric_cols(TASK_METRIC.get(j.spec.task, "metric"))
+    labels = afig.run_labels(rows)  # named by the factor that differs, as in the live plots
     table = pd.DataFrame([{
-        "run": r["label"], "status": r["status"], "step": f"{r['step']}/{r['steps']}",
+        "run": labels[i], "status": r["status"], "step": f"{r['step']}/{r['steps']}",
         "loss": r["loss"], f"val {col}": _scaled(r["val_metric"], scale),
-        f"test {col}": _scaled(r["test_metric"], scale)} for r in rows])
+        f"test {col}": _scaled(r["test_metric"], scale)} for i, r in enumerate(rows)])
     active = [r for r in rows if r["loss_curve"]]
     left, right = st.columns(2)
     with left:

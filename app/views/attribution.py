@@ -198,8 +198,7 @@ elif spec.kind == "layer":
     x_plot = np.ascontiguousarray(xs[idx].double().numpy().T)
 where = f"test example {idx}" if source != DATA_FILE else f"example {idx} of {data.source.rsplit('/', 1)[-1]}"
 afig_ = afig.attribution_figure(res, x=x_plot, title=f"{name}: {where}")
-afig_.update_layout(height=760, margin={"l": 60, "r": 20, "t": 80, "b": 40},
-                    legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "xanchor": "right", "x": 1})
+afig_.update_layout(height=760)  # the figure places its own legend clear of the titles
 table = pd.DataFrame(res.table(x_plot))
 left, right = st.columns([3, 2])
 with left:
