@@ -187,3 +187,54 @@ def test_long_layer_bench_child_cell_runs_in_a_fresh_process():
     assert all(r["peak_bytes"] is None or r["peak_bytes"] >= 0 for r in rows)
     assert all(len(r["times_s"]) == 1 and r["times_s"][0] > 0 for r in rows)
     assert "infer" in format_memory_rows(rows)
+
+
+def test_blockwise_route_never_builds_the_whole_kernel(monkeypatch):
+    """Without autograd the kernel is only ever built a block of features at a time: its whole-kernel forward is
+    made to fail, and the blocks asked for cover the H features once each."""
+    layer = _layer(H=7)
+    monkeypatch.setattr(lengths, "LAYER_CHUNK_BYTES", 2 * 2 * 201 * 4)  # two features per block at L = 200
+    monkeypatch.setattr(type(layer.kernel), "forward", lambda self, L: pytest.fail("whole kernel built"))
+    asked = []
+    orig = layer.kernel.rows
+    monkeypatch.setattr(layer.kernel, "rows", lambda L, i, j: asked.append((i, j)) or orig(L, i, j))
+    with torch.no_grad():
+        layer(torch.randn(1, 7, 200))
+    assert asked == [(0, 2), (2, 4), (4, 6), (6, 7)]
+
+
+_PEAK_CHILD = """
+import json, sys, torch
+from sgconv_core import lengths
+from sgconv_core.kernels import SGConvKernel
+from sgconv_core.layers import ConvLayer
+from analysis.bench.memory import peak_of_call
+lengths.LAYER_CHUNK_BYTES = 1 << 22
+torch.manual_seed(0)
+layer = ConvLayer(SGConvKernel(32, 1 << 18, bidirectional=True, kernel_dim=8))
+x = torch.randn(1, 32, 1 << 18)
+peaks = {}
+with torch.no_grad():
+    layer(x[..., :1024])
+    for route in ("after", "before"):  # the blockwise route first, on a fresh heap
+        layer.blockwise_inference = route == "after"
+        peaks[route] = peak_of_call(lambda: layer(x))[1]
+print(json.dumps(peaks))
+"""
+
+
+def test_blockwise_peak_is_the_output_plus_a_few_blocks_measured_in_a_child():
+    """Peak RSS above input and weights in a fresh process (H = 32, L = 256k, 4 MB blocks): the blockwise route
+    holds the 32 MB output plus a few block buffers (measured 54 MB); the whole-length route ~13x the output."""
+    import json
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-c", _PEAK_CHILD], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    peaks = json.loads(res.stdout.strip().splitlines()[-1])
+    if None in peaks.values():
+        pytest.skip("no /proc/self/clear_refs here: the peak RSS cannot be measured")
+    before, after = peaks["before"], peaks["after"]
+    out, block = 32 * (1 << 18) * 4, 1 << 22
+    assert out <= after <= out + 12 * block, (after, before)
+    assert before > 4 * after
