@@ -36,6 +36,8 @@ __all__ = [
     "summarize_layer",
     "pole_decay",
     "reference_envelope",
+    "reference_level",
+    "anchor_reference",
     "sgconv_decay_params",
     "has_builtin_decay",
     "reference_envelopes",
@@ -403,22 +405,43 @@ def pole_decay(poles) -> dict:
     }
 
 
-def reference_envelope(values_at, centers, d: float, m: float) -> tuple[np.ndarray, np.ndarray]:
-    """The SGConv reference envelope A * max(t/d, 1)^(-log2 m) over lags ``centers``.
+def reference_level(k, d: float) -> float:
+    """The reference envelope's flat level for kernel k (L,): its RMS over lags 0..min(d, L)-1 (the first scale,
+    where SGConv's envelope is flat). 0 for an all-zero start."""
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    n0 = max(1, min(k.size, int(np.ceil(float(d)))))
+    return float(np.sqrt(np.mean(k[:n0] ** 2))) if k.size else 0.0
+
+
+def reference_envelope(k, centers, d: float, m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The SGConv reference envelope A * max(t/d, 1)^(-log2 m) over lags ``centers``, at kernel k's level.
 
     SGConv's first scale spans lags [0, d) at one level and scale i >= 1 spans [d 2^(i-1), d 2^i) damped by one
-    more factor m, so the envelope is flat up to d and then falls as (t/d)^(-log2 m). The amplitude A is a
-    scaling: the curve passes through the geometric mean of the kernel's envelope ``values_at`` (same centers).
-    Returns (centers, curve), float64."""
+    more factor m, so the envelope is flat up to d and then falls as (t/d)^(-log2 m). A is the kernel's own level
+    over that first scale, `reference_level` (RMS of k over lags < d): the curve starts on the kernel, so the
+    gap to a fast-decaying kernel's tail shows how much faster than SGConv's decay it falls (a fit through every
+    lag bin would instead sit orders of magnitude below such a kernel's start).
+    k: (L,) the kernel; centers (n,) lags in taps. Returns (centers, curve), float64 (NaN for an all-zero start)."""
     c = np.asarray(centers, dtype=np.float64)
-    v = np.asarray(values_at, dtype=np.float64)
     p = np.log2(m) if m > 0 else 0.0
     shape = np.maximum(c / float(d), 1.0) ** (-p)
-    keep = (v > 0) & np.isfinite(v)
-    if not keep.any():
+    level = reference_level(k, d)
+    if not (np.isfinite(level) and level > 0):
         return c, np.full(c.shape, np.nan)
-    log_a = float(np.mean(np.log(v[keep]) - np.log(shape[keep])))
-    return c, np.exp(log_a) * shape
+    return c, level * shape
+
+
+def anchor_reference(centers, curve, k) -> tuple[np.ndarray, np.ndarray]:
+    """Any reference curve (centers (n,), curve (n,)) flat over its first scale and falling after, rescaled so
+    that its flat level is `reference_level` of the kernel k over those lags (the lags up to the last flat center):
+    the rule `reference_envelope` applies. Returns (centers, curve)."""
+    c = np.asarray(centers, dtype=np.float64)
+    v = np.asarray(curve, dtype=np.float64)
+    if not (v.size and np.isfinite(v[0]) and v[0] > 0):
+        return c, v
+    flat = np.isfinite(v) & (v >= v[0] * (1 - 1e-9))
+    level = reference_level(k, int(c[flat].max()) + 1)
+    return c, v * (level / v[0]) if level > 0 else v
 
 
 def sgconv_decay_params(kernel, h: int) -> tuple[int, float]:
@@ -444,18 +467,19 @@ def has_builtin_decay(kind: str) -> bool:
 
 def reference_envelopes(kernel, K, channels, d: float = 64, m: float = 2.0, n_bins: int = 64) -> dict:
     """{(c, h): (centers, curve)}: the SGConv reference envelope (`reference_envelope`) of each channel of a
-    layer's kernel K (C_k, H, L), scaled to that channel's RMS envelope. For a family with the built-in decay
-    (`has_builtin_decay`) d and m are the kernel's own (`sgconv_decay_params`), else the given ones.
-    Empty when L < MIN_FIT_LENGTH."""
+    layer's kernel K (C_k, H, L), at the centers of that channel's envelope (n_bins log bins) and at its level
+    (RMS over lags < d). For a family with the built-in decay (`has_builtin_decay`) d and m are the kernel's own
+    (`sgconv_decay_params`), else the given ones. Empty when L < MIN_FIT_LENGTH."""
     K = np.asarray(K)
     if K.shape[-1] < MIN_FIT_LENGTH:
         return {}
     own = has_builtin_decay(getattr(kernel, "kind", None))
+    _, _, log_lag, _ = _log_bins(K.shape[-1], n_bins)
+    centers = np.concatenate([[0.0], np.exp(log_lag)])  # `envelope`'s centers (they depend on L only)
     out = {}
     for c, h in channels:
         dd, mm = sgconv_decay_params(kernel, h) if own else (float(d), float(m))
-        centers, values = envelope(K[c, h], n_bins, "rms")
-        out[(c, h)] = reference_envelope(values, centers, dd, mm)
+        out[(c, h)] = reference_envelope(K[c, h], centers, dd, mm)
     return out
 
 

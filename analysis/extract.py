@@ -1,21 +1,24 @@
-"""Kernels out of a checkpoint as float64 numpy arrays, computed once per (checkpoint, length).
+"""Kernels out of a checkpoint as numpy arrays, computed once per (checkpoint, layer, length, dtype).
 
-    K = extract_kernels(ck, L)      # {"layers.0": (C_k, H, L) float64, ...}
+    K = extract_kernels(ck, L)                  # {"layers.0": (C_k, H, L) float64, ...}
+    K = extract_kernels(ck, L, layers=[1])      # {"layers.1": (C_k, H, L) float64}: only the layers asked for
+    K = extract_kernels(ck, L, dtype="float32") # float32 arrays (half the memory; see below)
     kernel_table(ck)                # one row per layer: name, kind, H, C_k, n_params, settings
     ssm_modes(kernel)               # (residues (C_k, H, M), poles (H, M)) complex128, or None
 
 How each family is computed (always under torch.no_grad, never touching the checkpoint's modules):
-- SGConv and free kernels: ``kernel(L)`` in the kernel's own dtype, then converted to float64 (the
-  float32 result *is* what the model convolves with).
+- SGConv and free kernels: ``kernel(L)`` in the kernel's own dtype, then converted to the requested dtype
+  (the float32 result *is* what the model convolves with, so float32 output loses nothing).
 - S4D / S4: ``kernel(L)`` of a float64 deep copy: the kernel module's own evaluator (for S4D the blocked
-  Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`; for S4 the Cauchy route within
-  ``l_kernel`` and the modal route beyond, as in training), in float64. There is no second evaluator here:
-  `ssm_modes` gives the poles and residues for analysis, not kernels.
+  Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`; for S4 the Vandermonde / Cauchy routes within
+  ``l_kernel`` and the modal route beyond, as in training), in float64; float32 output is that float64 kernel
+  rounded once (relative error <= 2^-24 per tap, with the float64 state's accuracy). There is no second evaluator
+  here: `ssm_modes` gives the poles and residues for analysis, not kernels.
 
-The cache is keyed by the checkpoint object (its id, checked against a weak reference so a recycled id
-never hits), a fingerprint of every kernel tensor (storage pointer + in-place version counter, so an
-edited parameter invalidates it), and L. It holds at most ``CACHE_BYTES`` of arrays (least recently
-used first out). Returned arrays are read-only views of the cached ones: copy before editing.
+The cache holds one entry per layer, keyed by the checkpoint object (its id, checked against a weak reference so
+a recycled id never hits), the layer's index, a fingerprint of that kernel's tensors (storage pointer + in-place
+version counter, so an edited parameter invalidates it), L and the dtype. It holds at most ``CACHE_BYTES`` of
+arrays (least recently used first out). Returned arrays are read-only views of the cached ones: copy before editing.
 """
 from __future__ import annotations
 
@@ -156,44 +159,95 @@ def ssm_modes(kernel):
 
 
 # ----------------------------------------------------------------------------------------------- kernels
-def _kernel_array(kernel, L: int) -> np.ndarray:
-    """One layer's kernel at length L as float64 (C_k, H, L): the module's own forward (SSMs: a float64 copy's)."""
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}") from None
+    if dt.name not in _DTYPES:
+        raise ValueError(f"dtype must be float64 or float32, got {dt.name}")
+    return dt
+
+
+def _names(kernels) -> list[str]:
+    """The layer names in model order (a repeated name gets '#<index>')."""
+    out: list[str] = []
+    for i, k in enumerate(kernels):
+        name = _name(k, i)
+        out.append(f"{name}#{i}" if name in out else name)
+    return out
+
+
+def _layer_indices(layers, names: list[str]) -> list[int]:
+    """Indices of the requested layers (ints in model order, negative from the end, or names); all if None."""
+    if layers is None:
+        return list(range(len(names)))
+    if isinstance(layers, (int, str, np.integer)):
+        layers = [layers]
+    out = []
+    for item in layers:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValueError(f"no layer named {item!r}; the layers are {', '.join(names)}")
+            i = names.index(item)
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            i = int(item)
+            if not -len(names) <= i < len(names):
+                raise ValueError(f"layer {i} out of range: the model has {len(names)} layer(s)")
+            i %= len(names)
+        else:
+            raise ValueError(f"a layer is an index or a name, got {item!r}")
+        if i not in out:
+            out.append(i)
+    return sorted(out)
+
+
+def _kernel_array(kernel, L: int, dtype: np.dtype) -> np.ndarray:
+    """One layer's kernel at length L as (C_k, H, L) of ``dtype``: the module's own forward (SSMs: a float64
+    copy's, rounded once to float32 if asked)."""
     with torch.no_grad():
         src = _float64_copy(kernel) if _is_ssm(kernel) else kernel
-        K = src(L)
-    return K.detach().cpu().to(torch.float64).numpy()
+        K = src(L).detach().cpu()
+        if K.dtype == torch.float64 and dtype == np.float32:
+            K = K.to(torch.float32)  # round the float64 kernel once; the float64 tensor is freed right after
+        out = K.numpy().astype(dtype, copy=False)
+    return np.ascontiguousarray(out)
 
 
-def extract_kernels(ck, L: int, progress=None) -> dict[str, np.ndarray]:
-    """Every layer's kernel at length L: {kernel name: (C_k, H, L) float64 array}, in model order.
+def extract_kernels(ck, L: int, progress=None, layers=None, dtype="float64") -> dict[str, np.ndarray]:
+    """The layers' kernels at length L: {kernel name: (C_k, H, L) array of ``dtype``}, in model order.
 
     ck: a Checkpoint, a SequenceModel (anything with ``.kernels``) or a list of kernel modules.
     L: taps. Raises CheckpointError for a length the kernels refuse (non-positive, over budget).
-    progress: optional callable(done, total) after each layer. Results are cached (see module doc);
-    the arrays are read-only.
+    progress: optional callable(done, total) after each layer.
+    layers: None (every layer) or the layers to compute: indices in model order or names (one or a list);
+        ValueError for one the model does not have. Only these layers are computed (and cached).
+    dtype: "float64" (default) or "float32": see the module doc for what float32 keeps exact.
+    Results are cached per layer (see module doc); the arrays are read-only.
     """
     kernels = _kernels_of(ck)
     L = check_length(L, 1, 1)  # a positive integer (2.5, '64', True refused); each kernel checks its own budget
+    dt = _check_dtype(dtype)
+    names = _names(kernels)
+    idx = _layer_indices(layers, names)
     owner = _owner(ck)
-    key = ("kernels", id(owner), _fingerprint(kernels), L)
-    hit = _cache_get(owner, key) if owner is not None else None
-    if hit is not None:
-        if progress:
-            progress(len(kernels), len(kernels))
-        return dict(hit)
     out: dict[str, np.ndarray] = {}
-    for i, k in enumerate(kernels):
-        K = np.ascontiguousarray(_kernel_array(k, L))
-        K.setflags(write=False)
-        name = _name(k, i)
-        if name in out:
-            name = f"{name}#{i}"
-        out[name] = K
+    for j, i in enumerate(idx):
+        k = kernels[i]
+        key = ("kernel", id(owner), i, _fingerprint([k]), L, dt.name)
+        K = _cache_get(owner, key) if owner is not None else None
+        if K is None:
+            K = _kernel_array(k, L, dt)
+            K.setflags(write=False)
+            if owner is not None:
+                _cache_put(owner, key, K, K.nbytes)
+        out[names[i]] = K
         if progress:
-            progress(i + 1, len(kernels))
-    if owner is not None:
-        _cache_put(owner, key, out, sum(a.nbytes for a in out.values()))
-    return dict(out)
+            progress(j + 1, len(idx))
+    return out
 
 
 def kernel_table(ck) -> list[dict]:

@@ -17,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .decay import anchor_reference  # noqa: F401  (kept importable here; its home is analysis.decay)
 from .decimate import DEFAULT_BUCKETS, extreme_indices, reduce_columns
 
 if TYPE_CHECKING:
@@ -105,21 +106,6 @@ def place_legend(fig: go.Figure, where: str = "auto") -> go.Figure:
     else:
         raise ValueError(f"where must be 'auto', 'below' or 'right', got {where!r}")
     return fig
-
-
-def anchor_reference(centers, curve, k) -> tuple[np.ndarray, np.ndarray]:
-    """A reference envelope (centers (n,), curve (n,)) flat over its first scale (lags up to d) and falling
-    after, rescaled so that its flat level is the kernel k's RMS over those lags: the curve starts on the
-    kernel (a fit through every lag bin sits far below a fast-decaying kernel's start). Returns (centers, curve)."""
-    c = np.asarray(centers, dtype=np.float64)
-    v = np.asarray(curve, dtype=np.float64)
-    k = np.asarray(k, dtype=np.float64)
-    if not (v.size and np.isfinite(v[0]) and v[0] > 0):
-        return c, v
-    flat = np.isfinite(v) & (v >= v[0] * (1 - 1e-9))
-    n0 = min(k.size, int(c[flat].max()) + 1)
-    rms = float(np.sqrt(np.mean(k[:n0] ** 2))) if n0 > 0 else 0.0
-    return c, v * (rms / v[0]) if rms > 0 else v
 
 
 def _style(fig: go.Figure, **layout) -> go.Figure:

@@ -249,9 +249,11 @@ def test_reference_envelopes_own_and_given_parameters():
     refs = reference_envelopes(sg, K, [(0, 1), (0, 3)], d=999, m=9.0)
     for c, h in [(0, 1), (0, 3)]:
         d, m = sgconv_decay_params(sg, h)
-        centers, values = envelope(K[c, h], 64, "rms")
-        want = reference_envelope(values, centers, d, m)
+        centers, _ = envelope(K[c, h], 64, "rms")
+        want = reference_envelope(K[c, h], centers, d, m)
+        np.testing.assert_array_equal(refs[(c, h)][0], centers)  # the envelope's own lag bins
         np.testing.assert_allclose(refs[(c, h)][1], want[1])
+        assert want[1][0] == pytest.approx(np.sqrt(np.mean(K[c, h, :d] ** 2)), rel=1e-12)  # the kernel's level
         # past d the curve falls as (lag/d)^-log2(m) with the kernel's own m (not the given 9)
         i, j = np.searchsorted(centers, [64, 256])
         slope = np.log(refs[(c, h)][1][j] / refs[(c, h)][1][i]) / np.log(centers[j] / centers[i])
@@ -263,3 +265,37 @@ def test_reference_envelopes_own_and_given_parameters():
     i, j = np.searchsorted(c4, [64, 256])
     assert np.log(curve[j] / curve[i]) / np.log(c4[j] / c4[i]) == pytest.approx(-2.0, rel=1e-9)  # -log2(4)
     assert reference_envelopes(s4d, K4[..., :4], [(0, 0)]) == {}  # too short to fit
+
+
+def test_reference_envelope_starts_at_the_level_of_an_s4_kernel():
+    """Known answer (issue 12.4): an S4 kernel at L = 65,536 (a real S4Kernel, fast decay): the reference envelope
+    reference_envelopes draws has its flat level within 10 % of the kernel's RMS over its first d lags, computed
+    here directly (the old fit through every lag bin sat ~1e-18 below); the shape past d is (t/d)^-log2(m)."""
+    import torch
+
+    from analysis.decay import anchor_reference, reference_envelopes, reference_level
+    from sgconv_core.kernels import S4Kernel
+
+    torch.manual_seed(0)
+    L, d, m = 65_536, 64, 2.0
+    s4 = S4Kernel(2, l_max=L, d_state=16)
+    with torch.no_grad():
+        K = s4(L).double().numpy()
+    k = K[0, 1]
+    want = float(np.sqrt(np.sum(k[:d] ** 2) / d))
+    assert want > 0
+    centers, curve = reference_envelopes(s4, K, [(0, 1)], d=d, m=m)[(0, 1)]
+    flat = centers < d
+    assert flat.sum() >= 5
+    assert np.abs(curve[flat] / want - 1).max() < 0.10
+    assert reference_level(k, d) == pytest.approx(want, rel=1e-12)
+    i, j = np.searchsorted(centers, [256, 4096])
+    assert np.log(curve[j] / curve[i]) / np.log(centers[j] / centers[i]) == pytest.approx(-np.log2(m), rel=1e-9)
+    # a curve at any level, anchored, comes out at the same level (one rule)
+    c2, again = anchor_reference(centers, curve * 1e-18, k)
+    np.testing.assert_array_equal(c2, centers)
+    lag_flat = int(centers[flat].max()) + 1
+    assert again[0] == pytest.approx(np.sqrt(np.mean(k[:lag_flat] ** 2)), rel=1e-12)
+    assert np.abs(again[0] / want - 1) < 0.10
+    # the all-zero kernel has no level: NaN, never a division by zero
+    assert np.isnan(reference_envelopes(s4, np.zeros((1, 2, 64)), [(0, 0)], d=d)[(0, 0)][1]).all()

@@ -118,3 +118,50 @@ def test_ssm_kernels_equal_the_modal_sum_of_their_modes(kind):
     ref = np.einsum("chm,hml->chl", r, lam[..., None] ** np.arange(L)).real
     K = extract_kernels([k], L)["layers.0"]
     assert np.abs(K - ref).max() <= (1e-12 if kind == "s4d" else 1e-8) * np.abs(ref).max()
+
+
+def test_layers_computes_only_the_requested_layers(monkeypatch):
+    """layers=: only those layers are computed (the others' modules are never called), equal to the full
+    extraction, cached per layer (a later full call reuses them); bad layers are one ValueError."""
+    import analysis.extract as ex
+
+    clear_cache()
+    m = _model("s4d", d_state=8)
+    ck = _ck(m)
+    calls = []
+    real = ex._kernel_array
+    monkeypatch.setattr(ex, "_kernel_array", lambda k, L, dt: calls.append(k) or real(k, L, dt))
+    one = extract_kernels(ck, 300, layers=[1])
+    assert list(one) == ["layers.1"] and calls == [m.kernels[1]]
+    np.testing.assert_array_equal(one["layers.1"], _f64(m.kernels[1], 300))
+    assert list(extract_kernels(ck, 300, layers="layers.1")) == ["layers.1"] and len(calls) == 1  # by name: a hit
+    full = extract_kernels(ck, 300)
+    assert calls == [m.kernels[1], m.kernels[0]]  # only the missing layer was computed
+    assert full["layers.1"] is one["layers.1"] and list(full) == ["layers.0", "layers.1"]
+    np.testing.assert_array_equal(full["layers.0"], _f64(m.kernels[0], 300))
+    assert list(extract_kernels(ck, 300, layers=[-1, 0])) == ["layers.0", "layers.1"]  # model order
+    for bad in ([2], ["layers.9"], [1.5], [True]):
+        with pytest.raises(ValueError, match="layer"):
+            extract_kernels(ck, 300, layers=bad)
+    with pytest.raises(ValueError, match="dtype"):
+        extract_kernels(ck, 300, dtype="float16")
+
+
+def test_float32_is_the_module_output_for_sgconv_and_the_rounded_float64_for_ssms():
+    """dtype='float32': SGConv's own float32 kernel bit for bit; S4D's float64 kernel rounded once (so within
+    2^-24 relative of the float64 taps, far tighter than a float32 evaluation); cached apart from float64."""
+    clear_cache()
+    sg = _model("sgconv", kernel_dim=16)
+    K32 = extract_kernels(_ck(sg), 500, layers=[0], dtype="float32")["layers.0"]
+    with torch.no_grad():
+        ref = sg.kernels[0](500).numpy()
+    assert K32.dtype == np.float32 and ref.dtype == np.float32
+    np.testing.assert_array_equal(K32, ref)
+    s4 = _model("s4d", d_state=16)
+    ck = _ck(s4)
+    K64 = extract_kernels(ck, 500, layers=[0])["layers.0"]
+    K32 = extract_kernels(ck, 500, layers=[0], dtype=np.float32)["layers.0"]
+    assert K32.dtype == np.float32 and K64.dtype == np.float64
+    np.testing.assert_array_equal(K32, K64.astype(np.float32))
+    assert np.max(np.abs(K32 - K64)) <= 2.0 ** -24 * np.max(np.abs(K64)) * 1.0001
+    assert extract_kernels(ck, 500, layers=[0])["layers.0"] is K64  # the float32 entry did not replace it

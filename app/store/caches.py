@@ -1,7 +1,9 @@
 """The analysis caches, shared by every page and browser session (the heavy modules are imported on first use).
 
+    kernel_layer(entry, L, i)  st.cache_resource keyed by (content hash, settings JSON, L, layer): one layer's
+                               kernel, float32 above FLOAT32_ABOVE taps (what the pages draw; read-only)
     kernels(entry, L)          st.cache_resource keyed by (content hash, settings JSON, L): every layer's kernel
-                               (read-only arrays; a resource cache so a layer switch does not copy tens of MB)
+                               (read-only float64 arrays; a resource cache so a layer switch does not copy tens of MB)
     analysis(entry, L)         st.cache_data keyed by (content hash, settings JSON, L): the report's records
                                (`analysis.records.Report` without the kernel arrays)
     fit_curve_rows(entry, ...) st.cache_data keyed by (content hash, settings JSON, L, layer, c, h, m, mode, dims)
@@ -13,9 +15,36 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import streamlit as st
 
 from app.store.loading import ModelEntry, checkpoint
+
+#: Above this many taps `kernel_layer` keeps kernels in float32 (at most 2^26 values, 256 MB, a layer; float64
+#: would be 512 MB). Why float32 loses nothing the pages show: an SGConv (or free) kernel is computed in the model's
+#: own float32, so the float32 array is exactly what the model convolves with; an S4 / S4D kernel is evaluated
+#: from a float64 copy of its state (the accuracy of the float64 evaluation) and rounded once, a relative error
+#: <= 6e-8 per tap, far below anything a plot, an envelope or a fit resolves. At or below it, float64 (cheap there).
+FLOAT32_ABOVE = 65_536
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _kernel_layer(digest: str, skey: str, L: int, layer: int, _entry: ModelEntry) -> tuple[str, np.ndarray]:
+    from analysis.extract import extract_kernels
+
+    dtype = "float32" if L > FLOAT32_ABOVE else "float64"
+    ((name, K),) = extract_kernels(checkpoint(_entry), L, layers=[layer], dtype=dtype).items()
+    return name, K
+
+
+def kernel_layer(entry: ModelEntry, L: int, layer: int) -> tuple[str, np.ndarray]:
+    """(name, K): layer ``layer``'s kernel at length L, K (C_k, H, L) read-only, float64 for L <= FLOAT32_ABOVE
+    and float32 above it (see FLOAT32_ABOVE); only this layer is computed (analysis.extract layers=).
+
+    Cached by (file content hash, settings, L, layer) for every session (a resource cache: no copy per read; at
+    most 8 layers, each at most 2^26 values by the app's length policy). Raises CheckpointError (a ValueError)
+    for a length the kernel refuses, ValueError for a layer the model does not have."""
+    return _kernel_layer(entry.digest, entry.settings_json, int(L), int(layer), _entry=entry)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -56,7 +85,7 @@ def _fit_curve(digest: str, skey: str, L: int, layer: int, c: int, h: int, m: fl
                _entry: ModelEntry) -> list[dict]:
     from analysis.fit import fit_curve
 
-    K = list(kernels(_entry, L).values())[layer]
+    _, K = kernel_layer(_entry, L, layer)
     return fit_curve(K[c, h], dims=dims, m=m, mode=mode)
 
 

@@ -31,7 +31,7 @@ for n, ck in cks.items():
     if L < MIN_FIT_LENGTH:
         skipped.append(f"{n}: L={L} is too short to fit (at least {MIN_FIT_LENGTH} taps).")
         continue
-    K = list(state.kernels(loaded[n], L).values())[layer]
+    _, K = state.kernel_layer(loaded[n], L, layer)
     bi = getattr(ck.kernels[layer], "bidirectional", False)
     chans = [(c, h) for h in hs for c in range(K.shape[0])]
     for (c, h), color in zip(chans, afig.shades(colors[n] if len(names) > 1 else None, len(chans)), strict=True):
@@ -44,7 +44,7 @@ for n, ck in cks.items():
         fits.append({"kernel": label, "t (power law)": fit.power["t"], "R² (power)": fit.power["r2"],
                      "r (exp, 1/tap)": fit.exp["r"], "R² (exp)": fit.exp["r2"]})
 for msg in skipped:
-    st.info(msg)
+    st.info(ui.plain(msg))  # model names are text from files
 if series:
     fig = afig.decay_figure(series, title=f"layers.{layer}: RMS envelope and fits (log-log)",
                             L=max(lengths.values()))

@@ -21,8 +21,8 @@ colors = fig_.model_colors(names)  # one colour per model in both charts (channe
 
 layer, hs, lengths = ui.layer_features_length(cks, "f")
 o1, o2, o3 = st.columns([1, 1.4, 2.6])
-log_x = o1.toggle("Log frequency axis", key="f-logx")
-analytic = o2.toggle("Exact SSM response", value=True, key="f-analytic",
+log_x = ui.switch(o1, "Log frequency axis", key="f-logx", param="logf")
+analytic = ui.switch(o2, "Exact SSM response", key="f-analytic", param="exact", value=True,
                      help="S4 / S4D only: the transfer function from the poles and residues "
                           "(analysis.frequency.ssm_transfer), of the length-L kernel (dashed: it must match the "
                           "FFT) and of the infinitely long kernel (dotted: what truncating at L changes).")
@@ -32,7 +32,7 @@ for n, ck in cks.items():
     if layer >= len(ck.kernels):
         notes.append(f"{n} has no layers.{layer}.")
         continue
-    K = list(state.kernels(loaded[n], lengths[n]).values())[layer]
+    _, K = state.kernel_layer(loaded[n], lengths[n], layer)
     modes = ssm_modes(ck.kernels[layer]) if analytic else None
     bi = getattr(ck.kernels[layer], "bidirectional", False)
     resps = channel_responses(K, [(c, h) for h in hs for c in range(K.shape[0])], modes)
@@ -44,7 +44,7 @@ for n, ck in cks.items():
             notes.append(f"{label}: a pole is on or outside the unit circle, so the infinitely long kernel has no "
                          "response; only the length-L one is drawn.")
 for msg in notes:
-    st.info(msg)
+    st.info(ui.plain(msg))  # model names are text from files
 
 if series:
     left, right = st.columns(2)

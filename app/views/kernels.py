@@ -19,11 +19,12 @@ colors = fig_.model_colors(names) if len(names) > 1 else {}  # one colour per mo
 # ---------------------------------------------------------------------------------------------------- controls
 c1, c2, c3, c4 = st.columns([1.2, 1, 1.4, 1.2])
 layer = ui.layer_select(cks, "k-layer", c1)
-view = c2.radio("Channels", ["one", "several", "all (heatmap)"], key="k-view")
+view = ui.radio(c2, "Channels", ["one", "several", "all (heatmap)"], key="k-view", param="view")
 heatmap = view.startswith("all")
-axes = c3.radio("Axes", ["linear", "log-log (|k|)"], horizontal=True, key="k-axes", disabled=heatmap,
+axes = ui.radio(c3, "Axes", ["linear", "log-log (|k|)"], key="k-axes", param="axes", horizontal=True,
+                disabled=heatmap,
                 help="Line plots: |k| against lag + 1 on log axes (the heatmap has its own log-lag switch).")
-overlay = c4.toggle("Overlay on shared axes", key="k-overlay", disabled=len(names) < 2 or heatmap,
+overlay = ui.switch(c4, "Overlay on shared axes", key="k-overlay", param="overlay", disabled=len(names) < 2 or heatmap,
                     help="Draw the models on one set of axes instead of side by side (not for heatmaps).")
 overlay = overlay and len(names) > 1 and not heatmap
 log = axes.startswith("log") and not heatmap
@@ -42,10 +43,10 @@ if not heatmap:
                               format_func=lambda c: afig.channel_label(c, 0, C_max, bidi).removesuffix(" h=0")
                               .removesuffix(", h=0"), key="k-c") if C_max > 1 else 0
         if view == "one":
-            h = cc2.number_input(f"Feature h (0..{H_min - 1})", 0, H_min - 1, 0, key="k-h")
+            h = ui.number(cc2, f"Feature h (0..{H_min - 1})", 0, H_min - 1, 0, key="k-h", param="feature")
             channels = [(int(c_idx), int(h))]
         else:
-            hs = cc2.multiselect("Features h", list(range(H_min)), default=list(range(min(4, H_min))), key="k-hs")
+            hs = ui.features(cc2, "Features h", H_min, list(range(min(4, H_min))), key="k-hs", param="hs")
             channels = [(int(c_idx), int(h)) for h in sorted(hs)]
     if not channels:
         st.info("Choose at least one feature.")
@@ -70,7 +71,7 @@ if not heatmap:
             ref_d = r1.number_input("d (non-SGConv)", 1, 4096, 64, key="k-ref-d")
             ref_m = r2.number_input("m (non-SGConv)", 1.0, 16.0, 2.0, step=0.5, key="k-ref-m")
 else:
-    log = d3.toggle("Log lag axis", key="k-hm-log",
+    log = ui.switch(d3, "Log lag axis", key="k-hm-log", param="loglag",
                     help="Columns equal in log(lag + 1) on a log axis, so the first taps, where most structure "
                          "sits, get their own columns instead of a thin stripe.")
     st.caption("Heatmap: every kernel channel of the layer (rows) against lag; colour = signed tap value (each "
@@ -79,12 +80,11 @@ else:
 
 # ---------------------------------------------------------------------------------------------------- figures
 def reference_for(kernel, K, chans):
-    """{label: (centers, curve)} of the SGConv reference envelope of each plotted channel (analysis.decay),
-    started on the channel's own kernel (analysis.figures.anchor_reference)."""
+    """{label: (centers, curve)} of the SGConv reference envelope of each plotted channel (analysis.decay:
+    it starts at the channel's own level)."""
     refs = reference_envelopes(kernel, K, chans, ref_d or 64, ref_m or 2.0)
     bi = getattr(kernel, "bidirectional", False)
-    return {f"reference {afig.channel_label(c, h, K.shape[0], bi)}": afig.anchor_reference(*curve, K[c, h])
-            for (c, h), curve in refs.items()} or None
+    return {f"reference {afig.channel_label(c, h, K.shape[0], bi)}": curve for (c, h), curve in refs.items()} or None
 
 
 def ideal_for(ck, L):
@@ -106,13 +106,11 @@ for n, ck in cks.items():
         continue
     L = lengths[n]
     try:
-        with st.spinner(f"Computing {n}'s kernels at L={L:,}..."):
-            K_all = state.kernels(loaded[n], L)
+        with st.spinner(f"Computing {n}'s layers.{layer} kernel at L={L:,}..."):
+            lname, K = state.kernel_layer(loaded[n], L, layer)
     except ValueError as e:  # CheckpointError for lengths the kernel refuses
         notes[n] = f"{n}: {e}"
         continue
-    lname = list(K_all)[layer]
-    K = K_all[lname]
     kernel = ck.kernels[layer]
     bi = getattr(kernel, "bidirectional", False)
     if heatmap:
@@ -147,7 +145,7 @@ for n, ck in cks.items():
     tables[n] = pd.DataFrame(cols)
 
 for msg in notes.values():
-    st.info(msg)
+    st.info(ui.plain(msg))  # model names and the checkpoint's messages are text from files
 if not figs:
     st.stop()
 
