@@ -60,8 +60,8 @@ if not heatmap:
                            help="Peak |k| over log-spaced lag bins (analysis.decay.envelope).")
     show_ref = e2.checkbox("SGConv reference envelope", value=True, key="k-ref",
                            help="max(t/d, 1)^(-log2 m): the decay SGConv builds in (flat over the first scale, then a "
-                                "power law), scaled to each plotted kernel's RMS envelope. For SGConv models d and m "
-                                "are the model's own; for others choose them.")
+                                "power law), at each plotted kernel's level (its RMS over lags < d). For SGConv models d "
+                                "and m are the model's own; for others choose them.")
     if any((ck.card or {}).get("task") == "delay" for ck in cks.values()):
         show_ideal = e3.checkbox("Ideal kernel (delay task)", value=True, key="k-ideal",
                                  help="For models trained on the delay task: the spike at the lag.")
