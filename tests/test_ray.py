@@ -115,7 +115,7 @@ def ray_workers_running_a_group() -> list[int]:
     return pids
 
 
-def sweep_killing_one_worker(spec: SweepSpec, executor, db, busy_for: float = 0.2, timeout: float = 180.0):
+def sweep_killing_one_worker(spec: SweepSpec, executor, db, busy_for: float = 0.1, timeout: float = 180.0):
     """Run the sweep in a thread; SIGKILL the first worker seen training a group for `busy_for` seconds."""
     out: dict = {}
 
