@@ -306,4 +306,16 @@ def test_ray_executor_optional(tmp_path):
         with pytest.raises(ValueError, match="ray"):
             run_sweep(tiny(), db=tmp_path / "r.sqlite", executor="ray")
         return
-    pytest.skip("ray is installed; the Ray executor is exercised only on a cluster")
+    pytest.skip("ray is installed; tests/test_ray.py exercises the Ray executor")
+
+
+def test_progress_clock_stops_when_the_sweep_ends():
+    import time
+
+    from analysis.ablation.runner import Progress
+
+    pr = Progress([], set())
+    pr.set_status("done")
+    first = pr.snapshot()["elapsed_s"]
+    time.sleep(0.3)
+    assert pr.snapshot()["elapsed_s"] == first

@@ -37,6 +37,7 @@ class Progress:
     def __init__(self, runs: list[RunSpec], done: set[str], device: str = ""):
         self._lock = threading.Lock()
         self.t0 = time.time()
+        self.ended_at: float | None = None  # set when the sweep reaches a final status: the clock stops there
         self.device = device
         self.status = "running"
         self.message = ""
@@ -88,6 +89,8 @@ class Progress:
     def set_status(self, status: str, message: str = "") -> None:
         with self._lock:
             self.status, self.message = status, message
+            if status not in ("running", "cancelling") and self.ended_at is None:
+                self.ended_at = time.time()
 
     def snapshot(self) -> dict:
         """{status, message, device, elapsed_s, fraction, eta_s, n_done, n_total, runs: [row dicts]}."""
@@ -98,7 +101,7 @@ class Progress:
         done_work = sum(r["steps"] if r["status"] in ("done", "failed") else r["step"]
                         for r in rows if r["status"] != "skipped")
         total = max(1, self.work_total)
-        elapsed = time.time() - self.t0
+        elapsed = (self.ended_at or time.time()) - self.t0
         work_elapsed = time.time() - (self.started_work_at or time.time())
         frac = min(1.0, done_work / total) if self.work_total else 1.0
         eta = work_elapsed / done_work * (total - done_work) if done_work else None
