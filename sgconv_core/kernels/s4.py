@@ -215,7 +215,7 @@ class S4Kernel(S4DKernel):
         log_lam = torch.log((2 + w) / (2 - w))  # (H, N')
         lam_L = torch.exp(Lk * log_lam)
         coef = 2 * v / ((2 - w) * (1 - lam_L))  # (1+R, C_k+R, H, N'); the 2 of Re over conjugate pairs
-        seq = vandermonde(coef.reshape(AB, H, M), log_lam, Lk, real=True)  # (AB, H, L_k)
+        seq = vandermonde(coef.reshape(AB, H, M), log_lam, Lk, real=True, f64_tables=True)  # (AB, H, L_k)
         s = torch.fft.rfft(seq, n=Lk).reshape(*v.shape[:2], H, Lk // 2 + 1)
         f = torch.arange(Lk // 2 + 1, device=v.device, dtype=v.real.dtype)
         one_plus = 1 + torch.polar(torch.ones_like(f), -2 * np.pi / Lk * f)  # 1 + omega_f, each to rounding

@@ -57,13 +57,16 @@ def tile(x: torch.Tensor, H: int, dim: int) -> torch.Tensor:
 
 
 def vandermonde(coef: torch.Tensor, log_pole: torch.Tensor, L: int, real: bool = False,
-                chunk_elems: int = 1 << 25) -> torch.Tensor:
+                chunk_elems: int = 1 << 25, f64_tables: bool = False) -> torch.Tensor:
     r"""K[c,h,l] = sum_n coef[c,h,n] * exp(log_pole[h,n] * l) for l < L, as a blocked Vandermonde product.
 
     coef: (C, H, M) complex; log_pole: (H, M) complex. Returns (C, H, L): complex, or its real part when
-    ``real`` (half the arithmetic). float32 / complex64 inputs give a float32 result (the small tables of powers
-    are formed in float64 and rounded once, the matrix product runs in float32), float64 / complex128 inputs
-    a float64 one; differentiable in both arguments.
+    ``real`` (half the arithmetic). float32 / complex64 inputs are evaluated in float32, float64 / complex128
+    in float64; differentiable in both arguments. ``f64_tables``: with float32 inputs, form the two small tables
+    of powers in float64 and round them once to float32 (the matrix product stays float32): an angle
+    Im(log_pole) * l evaluated in float32 is off by ~l * 6e-8 radians, which matters where the sum cancels
+    (the S4 generating functions: 1.8e-4 -> 7e-7 relative at L = 4k), at ~1.6x the cost of a plain S4D
+    kernel's forward+backward; the S4D kernel itself gains nothing from it (2.1e-6 vs 1.9e-6 at 16k).
 
     With a block B = ceil(sqrt(L)) and J = ceil(L / B) blocks, lambda^(jB+i) = lambda^(jB) lambda^i, so
         K[c,h,jB+i] = sum_n (coef[c,h,n] lambda_hn^(jB)) lambda_hn^i,
@@ -86,7 +89,8 @@ def vandermonde(coef: torch.Tensor, log_pole: torch.Tensor, L: int, real: bool =
     J = -(-L // B)
     per_h = 2 * M * (C * J + J + 2 * B)
     step = max(1, chunk_elems // max(per_h, 1))
-    parts = [_blocked(coef[:, h:h + step], log_pole[h:h + step], L, B, J, real) for h in range(0, H, step)]
+    parts = [_blocked(coef[:, h:h + step], log_pole[h:h + step], L, B, J, real, f64_tables)
+             for h in range(0, H, step)]
     return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
@@ -99,14 +103,14 @@ def _powers(log_pole: torch.Tensor, l: torch.Tensor) -> tuple[torch.Tensor, torc
     return mag * torch.cos(ang), mag * torch.sin(ang)
 
 
-def _blocked(coef: torch.Tensor, log_pole: torch.Tensor, L: int, B: int, J: int, real: bool) -> torch.Tensor:
+def _blocked(coef: torch.Tensor, log_pole: torch.Tensor, L: int, B: int, J: int, real: bool,
+             f64_tables: bool = False) -> torch.Tensor:
     """`vandermonde` for one chunk of features: (C, H', L)."""
     C, H, M = coef.shape
     rd = torch.float64 if torch.float64 in (coef.real.dtype, log_pole.real.dtype) else torch.float32
-    # The small tables are formed in float64 whatever rd is, then rounded once to rd: in float32 an angle
-    # Im(log_pole) * l evaluated in float32 would be off by ~l * 6e-8 radians (1e-4 relative at l ~ 1000).
-    log_pole, coef = log_pole.to(torch.complex128), coef.to(torch.complex128)
-    l = torch.arange(max(B, J), device=log_pole.device, dtype=torch.float64)
+    td = torch.float64 if f64_tables else rd  # the tables' dtype; the product runs in rd
+    log_pole, coef = log_pole.to(td.to_complex()), coef.to(td.to_complex())
+    l = torch.arange(max(B, J), device=log_pole.device, dtype=td)
     in_re, in_im = _powers(log_pole, l[:B])           # lambda^i,  (H, M, B)
     out_re, out_im = _powers(log_pole, l[:J] * B)     # lambda^jB, (H, M, J)
     c_re, c_im = coef.real.unsqueeze(-1), coef.imag.unsqueeze(-1)
