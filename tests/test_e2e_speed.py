@@ -4,8 +4,15 @@ Chromium, two pretrained models side by side; the length box changed to 65,536 a
 Measures, per fresh server (``REPEATS`` of them, the kernels cache is per server): seconds from the Enter in the
 length box to the frame where both plots show the new L (the event's own timestamp is the start: what a user
 waits), and the server's resident memory (VmRSS of its process) before and after. Checks that no trace sends
-more than the decimated 2 * DEFAULT_BUCKETS + 2 points to the browser. Prints the medians; the targets
-(65k <= 2 s, 1M <= 5 s, growth <= 1 GB) are reported, not asserted (timings depend on the machine's load).
+more than the decimated 2 * DEFAULT_BUCKETS + 2 points to the browser, and that the server's memory grows by at
+most 1 GB (median over the servers) once both lengths were shown (issue 11.3; memory does not depend on the load).
+Prints the medians; the time targets (65k <= 2 s, 1M <= 5 s) are reported, not asserted (timings depend on the
+machine's load).
+
+Measured (2 shared cores, load 5-9, n=3 fresh servers each, interleaved with the previous commit as baseline):
+pages computing only the shown layer, float32 above 65,536 taps (app.store.caches.kernel_layer): 65k update
+0.53 s (baseline 0.53 s), 1M update 2.29 s (baseline 4.40 s), server RSS growth after 1M +723 MB (baseline
++2,374 MB, every layer in float64).
 
     python -m pytest -m slow tests/test_e2e_speed.py -s -o addopts=""
 """
@@ -177,6 +184,8 @@ def test_kernels_page_at_long_lengths():
     for r in rows:
         for L in LENGTHS:
             assert 0 < r[f"{L} points"] <= 2 * DEFAULT_BUCKETS + 2  # decimated: never L points to the browser
+    growth = statistics.median(r[f"{LENGTHS[-1]} MB"] - r["base MB"] for r in rows)
+    assert growth <= 1024, f"server memory grew by {growth:.0f} MB at L={LENGTHS[-1]:,} (target <= 1 GB)"
 
 
 if __name__ == "__main__":
