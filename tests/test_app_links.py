@@ -153,3 +153,17 @@ def test_kernel_layer_computes_one_layer_float32_above_65536(app_env):
     assert name == "layers.0" and K32.dtype == np.float32 and K32.shape == (1, 8, L_long)
     np.testing.assert_array_equal(K32, extract_kernels(ck, L_long, layers=[0])["layers.0"].astype(np.float32))
     assert caches.kernel_layer(entry, caches.FLOAT32_ABOVE, 0)[1].dtype == np.float64
+
+
+def test_kernels_page_notes_are_escaped(app_env, monkeypatch):
+    """A message quoting text from a file (here a refused length's message with Markdown characters) shows as
+    typed: st.info gets it through ui.plain (backslash-escaped), so no emphasis or link is rendered."""
+    from app.store import caches
+
+    def refuse(digest, skey, L, layer, _entry):
+        raise ValueError("layer *x* of [a](b) refuses `L`")
+
+    monkeypatch.setattr(caches, "_kernel_layer", refuse)
+    at = linked_app("kernels")
+    shown = [i.value for i in at.info]
+    assert f"{SGC}: layer \\*x\\* of \\[a\\](b) refuses \\`L\\`" in shown, shown
