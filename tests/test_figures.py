@@ -175,9 +175,9 @@ def test_ablation_runs_are_named_by_the_factor_that_differs():
 
 # ---------------------------------------------------------------------------------------------------- envelope
 def test_reference_envelope_starts_on_a_fast_decaying_kernel():
-    """An S4-like kernel (exponential decay, oscillating) at L = 65,536: the reference drawn through every lag
-    bin sits orders of magnitude below the kernel's start; anchored, its flat level is the kernel's RMS over the
-    first scale (lags < d), computed here directly."""
+    """An S4-like kernel (exponential decay, oscillating) at L = 65,536: the reference envelope starts at the
+    kernel's level (the fit through every lag bin used to sit orders of magnitude below it); anchored, its flat
+    level is the kernel's RMS over the first scale (lags < d), computed here directly."""
     L, d = 65_536, 64
     lag = np.arange(L)
     k = 0.8 * np.exp(-lag / 40.0) * np.cos(0.3 * lag)
@@ -185,7 +185,7 @@ def test_reference_envelope_starts_on_a_fast_decaying_kernel():
     refs = reference_envelopes(types.SimpleNamespace(kind="s4d"), K, [(0, 0)], d=d, m=2.0)
     centers, raw = refs[(0, 0)]
     start = float(np.sqrt(np.mean(k[:d] ** 2)))
-    assert raw[0] < start / 10  # the defect: the geometric-mean fit starts far below the kernel
+    assert raw[0] == pytest.approx(start, rel=1e-12)  # at the kernel's level (analysis.decay.reference_level)
     c2, anchored = FG.anchor_reference(centers, raw, k)
     assert anchored[0] == pytest.approx(start, rel=0.10)
     first_bins = centers < d

@@ -61,7 +61,7 @@ with right:
     own_d = kernel.config.get("kernel_dim")  # an SGConv layer's own d (other families have none)
     d_show = st.select_slider("Show the fit at d", d_options, key="p-d",
                               value=own_d if own_d in d_options else d_options[len(d_options) // 2])
-    target = list(state.kernels(loaded[name], L).values())[layer][c, h]
+    target = state.kernel_layer(loaded[name], L, layer)[1][c, h]
     best = fit_sgconv(target, d_show, m, None, mode)
     kfig = afig.kernel_figure({"target": np.stack([target, best["fitted"]])[None]}, "target", channels=[0, 1])
     kfig.update_layout(title={"text": f"kernel vs SGConv fit at d={d_show}", "subtitle": {
