@@ -63,7 +63,7 @@ def vandermonde(coef: torch.Tensor, log_pole: torch.Tensor, L: int, real: bool =
     coef: (C, H, M) complex; log_pole: (H, M) complex. Returns (C, H, L): complex, or its real part when
     ``real`` (half the arithmetic). float32 / complex64 inputs are evaluated in float32, float64 / complex128
     in float64; differentiable in both arguments. ``f64_tables``: with float32 inputs, form the two small tables
-    of powers in float64 and round them once to float32 (the matrix product stays float32): an angle
+    of powers in float64 and round them once to float32 (everything after stays float32): an angle
     Im(log_pole) * l evaluated in float32 is off by ~l * 6e-8 radians, which matters where the sum cancels
     (the S4 generating functions: 1.8e-4 -> 7e-7 relative at L = 4k), at ~1.6x the cost of a plain S4D
     kernel's forward+backward; the S4D kernel itself gains nothing from it (2.1e-6 vs 1.9e-6 at 16k).
@@ -108,21 +108,20 @@ def _blocked(coef: torch.Tensor, log_pole: torch.Tensor, L: int, B: int, J: int,
     """`vandermonde` for one chunk of features: (C, H', L)."""
     C, H, M = coef.shape
     rd = torch.float64 if torch.float64 in (coef.real.dtype, log_pole.real.dtype) else torch.float32
-    td = torch.float64 if f64_tables else rd  # the tables' dtype; the product runs in rd
-    log_pole, coef = log_pole.to(td.to_complex()), coef.to(td.to_complex())
+    td = torch.float64 if f64_tables else rd  # the powers' dtype; rounded to rd before anything else
+    coef = coef.to(rd.to_complex())
     l = torch.arange(max(B, J), device=log_pole.device, dtype=td)
-    in_re, in_im = _powers(log_pole, l[:B])           # lambda^i,  (H, M, B)
-    out_re, out_im = _powers(log_pole, l[:J] * B)     # lambda^jB, (H, M, J)
+    in_re, in_im = (t.to(rd) for t in _powers(log_pole.to(td.to_complex()), l[:B]))       # lambda^i,  (H, M, B)
+    out_re, out_im = (t.to(rd) for t in _powers(log_pole.to(td.to_complex()), l[:J] * B))  # lambda^jB, (H, M, J)
     c_re, c_im = coef.real.unsqueeze(-1), coef.imag.unsqueeze(-1)
     a_re = c_re * out_re - c_im * out_im               # coef lambda^jB, (C, H, M, J)
     a_im = c_re * out_im + c_im * out_re
     # rows (c, j), columns [Re a, -Im a] over n: (H, C*J, 2M)
-    A = torch.cat([a_re, -a_im], 2).permute(1, 0, 3, 2).reshape(H, C * J, 2 * M).to(rd)
+    A = torch.cat([a_re, -a_im], 2).permute(1, 0, 3, 2).reshape(H, C * J, 2 * M)
     if real:  # Re K = Re a Re p - Im a Im p
         P = torch.cat([in_re, in_im], 1)                                    # (H, 2M, B)
     else:     # Im K = Re a Im p + Im a Re p
         P = torch.cat([torch.cat([in_re, in_im], 1), torch.cat([in_im, -in_re], 1)], 2)  # (H, 2M, 2B)
-    P = P.to(rd)
     K = _DenseGrad.apply(torch.bmm(A, P))                                   # (H, C*J, B | 2B)
     if real:
         return K.reshape(H, C, J * B).transpose(0, 1)[..., :L].contiguous()
