@@ -78,7 +78,8 @@ def check_layer_size(B: int, C: int, H: int, L: int, grad: bool) -> None:
         raise CheckpointError(
             f"a convolution layer on an input of shape ({B}, {H}, {L}) with {C} channel(s) would hold about "
             f"{need:,} values ({need * 4 / 2**30:.1f} GB in float32) {how}, over the memory budget of "
-            f"{MAX_LAYER_VALUES:,} values; use a shorter input or a smaller batch{hint}")
+            f"{MAX_LAYER_VALUES:,} values (sgconv_core.lengths.MAX_LAYER_VALUES); use a shorter input or a smaller "
+            f"batch{hint}")
 
 
 __all__ = ["DEFAULT_LENGTH", "MAX_KERNEL_LENGTH", "MAX_KERNEL_VALUES", "APP_MAX_LENGTH", "APP_MAX_KERNEL_VALUES",
