@@ -95,8 +95,10 @@ class ConvLayer(nn.Module):
         return min(L, lm) if (self.clip_to_l_max and lm) else L
 
     def needs_graph(self, x: torch.Tensor) -> bool:
-        """Whether a call on x builds an autograd graph (grad mode on and x or a parameter requiring a gradient)."""
-        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        """Whether a call may build an autograd graph: grad mode is on. (Not "x or a parameter requires a gradient":
+        under ``torch.func.functional_call`` / the batched ablation model, the tensors that carry the gradient are
+        not this module's parameters, and the no-autograd route would silently cut them off.)"""
+        return torch.is_grad_enabled()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.kernel.H:
