@@ -63,6 +63,8 @@ def _conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirectiona
     n = Lk + L
     if bidirectional:
         k = two_sided(k, L)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, k, D)):
+        return _FFTConv.apply(u, k, D, n)
     k_f = torch.fft.rfft(k, n=n)
     u_f = torch.fft.rfft(u, n=n)
     y = torch.fft.irfft(u_f.unsqueeze(1) * k_f.unsqueeze(0), n=n)[..., :L]
@@ -142,3 +144,43 @@ class _ChunkedFFTConv(torch.autograd.Function):
                 if n:
                     _rows(g, i, j, 1).copy_(next(got))
         return grads[0], grads[1], grads[2], None, None
+
+
+class _FFTConv(torch.autograd.Function):
+    """`_conv` with its backward written out: u (B, H, L), k (C, H, n' <= n), D (C, H) or None -> (B, C, H, L).
+
+    y = irfft(U K)[:L] + D u with U = rfft(u, n), K = rfft(k, n). The gradient of a (zero-padded, length-n)
+    circular convolution is the circular correlation, so with G = rfft(gy, n):
+        gu = irfft(sum_c G conj(K))[:L] + sum_c D gy,   gk = irfft(sum_b G conj(U))[:n'],   gD = sum_{b,l} gy u.
+    One rfft and two irfft's, where autograd's backward of rfft is a full-length complex FFT over a zero-filled
+    buffer. Saves u, U and K (what autograd's product saved too).
+    """
+
+    @staticmethod
+    def forward(ctx, u, k, D, n):
+        L = u.shape[-1]
+        U, K = torch.fft.rfft(u, n=n), torch.fft.rfft(k, n=n)
+        y = torch.fft.irfft(U.unsqueeze(1) * K, n=n)[..., :L]
+        if D is not None:
+            y = y + u.unsqueeze(1) * D.unsqueeze(-1)
+        ctx.save_for_backward(u, U, K, D)
+        ctx.n, ctx.Lk = n, k.shape[-1]
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        u, U, K, D = ctx.saved_tensors
+        n, L = ctx.n, u.shape[-1]
+        G = torch.fft.rfft(gy, n=n)  # (B, C, H, n/2+1)
+        gu = gk = gD = None
+        if ctx.needs_input_grad[0]:
+            prod = G[:, 0] * K[0].conj() if K.shape[0] == 1 else (G * K.conj()).sum(1)
+            gu = torch.fft.irfft(prod, n=n)[..., :L]
+            if D is not None:
+                gu = gu + (gy * D.unsqueeze(-1)).sum(1)
+        if ctx.needs_input_grad[1]:
+            gk = torch.fft.irfft((G * U.conj().unsqueeze(1)).sum(0), n=n)[..., :ctx.Lk]
+        if D is not None and ctx.needs_input_grad[2]:
+            gD = (gy * u.unsqueeze(1)).sum((0, 3))
+        return gu, gk, gD, None

@@ -61,6 +61,15 @@ def test_chunked_float32_equals_unchunked_to_round_off(bidirectional):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("C", [1, 2])
+def test_unchunked_gradcheck_float64(bidirectional, C):
+    """The whole-buffer route's hand-written backward (_FFTConv): gradcheck for u, k and D, and without D."""
+    u, k, D = (torch.tensor(a, requires_grad=True) for a in _case(bidirectional, B=2, H=3, L=9, Lk=6, C=C))
+    assert torch.autograd.gradcheck(lambda u, k, D: fft_conv(u, k, D, bidirectional), (u, k, D))
+    assert torch.autograd.gradcheck(lambda u, k: fft_conv(u, k, None, bidirectional), (u, k))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
 def test_chunked_gradcheck_float64(bidirectional):
     u, k, D = (torch.tensor(a, requires_grad=True) for a in _case(bidirectional, B=2, H=4, L=9, Lk=6, C=1))
     budget = 2 * 16 * 8 * 2  # two channels of (B=2, C=1, n/2+1=8) complex128: 2 chunks of 2
