@@ -85,15 +85,17 @@ def _legend_items(fig: go.Figure) -> int:
 def place_legend(fig: go.Figure, where: str = "auto") -> go.Figure:
     """Put the legend where it cannot cover the plot, an axis title or the chart title.
 
-    'right': plotly's vertical legend right of the plot (the right margin grows to fit it). 'below': a vertical
-    list at the bottom of the figure (yref 'container'), with the bottom margin grown by its rows so that the
+    'right': plotly's vertical legend right of the plot (the right margin grows to fit it). 'below': a horizontal
+    legend at the bottom of the figure (yref 'container'; its entries wrap, one per row on a narrow panel), with the bottom margin grown by its rows so that the
     x tick labels and axis title (AXIS_BAND_PX) sit between the plot and the legend. 'auto': below for up to 12
     entries (side-by-side panels keep their width), else right."""
     n = _legend_items(fig)
     if where == "auto":
         where = "below" if n <= 12 else "right"
     if where == "below":
-        fig.update_layout(legend={"orientation": "v", "yref": "container", "y": 0.0, "yanchor": "bottom",
+        # horizontal: plotly pushes the LEFT margin by a vertical legend's width wherever it sits (a blank band
+        # beside the y axis); a horizontal one only takes rows at the bottom (entries wrap to the figure's width)
+        fig.update_layout(legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom",
                                   "xref": "container", "x": 0.0, "xanchor": "left", "font": {"size": 11},
                                   "tracegroupgap": 0, "bgcolor": "rgba(255,255,255,0)"},
                           margin={"b": AXIS_BAND_PX + LEGEND_ROW_PX * n + 8})

@@ -130,7 +130,8 @@ def test_legends_sit_clear_of_axis_and_chart_titles():
     AF.compact(fig, height=480, legend_below=True)
     leg = fig.layout.legend
     # at the figure's bottom edge, below the band for tick labels and the axis title, one row per entry
-    assert (leg.yref, leg.y, leg.yanchor, leg.orientation) == ("container", 0.0, "bottom", "v")
+    # horizontal: a vertical legend makes plotly push the left margin by its width (a blank band beside the y axis)
+    assert (leg.yref, leg.y, leg.yanchor, leg.orientation) == ("container", 0.0, "bottom", "h")
     assert fig.layout.margin.b >= FG.AXIS_BAND_PX + 3 * FG.LEGEND_ROW_PX
     assert fig.layout.height == 480 + 3 * FG.LEGEND_ROW_PX  # the plot area keeps its height
     # many entries: right of the plot, below the title (which sits above the plot area)
