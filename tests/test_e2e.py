@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -452,6 +453,34 @@ def test_sidebar_on_a_page_that_stops_early(server, page):
 
 
 # ---------------------------------------------------------------------------------------------------- the walk
+def test_long_model_names_get_short_panel_titles(server, page, tmp_path):
+    """Side by side, a long file name is shortened in the panel title (nothing clipped: the drawn title fits inside
+    its plot) and the full name is the subtitle; the other panel keeps its plain title."""
+    url, folder, files, _, _ = server
+    pg = page
+    stems = [f.rsplit(".", 1)[0] for f in files]
+    long_stem = "conv_bi_state_dict_from_a_very_long_experiment_name_seed_1234"
+    target = tmp_path / f"{long_stem}.safetensors"
+    shutil.copyfile(Path(folder) / files[1], target)
+    open_url(pg, f"{url}/kernels?model={stems[0]}&path={target}")
+    wait_plots_or_exception(pg, 2)
+    settle(pg)
+    no_exception(pg, "kernels with a long model name")
+    titles = [plot_title(pg, i) for i in range(2)]
+    assert titles[0].startswith(stems[0] + " ·"), titles
+    assert "…" in titles[1] and len(titles[1]) < len(long_stem), titles
+    subtitle = pg.evaluate("""(i) => { const p = [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(p => p.layout && p.layout.title && p.layout.title.text)[i];
+        return p.layout.title.subtitle ? p.layout.title.subtitle.text : ''; }""", 1)
+    assert long_stem in subtitle, subtitle
+    fits = pg.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(p => p.layout && p.layout.title && p.layout.title.text).map(p => {
+            const t = p.querySelector('.gtitle'), box = p.getBoundingClientRect(), tb = t.getBoundingClientRect();
+            return tb.left >= box.left - 1 && tb.right <= box.right + 1; })""")
+    assert fits == [True, True], fits
+    shot(pg, "16-kernels-long-name")
+
+
 def test_walkthrough(server, page, app_models_dir):
     url, folder, files, t_start, _ = server
     pg = page
