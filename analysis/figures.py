@@ -460,6 +460,11 @@ def fit_curve_figure(rows, title: str = "best SGConv fit: error vs parameters") 
 
 
 # ----------------------------------------------------------------------------------------------- attribution
+def _clip(text: str, n: int) -> str:
+    """text cut to n characters with '…' (a subtitle must fit its panel; the page shows the full note)."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def attribution_figure(result: Attribution, x=None, title: str | None = None,
                        max_points: int = MAX_POINTS) -> go.Figure:
     """Integrated-Gradients attribution per input position (top) and mean |attr| against distance from the
@@ -493,7 +498,7 @@ def attribution_figure(result: Attribution, x=None, title: str | None = None,
         fig.update_yaxes(title_text="input", row=1, col=1, secondary_y=True, showgrid=False)
     fig.update_yaxes(title_text="mean |attribution|", type="log", row=2, col=1)
     _style(fig, title={"text": title or f"{result.method} attribution",
-                       "subtitle": {"text": f"{result.note} (convergence delta {result.delta:.2g})"}},
+                       "subtitle": {"text": f"{_clip(result.note.split(' (')[0], 60)} · δ = {result.delta:.2g}"}},
            height=650, margin={"t": 90})
     return place_legend(fig, "below")
 
