@@ -4,6 +4,8 @@ Tensor layout inside the backbone is (B, H, L) ("transposed"), as in the officia
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,10 +65,17 @@ class ConvLayer(nn.Module):
     (H, L) layout, writing its (B, H, L) output over that buffer when C = 1 (per-token operations: a block's
     inputs are read before its outputs are written). Its peak is the buffer plus a few block-sized temporaries (`sgconv_core.lengths.LAYER_CHUNK_BYTES`);
     the whole kernel never exists. Both routes check `sgconv_core.lengths.check_layer_size` before allocating.
+
+    ``kernel_transform`` (None by default): a callable (C_k, H, Lk) -> (C_k, H, Lk) applied to the kernel right
+    after it is built, in both routes, so the layer's normal forward runs with a changed kernel (the interventions
+    of `analysis.intervene`; set it with `kernel_override`). With a transform set, the block-by-block route builds
+    the whole kernel once, transforms it and slices it (a transform such as truncation needs whole rows).
     """
 
     #: False routes inference through the autograd-shaped path too (the benchmark's "before" rows, the tests)
     blockwise_inference = True
+    #: None, or a callable (C_k, H, Lk) -> (C_k, H, Lk) applied to the kernel after it is built (both routes)
+    kernel_transform = None
 
     def __init__(self, kernel: Kernel, activation: str = "gelu", output: str = "glu", dropout: float = 0.0,
                  clip_to_l_max: bool = False):
@@ -113,7 +122,7 @@ class ConvLayer(nn.Module):
     def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
         """The autograd route: (B, H, L) -> (B, H, L) through whole-length tensors."""
         B, H, L = x.shape
-        k = self.kernel(self.kernel_length(L)).to(x.dtype)
+        k = self._transformed(self.kernel(self.kernel_length(L))).to(x.dtype)
         y = fft_conv(x, k, self.D.to(x.dtype), self.kernel.bidirectional)  # (B, C, H, L)
         y = self.dropout(self.activation(y.reshape(B, -1, L)))
         if self.output_linear is None:
@@ -150,13 +159,74 @@ class ConvLayer(nn.Module):
                 out[b, :, s:e] = F.glu(z, dim=0) if self.output == "glu" else z
         return out
 
+    def _transformed(self, k: torch.Tensor) -> torch.Tensor:
+        """``kernel_transform(k)`` (C_k, H, Lk) -> (C_k, H, Lk), its shape checked; k itself when none is set."""
+        fn = self.kernel_transform
+        if fn is None:
+            return k
+        out = fn(k)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(k.shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"kernel_transform of {self.kernel.name or 'a layer'} must return a tensor of shape "
+                             f"{tuple(k.shape)}, got {got}")
+        return out
+
     def _kernel_rows(self, Lk: int):
         """(i, j) -> the kernel's features i:j at Lk taps (C_k, j - i, Lk): ``kernel.rows`` where the family builds
-        a block of features on its own, else blocks of the whole kernel built once."""
-        if callable(getattr(self.kernel, "rows", None)):
+        a block of features on its own (and no ``kernel_transform`` is set), else blocks of the whole kernel built
+        (and transformed) once."""
+        if self.kernel_transform is None and callable(getattr(self.kernel, "rows", None)):
             return lambda i, j: self.kernel.rows(Lk, i, j)
-        whole = self.kernel(Lk)
+        whole = self._transformed(self.kernel(Lk))
         return lambda i, j: whole[:, i:j]
+
+
+def conv_layers(model: nn.Module) -> dict[str, ConvLayer]:
+    """The ConvLayers of ``model`` (itself included), keyed by their kernel's name (e.g. "layers.0"; the module
+    path where the kernel has none), in model order."""
+    out = {}
+    for path, m in model.named_modules():
+        if isinstance(m, ConvLayer):
+            out[m.kernel.name or path or "layer"] = m
+    return out
+
+
+@contextlib.contextmanager
+def kernel_override(model: nn.Module, fn, layer: str | None = None):
+    """Run ``model``'s normal forward with changed kernels inside the block; the previous transforms are always
+    restored (also on an error).
+
+    fn: a callable (C_k, H, Lk) -> (C_k, H, Lk) set as `ConvLayer.kernel_transform` on every ConvLayer (or only
+    the one whose kernel is named ``layer``), or a dict {layer name: callable} (one transform per layer; layers
+    not in it are left as they are). Raises ValueError when the model has no ConvLayer or a named layer is not
+    one of them (naming the ones it has).
+    """
+    layers = conv_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no convolution layer (ConvLayer) whose kernel can be changed")
+    if isinstance(fn, dict):
+        plan = dict(fn)
+    elif layer is None:
+        plan = {name: fn for name in layers}
+    else:
+        plan = {layer: fn}
+    unknown = [n for n in plan if n not in layers]
+    if unknown:
+        raise ValueError(f"no layer named {unknown[0]!r}; the model's layers are {', '.join(layers)}")
+    for name, f in plan.items():
+        if f is not None and not callable(f):
+            raise ValueError(f"the kernel transform for {name!r} is not callable ({type(f).__name__})")
+    saved = {name: layers[name].__dict__.get("kernel_transform", None) for name in plan}
+    try:
+        for name, f in plan.items():
+            object.__setattr__(layers[name], "kernel_transform", f)  # never registered as a submodule
+        yield model
+    finally:
+        for name, f in saved.items():
+            if f is None:
+                layers[name].__dict__.pop("kernel_transform", None)
+            else:
+                object.__setattr__(layers[name], "kernel_transform", f)
 
 
 class ResidualBlock(nn.Module):
