@@ -99,7 +99,7 @@ def _subtract_fn(P: torch.Tensor):
 
 def log_grid(L: int, points: int = TRUNCATE_POINTS) -> list[int]:
     """Up to ``points`` distinct integers from 1 to L (both included) on a log grid: e.g. L = 1024 ->
-    [1, 3, 7, 19, 52, 139, 378, 1024]."""
+    [1, 3, 7, 20, 53, 141, 380, 1024]."""
     L = int(L)
     g = np.unique(np.round(np.geomspace(1, L, points)).astype(int))
     return [int(v) for v in g]
@@ -123,8 +123,8 @@ def ssm_compressed(residues: np.ndarray, poles: np.ndarray, L: int, counts) -> d
     conjugate pairs listed explicitly). A mode is a conjugate pair (or a real pole); its contribution is
     |r| * sum_{l<L} |lambda|^l. Returns {N': (C_k, H, L) float64 tensor} for each N' of ``counts``.
     """
-    r = np.asarray(residues, dtype=np.complex128)
-    lam = np.asarray(poles, dtype=np.complex128)
+    r = np.array(residues, dtype=np.complex128)  # copies: ssm_modes' arrays are read-only
+    lam = np.array(poles, dtype=np.complex128)
     C, H, M = r.shape
     mate, rep = _mode_units(lam)
     a = np.abs(lam)
