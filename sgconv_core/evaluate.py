@@ -1,12 +1,28 @@
-"""Evaluate a checkpoint on fresh examples of the task it was trained on, or on the user's own data file.
+"""Evaluate a checkpoint on held-out examples of the task it was trained on, or on the user's own data file.
 
-    python -m sgconv_core.evaluate pretrained/digits-sgconv.safetensors --n 500 --seed 1
+    python -m sgconv_core.evaluate pretrained/listops-sgconv.safetensors --n 2000 --seed 1
+    python -m sgconv_core.evaluate pretrained/digits-sgconv.safetensors          # all 250 test images
     python -m sgconv_core.evaluate last.ckpt --data mydata.npz      # any runnable model, inputs + targets
 
-prints a human line, then ONE JSON object as the last line:
-{"checkpoint", "task", "metric", "value", "n", "seed", "card_value", "baseline", ...}; with ``--data``:
-{"checkpoint", "data", "metric", "value", "n", "nmse", "mse"} or {..., "accuracy"}. The metric follows the
-targets (`sgconv_core.data`): accuracy for integer class ids, NMSE (and MSE) for floats.
+What the examples are, said exactly (``source`` in the output):
+- ``digits`` has a finite test split (250 images by default). ``--n`` (default: all of it) picks that many of
+  its images without replacement; they are the images the card's test value was measured on, not new ones.
+  ``--n`` above the split's size is refused (it could only re-draw the same images).
+- ``delay`` and ``listops`` generate ``--n`` (default 500) fresh examples with ``--seed``, in a random stream of
+  their own, apart from the streams of the train/val/test splits. Delay inputs are new draws of continuous noise;
+  ListOps expressions are distinct and none occurs in the train split (one may occur in val/test: counted in
+  ``overlap_val_test``).
+
+Every metric comes with n (``n_unique``: distinct inputs) and a 95 % interval (``ci_low``, ``ci_high``): Wilson
+for accuracy, a seeded percentile bootstrap over examples (1000 resamples, seed = ``--seed``) for NMSE
+(`sgconv_core.stats`). For ListOps the majority, top-operator lookup and one-level baselines
+(`sgconv_core.baselines`, fitted on the train split) are scored on the same examples and printed beside the model.
+
+Prints human lines, then ONE JSON object as the last line: {"checkpoint", "task", "metric", "value", "n",
+"n_unique", "ci_low", "ci_high", "interval", "source", "seed", "card_value", "baseline", ...} (+ "baselines" for
+ListOps); with ``--data``: {"checkpoint", "data", "metric", "value", "n", "n_unique", "ci_low", "ci_high", "nmse",
+"mse"} or {..., "accuracy"}. The metric follows the targets (`sgconv_core.data`): accuracy for integer class ids,
+NMSE (and MSE) for floats.
 Library: ``evaluate(ck_or_path, n, seed)`` returns the same dict; ``evaluate_split`` scores a split;
 ``evaluate_data(ck_or_path, data_path)`` scores a data file (file format and key names: `sgconv_core.data`).
 A checkpoint that cannot be read, is not one of ours with a task in its card (without ``--data``), holds no
@@ -53,41 +69,119 @@ def task_of(ck):
         raise CheckpointError(f"{ck.path}: cannot rebuild task {c.get('task')!r} from the card ({e})") from e
 
 
-@torch.no_grad()
-def _metric(model, task, x, y, batch_size: int) -> float:
+#: Two-sided confidence of every printed interval.
+CONFIDENCE = 0.95
+
+
+def _unique_rows(x: torch.Tensor) -> int:
+    """The number of distinct examples (rows) of ``x`` ``(N, ...)``."""
+    return int(torch.unique(x.reshape(len(x), -1), dim=0).shape[0]) if len(x) else 0
+
+
+def _interval(metric: str, pred: torch.Tensor, y: torch.Tensor, t0: int, seed: int) -> dict:
+    """95 % interval of the metric of ``pred`` against ``y`` from per-example terms (shapes: `sgconv_core.tasks`).
+
+    accuracy: Wilson over examples, or for per-position class targets ``(N, L)`` a bootstrap over examples of
+    the pooled accuracy; nmse: bootstrap over examples of sum(sse) / sum(energy) over positions ``t >= t0``."""
+    from .stats import DEFAULT_RESAMPLES, bootstrap_interval, nmse_ci, wilson_interval
+
+    pred = pred.detach().double().cpu()
+    if metric == "accuracy":
+        correct = (pred.argmax(-1) == y.cpu()).reshape(len(y), -1)
+        if correct.shape[1] == 1:
+            lo, hi = wilson_interval(int(correct.sum()), len(y), CONFIDENCE)
+            return {"ci_low": lo, "ci_high": hi, "interval": "Wilson"}
+        lo, hi = bootstrap_interval(correct.sum(1).double().numpy(), torch.full((len(y),), correct.shape[1],
+                                    dtype=torch.float64).numpy(), seed=seed, confidence=CONFIDENCE)
+        return {"ci_low": lo, "ci_high": hi, "interval": f"bootstrap, {DEFAULT_RESAMPLES} resamples"}
+    yd = y.double().cpu()
+    p, t = pred[:, t0:].reshape(len(y), -1), yd[:, t0:].reshape(len(y), -1)
+    lo, hi = nmse_ci(((p - t) ** 2).sum(1).numpy(), (t**2).sum(1).numpy(), seed=seed, confidence=CONFIDENCE)
+    return {"ci_low": lo, "ci_high": hi, "interval": f"bootstrap, {DEFAULT_RESAMPLES} resamples"}
+
+
+def _score(model, task, x, y, batch_size: int, seed: int) -> dict:
+    """``{"value", "n", "n_unique", "ci_low", "ci_high", "interval"}`` of ``model`` on ``(x, y)`` of ``task``."""
     from .train import predict
 
     if len(x) == 0:
         raise ValueError("no examples to evaluate")
-    return task.metric(predict(model, x, batch_size), y)
+    with torch.no_grad():
+        pred = predict(model, x, batch_size)
+    value = task.metric(pred, y)  # the task's own metric is the value; the interval comes from per-example terms
+    return {"value": value, "n": len(y), "n_unique": _unique_rows(x),
+            **_interval(task.spec.metric, pred, y, task._nmse_start(), seed)}
 
 
-def evaluate(ck_or_path, n: int = 500, seed: int = 1, batch_size: int = 64) -> dict:
-    """Score a checkpoint on ``n`` fresh examples ``task.sample(n, seed)`` of its task. Raises CheckpointError."""
-    if n <= 0:
+def finite_test_size(task) -> int | None:
+    """The number of examples of a task whose held-out examples come from a finite test split (digits), else None."""
+    return int(task.spec.params["n_test"]) if task.spec.name == "digits" else None
+
+
+#: How many examples ``evaluate`` generates when not told (tasks without a finite test split).
+DEFAULT_EVAL_N = 500
+
+
+def _examples(task, n: int | None, seed: int):
+    """``(x, y, info)``: the held-out examples ``evaluate`` scores, and what they are (``info``: "source",
+    "examples" (words), and for ListOps "overlap_val_test")."""
+    finite = finite_test_size(task)
+    if finite is not None:
+        n = finite if n is None else n
+        if n > finite:
+            raise ValueError(f"{task.spec.name}: n = {n:,} is more than the {finite:,} images of its test split; they "
+                             f"would be re-drawn with replacement (re-sampling, not new images), so this is refused: "
+                             f"ask for n <= {finite:,}")
+        x, y = task.sample(n, seed)
+        what = (f"all {n:,} test-split images" if n == finite else
+                f"{n:,} of the {finite:,} test-split images (chosen with seed {seed}, without replacement)")
+        return x, y, {"source": "test_split", "examples": what + ", the images the card's test value was measured on"}
+    n = DEFAULT_EVAL_N if n is None else n
+    x, y = task.sample(n, seed)
+    if task.spec.name == "listops":
+        held = {bytes(r.numpy().astype("uint8")) for w in ("val", "test") for r in task.split(w)[0]}
+        overlap = sum(bytes(r.numpy().astype("uint8")) in held for r in x)
+        return x, y, {"source": "fresh", "overlap_val_test": overlap,
+                      "examples": f"{n:,} fresh expressions (generated with seed {seed}, distinct, none in the train "
+                                  f"split; {overlap:,} also in the val/test splits)"}
+    return x, y, {"source": "fresh", "examples": f"{n:,} fresh examples (generated with seed {seed} in a random "
+                                                 f"stream of their own, apart from the train/val/test splits)"}
+
+
+def evaluate(ck_or_path, n: int | None = None, seed: int = 1, batch_size: int = 64) -> dict:
+    """Score a checkpoint on held-out examples of its task (module doc: which, and what they are).
+
+    ``n``: digits, at most the test split's size (default all of it); generated tasks, default 500. Raises
+    CheckpointError, or ValueError for ``n`` above a finite test split."""
+    if n is not None and n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     ck = _checkpoint(ck_or_path)
     task = task_of(ck)
-    x, y = task.sample(n, seed)
+    x, y, info = _examples(task, n, seed)
     ck.model.eval()
-    value = _metric(ck.model, task, x, y, batch_size)
     c = ck.card
-    return {"checkpoint": ck.path, "task": task.spec.name, "metric": task.spec.metric, "value": value, "n": n,
-            "seed": seed, "card_value": c.get("test_value"), "baseline": c.get("baseline"),
-            "family": c.get("family", ck.family), "train_seed": c.get("seed")}
+    out = {"checkpoint": ck.path, "task": task.spec.name, "metric": task.spec.metric,
+           **_score(ck.model, task, x, y, batch_size, seed), "confidence": CONFIDENCE, **info, "seed": seed, "card_value": c.get("test_value"), "baseline": c.get("baseline"),
+           "family": c.get("family", ck.family), "train_seed": c.get("seed")}
+    if task.spec.name == "listops":
+        from .baselines import fit_listops_baselines
+
+        b = fit_listops_baselines(*task.split("train"))
+        out["baselines"] = {**b.score(x, y, CONFIDENCE), "tables": b.tables()}
+    return out
 
 
 def evaluate_split(ck_or_path, which: str = "test", limit: int | None = None, batch_size: int = 64) -> dict:
-    """Score a checkpoint on (the first ``limit`` examples of) a split of its task."""
+    """Score a checkpoint on (the first ``limit`` examples of) a split of its task, with n and a 95 % interval."""
     ck = _checkpoint(ck_or_path)
     task = task_of(ck)
     x, y = task.split(which)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     ck.model.eval()
-    value = _metric(ck.model, task, x, y, batch_size)
-    return {"checkpoint": ck.path, "task": task.spec.name, "metric": task.spec.metric, "value": value,
-            "n": len(y), "split": which, "card_value": ck.card.get("test_value")}
+    return {"checkpoint": ck.path, "task": task.spec.name, "metric": task.spec.metric,
+            **_score(ck.model, task, x, y, batch_size, seed=0), "split": which,
+            "card_value": ck.card.get("test_value")}
 
 
 def evaluate_data(ck_or_path, data_path, batch_size: int = 64) -> dict:
@@ -103,11 +197,22 @@ def evaluate_data(ck_or_path, data_path, batch_size: int = 64) -> dict:
     with torch.no_grad():
         pred = predict(ck.model, data.x, batch_size)
     s = scores(pred, data.y, data.metric)
+    ci = _interval(data.metric, pred, data.y, 0, seed=0) if data.n else {}
     return {"checkpoint": ck.path, "data": os.path.basename(data.source), "metric": data.metric,
-            "value": s[data.metric], "n": data.n, "L": data.L, **s}
+            "value": s[data.metric], "n": data.n, "n_unique": _unique_rows(data.x), **ci, "confidence": CONFIDENCE,
+            "L": data.L, **s}
 
 
-#: The most fresh examples the command line generates (they are held in memory at once).
+def _ci_text(out: dict, f: str | None = None, extra: str = "") -> str:
+    """``value{extra}, 95% CI [lo, hi] (method), n = N`` of an output dict (``n_unique`` said when it differs);
+    numbers in format ``f`` (default: 4 significant digits for NMSE, 4 decimals for accuracy)."""
+    dup = f" ({out['n_unique']:,} distinct)" if out.get("n_unique") not in (None, out["n"]) else ""
+    f = f or (".4g" if out.get("metric") == "nmse" else ".4f")
+    return (f"{out['value']:{f}}{extra}, {round(100 * CONFIDENCE)}% CI [{out['ci_low']:{f}}, {out['ci_high']:{f}}] "
+            f"({out['interval']}), n = {out['n']:,}{dup}")
+
+
+#: The most examples the command line generates (they are held in memory at once).
 MAX_EVAL_N = 100_000
 
 
@@ -116,15 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="one of our .safetensors checkpoints (any runnable checkpoint with --data)")
     p.add_argument("--data", help="score on this .npz / .npy / .pt file of inputs and targets instead of fresh task "
                                   "examples (keys x/inputs and y/targets; see sgconv_core.data)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the fresh examples (default 1)")
-    p.add_argument("--n", type=int, default=500, help="number of fresh examples (default 500)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the examples' draw and of the bootstrap (default 1)")
+    p.add_argument("--n", type=int, help=f"number of examples: digits, at most its test split (default: all of it); "
+                                         f"generated tasks, default {DEFAULT_EVAL_N}")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     a = p.parse_args(argv)
-    if a.n <= 0:
+    if a.n is not None and a.n <= 0:
         p.error(f"--n must be positive, got {a.n}")
-    if a.n > MAX_EVAL_N:
-        p.error(f"--n must be at most {MAX_EVAL_N:,} (fresh examples are generated in memory), got {a.n:,}")
+    if a.n is not None and a.n > MAX_EVAL_N:
+        p.error(f"--n must be at most {MAX_EVAL_N:,} (examples are held in memory), got {a.n:,}")
     if a.batch_size <= 0:
         p.error(f"--batch-size must be positive, got {a.batch_size}")
     if a.threads is not None and a.threads <= 0:
@@ -141,20 +247,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ck = _checkpoint(a.checkpoint)
         if ck.card.get("seed") == a.seed:
-            print(f"warning: --seed {a.seed} is also the seed this model was trained with; the examples are "
-                  "still fresh (a separate random stream), but pick another seed to be safe", file=sys.stderr)
+            print(f"warning: --seed {a.seed} is also the seed this model was trained with; harmless here (the "
+                  "examples are drawn in a random stream of their own, apart from the train/val/test splits)",
+                  file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = evaluate(ck, a.n, a.seed, a.batch_size)
     except (CheckpointError, OSError) as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
-    except ValueError as e:  # e.g. the task cannot produce that many examples
+    except ValueError as e:  # e.g. n above a finite test split, or the task cannot produce that many examples
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     card = out["card_value"]
-    print(f"{printable(os.path.basename(a.checkpoint))}: {out['task']} {out['metric']} = {out['value']:.4f} on {out['n']} fresh "
-          f"examples (seed {a.seed})" + (f"; card (test split): {card:.4f}" if isinstance(card, (int, float)) else ""))
+    print(printable(f"{os.path.basename(a.checkpoint)}: {out['task']} {out['metric']} = {_ci_text(out)}: "
+                    f"{out['examples']}")
+          + (f"; card (test split): {card:{'.4g' if out['metric'] == 'nmse' else '.4f'}}"
+             if isinstance(card, (int, float)) else ""))
+    names = {"majority": "majority class", "operator_lookup": "top-operator lookup", "one_level": "one-level"}
+    for name, b in (out.get("baselines") or {}).items():
+        if name in names:
+            b = {**b, "interval": "Wilson"}
+            print(f"  baseline, {names[name]} (fitted on the train split), same examples: {_ci_text(b)}")
     print(json.dumps(out))
     return 0
 
@@ -169,8 +283,8 @@ def _main_data(a) -> int:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     extra = f" (MSE {out['mse']:.4g})" if out["metric"] == "nmse" else ""
-    print(printable(f"{os.path.basename(a.checkpoint)}: {out['metric']} = {out['value']:.4f}{extra} on {out['n']} "
-                    f"example(s) of {out['data']}"))
+    print(printable(f"{os.path.basename(a.checkpoint)}: {out['metric']} = {_ci_text(out, '.4f', extra)}: the example(s) "
+                    f"of {out['data']}"))
     print(json.dumps(out))
     return 0
 
