@@ -90,3 +90,34 @@ def test_default_task_tables_and_majority_matches_task_baseline():
 def test_listops_baselines_needs_listops():
     with pytest.raises(ValueError, match="listops task"):
         listops_baselines(get_task("delay", L=32, n_train=4, n_val=2, n_test=2))
+
+
+def test_evaluate_listops_prints_baselines_beside_the_model(capsys):
+    """evaluate on a ListOps checkpoint: fresh expressions (none in train; val/test overlap counted here
+    independently), the model and the three baselines on the same examples, each with n and a Wilson interval."""
+    import json
+    from pathlib import Path
+
+    import sgconv_core
+    from sgconv_core.evaluate import main, task_of
+
+    path = Path(__file__).resolve().parents[1] / "pretrained" / "listops-sgconv.safetensors"
+    assert main([str(path), "--n", "150", "--seed", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(lines[-1])
+    assert (out["source"], out["n"], out["n_unique"]) == ("fresh", 150, 150)
+    assert "150 fresh expressions (generated with seed 5, distinct, none in the train split" in lines[0]
+    task = task_of(sgconv_core.load(path))
+    x, y = task.sample(150, 5)
+    texts = {listops_detokenize(r) for w in ("val", "test") for r in task.split(w)[0]}
+    assert out["overlap_val_test"] == sum(listops_detokenize(r) in texts for r in x)
+    want = fit_listops_baselines(*task.split("train")).score(x, y)
+    for name, label in (("majority", "majority class"), ("operator_lookup", "top-operator lookup"),
+                        ("one_level", "one-level")):
+        got = out["baselines"][name]
+        assert (got["k"], got["n"]) == (want[name]["k"], 150)
+        assert (got["ci_low"], got["ci_high"]) == wilson_interval(got["k"], 150)
+        line = next(ln for ln in lines if label + " (fitted" in ln)
+        assert f"{got['value']:.4f}, 95% CI [{got['ci_low']:.4f}, {got['ci_high']:.4f}] (Wilson), n = 150" in line
+    k = round(out["value"] * 150)
+    assert (out["ci_low"], out["ci_high"]) == wilson_interval(k, 150)

@@ -124,6 +124,7 @@ def test_old_database_gains_the_pid_columns(tmp_path):
 # ---------------------------------------------------------------------------------------------- evaluate
 @pytest.mark.parametrize("argv,expect", [(["--threads", "-1"], "--threads must be positive"),
                                          (["--n", str(10**9)], "--n must be at most"),
+                                         (["--n", "251"], "re-sampling, not new images"),
                                          (["--batch-size", "0"], "--batch-size must be positive")])
 def test_evaluate_bad_arguments(model_path, capsys, argv, expect):
     from sgconv_core.evaluate import main

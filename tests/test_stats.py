@@ -103,3 +103,61 @@ def test_bootstrap_bad_input():
         bootstrap_interval([1.0, float("nan")])
     with pytest.raises(ValueError, match="not all 0"):
         nmse_ci([1.0], [0.0])
+
+
+# ------------------------------------------------------------------------------ evaluate prints n and the interval
+PRETRAINED = __import__("pathlib").Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def test_evaluate_digits_says_test_split_not_fresh_with_wilson(capsys):
+    """digits: the examples are (a subset of) the 250 test-split images, never called fresh; n and the Wilson
+    interval of k/n are printed; --n above the split is refused as re-sampling with one line."""
+    import json
+
+    from sgconv_core.evaluate import evaluate, main
+
+    assert main([str(PRETRAINED / "digits-s4.safetensors"), "--n", "100", "--seed", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(lines[-1])
+    assert "fresh" not in "\n".join(lines).lower()
+    assert (out["source"], out["n"], out["n_unique"], out["interval"]) == ("test_split", 100, 100, "Wilson")
+    k = round(out["value"] * 100)
+    assert out["value"] == k / 100 and (out["ci_low"], out["ci_high"]) == wilson_interval(k, 100)
+    assert "n = 100: 100 of the 250 test-split images" in lines[0] and "95% CI [" in lines[0]
+    assert f"[{out['ci_low']:.4f}, {out['ci_high']:.4f}]" in lines[0]
+
+    assert main([str(PRETRAINED / "digits-s4.safetensors"), "--n", "2000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "re-sampling" in err[0] and "n <= 250" in err[0] and "fresh" not in err[0]
+    with pytest.raises(ValueError, match="re-sampling"):
+        evaluate(PRETRAINED / "digits-s4.safetensors", n=251)
+    whole = evaluate(PRETRAINED / "digits-s4.safetensors")  # default: the whole test split, = the card's value
+    assert whole["n"] == 250 and whole["value"] == pytest.approx(whole["card_value"], abs=1e-9)
+
+
+def test_evaluate_delay_fresh_with_bootstrap_known_answer(capsys):
+    """delay: fresh examples; the value and its bootstrap interval recomputed here from per-example sums."""
+    import json
+
+    import torch
+
+    import sgconv_core
+    from sgconv_core.evaluate import main, task_of
+
+    path = PRETRAINED / "delay-sgconv.safetensors"
+    assert main([str(path), "--n", "40", "--seed", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    out = json.loads(lines[-1])
+    assert (out["source"], out["n"], out["n_unique"]) == ("fresh", 40, 40)
+    assert "40 fresh examples (generated with seed 4" in lines[0] and "bootstrap, 1000 resamples" in lines[0]
+    ck = sgconv_core.load(path)
+    task = task_of(ck)
+    x, y = task.sample(40, 4)
+    with torch.no_grad():
+        pred = ck.model.eval()(x).double()
+    lag = task.spec.params["lag"]
+    sse = ((pred - y.double())[:, lag:] ** 2).sum((1, 2)).numpy()
+    energy = (y.double()[:, lag:] ** 2).sum((1, 2)).numpy()
+    assert out["value"] == pytest.approx(sse.sum() / energy.sum(), rel=1e-4)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx(nmse_ci(sse, energy, seed=4), rel=1e-3)
+    assert out["ci_low"] < out["value"] < out["ci_high"]

@@ -190,7 +190,7 @@ def test_cli_train_then_evaluate(tmp_path):
     r = _run(["sgconv_core.evaluate", str(out), "--n", "40", "--seed", "5"])
     assert r.returncode == 0, r.stderr
     last = json.loads(r.stdout.strip().splitlines()[-1])
-    assert {"task", "metric", "value", "n", "checkpoint", "card_value", "seed"} <= set(last)
+    assert {"task", "metric", "value", "n", "n_unique", "ci_low", "ci_high", "checkpoint", "card_value", "seed"} <= set(last)
     assert last["task"] == "digits" and last["n"] == 40 and last["seed"] == 5
     r = _run(["sgconv_core.evaluate", str(out), "--n", "40", "--seed", "0"])  # the training seed: warned
     assert r.returncode == 0 and "warning" in r.stderr
