@@ -383,7 +383,7 @@ def _predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def intervene(ck, kind: str, values=None, layer=None, data=None, n: int | None = None, seed: int = 1,
-              batch_size: int = 128, progress=None) -> dict:
+              batch_size: int = 64, progress=None) -> dict:
     """Score ``ck``'s model with each intervention of ``kind`` at each of ``values`` (module doc) applied to every
     layer, or to ``layer`` (a name such as "layers.1" or an index), on held-out data (`held_out`).
 
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="score on this .npz / .npy / .pt file of inputs and targets (sgconv_core.data)")
     p.add_argument("--n", type=int, help="examples task.sample(n, seed) instead of the task's test split")
     p.add_argument("--seed", type=int, default=1, help="seed of the examples and of the bootstrap (default 1)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", required=True, help="write the record here")
     a = p.parse_args(argv)
     try:
