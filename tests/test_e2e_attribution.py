@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 FIX = REPO / "tests" / "data" / "sgconv-lightning"
 
@@ -43,18 +39,7 @@ if sync_playwright is None:
     pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
                 allow_module_level=True)
 
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage"]
-_SCRIPT = Path(sys.executable).with_name("streamlit")
-STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "streamlit"]
 H_LAYER = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _official_layer(path: Path) -> None:
@@ -88,37 +73,10 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(files, tmp_path_factory):
     folder, _ = files
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(folder),
                KERNELSCOPE_UPLOADS=str(tmp_path_factory.mktemp("uploads")), PYTHONUNBUFFERED="1")
-    cmd = [*STREAMLIT, "run", "app/main.py", "--server.headless=true", "--server.address=127.0.0.1",
-           f"--server.port={port}", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"streamlit did not become healthy in 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
+    with streamlit_server("app/main.py", env, tmp_path_factory.mktemp("streamlit") / "server.log") as (url, *_):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

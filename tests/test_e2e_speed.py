@@ -19,16 +19,14 @@ pages computing only the shown layer, float32 above 65,536 taps (app.store.cache
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from analysis.bench.app_start import LAUNCH_ARGS, streamlit_server
 from analysis.decimate import DEFAULT_BUCKETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -38,8 +36,6 @@ CHROMIUM = "/usr/bin/chromium"
 MODELS = ("digits-sgconv", "digits-s4d")
 LENGTHS = (65_536, 1_048_576)
 REPEATS = int(os.environ.get("KS_SPEED_REPEATS", "3"))
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
-_SCRIPT = Path(sys.executable).with_name("streamlit")
 
 try:
     from playwright.sync_api import sync_playwright
@@ -74,48 +70,12 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server(repo: Path = REPO):
-    port = _free_port()
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(REPO / "pretrained"),
-               PYTHONUNBUFFERED="1", PYTHONPATH=str(repo))
-    cmd = [str(_SCRIPT) if _SCRIPT.exists() else sys.executable, *([] if _SCRIPT.exists() else ["-m", "streamlit"]),
-           "run", "app/main.py", "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
-           "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy in 90 s")
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
-
-
 def measure_once(browser, repo: Path = REPO) -> dict:
     """One fresh server of the app in ``repo``: {'base MB', and per L: 'L s', 'L MB', 'L points'}."""
-    proc, url = _server(repo)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(REPO / "pretrained"),
+               PYTHONUNBUFFERED="1", PYTHONPATH=str(repo))
     out = {}
-    try:
+    with streamlit_server("app/main.py", env, cwd=repo) as (url, proc, *_):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1400})
         pg = ctx.new_page()
         pg.set_default_timeout(120_000)
@@ -142,8 +102,6 @@ def measure_once(browser, repo: Path = REPO) -> dict:
             time.sleep(0.5)
             out[f"{L} MB"] = _rss_mb(proc.pid)
         ctx.close()
-    finally:
-        _stop(proc)
     return out
 
 

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,23 +53,43 @@ def streamlit_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "streamlit"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _launch(script: str, port: int, env: dict, log) -> subprocess.Popen:
+@contextmanager
+def streamlit_server(script: str = "app/main.py", env: dict | None = None, log_path: Path | None = None,
+                     cwd: Path = REPO, timeout: float = 120.0):
+    """``streamlit run script`` (the README's console script, headless, a free port, no file watcher) from ``cwd``.
+
+    Yields (url, process, t_launch, t_healthy) (``time.perf_counter`` seconds) once ``/_stcore/health`` answers
+    "ok"; stops the server afterwards. RuntimeError (with the log's tail) if it exits or is not healthy within
+    ``timeout``. The one launcher of the cold-start bench and the browser tests."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = Path(log_path or Path(tempfile.gettempdir()) / f"streamlit_{port}.log")
     cmd = [*streamlit_command(), "run", script, "--server.headless=true", "--server.address=127.0.0.1",
            f"--server.port={port}", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "wb") as log:
+        t_launch = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=dict(os.environ if env is None else env), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_healthy(url, proc, timeout, log_path)
+            yield url, proc, t_launch, time.perf_counter()
+        finally:
+            _stop(proc)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode} before it was healthy")
+            raise RuntimeError(f"streamlit exited with {proc.returncode} before it was healthy:\n"
+                               f"{log_path.read_text(errors='replace')[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                 if r.read().strip() == b"ok":
@@ -76,7 +97,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
         except OSError:
             pass
         time.sleep(0.02)
-    raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s")
+    raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s:\n{log_path.read_text(errors='replace')[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -93,27 +114,17 @@ def time_one(browser, script: str, path: str, predicate: str, arg=None, env: dic
     """Launch ``streamlit run script``, open ``path`` as its first request, wait for ``predicate``.
 
     Returns {'total_s': launch to drawn, 'healthy_s': launch to /_stcore/health ok, 'exception': bool}."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ if env is None else env)
-    log_path = Path(log_dir or tempfile.gettempdir()) / f"app_start_{port}.log"
-    with open(log_path, "wb") as log:
-        t0 = time.perf_counter()
-        proc = _launch(script, port, env, log)
+    with streamlit_server(script, env, Path(log_dir or tempfile.gettempdir()) / f"app_start_{os.getpid()}.log") as (
+            url, _, t0, t_healthy):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            _wait_healthy(url, proc)
-            t_healthy = time.perf_counter()
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            try:
-                page = context.new_page()
-                page.goto(url + path)
-                page.wait_for_function(predicate, arg=arg, timeout=180_000, polling="raf")
-                t_drawn = time.perf_counter()
-                exception = page.locator('[data-testid="stException"]').count() > 0
-            finally:
-                context.close()
+            page = context.new_page()
+            page.goto(url + path)
+            page.wait_for_function(predicate, arg=arg, timeout=180_000, polling="raf")
+            t_drawn = time.perf_counter()
+            exception = page.locator('[data-testid="stException"]').count() > 0
         finally:
-            _stop(proc)
+            context.close()
     return {"total_s": t_drawn - t0, "healthy_s": t_healthy - t0, "exception": exception}
 
 
