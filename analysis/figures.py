@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "kernel_figure", "heatmap_figure", "decay_figure", "frequency_figure", "phase_figure", "energy_figure",
     "pole_figure", "scaling_figure",
-    "attribution_figure", "fit_curve_figure", "similarity_figure", "decimate", "pool_columns",
+    "attribution_figure", "fit_curve_figure", "similarity_figure", "intervention_figure", "decimate", "pool_columns",
     "PALETTE", "model_colors", "shades", "channel_label", "place_legend", "anchor_reference", "MAGNITUDE_TICKS",
 ]
 
@@ -514,3 +514,79 @@ def similarity_figure(matrix, labels, title: str = "similarity (max normalised c
     _style(fig, title=title)
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+# ----------------------------------------------------------------------------------------------- interventions
+#: x axis of each intervention kind: (title, log axis). compress is drawn against the kernel parameters each point
+#: keeps per (channel, feature) (the record's params_per_channel), so SGConv d and S4 / S4D N' share one axis.
+INTERVENTION_X = {"truncate": ("K: first lag zeroed (taps; K = L changes nothing)", True),
+                  "decay": ("extra decay t: kernel × (lag + 1)^-t", False),
+                  "compress": ("kernel parameters kept per channel (S·d, or 4·N' modes)", True),
+                  "scales": ("SGConv scale removed (index)", False)}
+
+
+def intervention_figure(records, title: str | None = None, colors: dict | None = None) -> go.Figure:
+    """Metric against the intervened value, one colour per model: each point with its 95 % interval as error bars,
+    the unchanged model's metric as a dashed horizontal line with its 95 % interval as a light band.
+
+    records: one `analysis.intervene.intervene` record, or {model name: record} (same kind and metric). Accuracy
+    is drawn in % (x100), NMSE as is. x: K (log axis) for truncate, t for decay, kernel parameters per channel
+    (log axis) for compress, the scale index for scales. Raises ValueError for records of different kinds or
+    metrics.
+    """
+    recs = records if isinstance(records, dict) and "kind" not in records else {"model": records}
+    if not recs:
+        raise ValueError("no intervention records to draw")
+    kinds = {r["kind"] for r in recs.values()}
+    metrics = {r["metric_name"] for r in recs.values()}
+    if len(kinds) != 1 or len(metrics) != 1:
+        raise ValueError(f"records of one kind and one metric can share a figure, got kinds {sorted(kinds)} and "
+                         f"metrics {sorted(metrics)}")
+    kind, metric = kinds.pop(), metrics.pop()
+    scale = 100.0 if metric == "accuracy" else 1.0
+    colors = colors or model_colors(list(recs))
+    fig = go.Figure()
+    xs_all = [np.asarray(r["params_per_channel"] if kind == "compress" else r["values"], dtype=np.float64)
+              for r in recs.values()]
+    lo_x = min(float(x.min()) for x in xs_all)
+    hi_x = max(float(x.max()) for x in xs_all)
+    if lo_x == hi_x:  # one point: a short baseline segment around it
+        lo_x, hi_x = (lo_x / 2, hi_x * 2) if INTERVENTION_X[kind][1] else (lo_x - 0.5, hi_x + 0.5)
+    head = {"truncate": "K", "decay": "t", "scales": "scale"}
+    for (name, r), x in zip(recs.items(), xs_all):
+        c = colors[str(name)]
+        y = _finite(np.asarray(r["metric"], dtype=np.float64) * scale)
+        lo = _finite(np.asarray(r["ci_low"], dtype=np.float64) * scale)
+        hi = _finite(np.asarray(r["ci_high"], dtype=np.float64) * scale)
+        b = float(r["baseline"]) * scale
+        b_lo, b_hi = (float(v) * scale for v in r["baseline_ci"])
+        fig.add_trace(go.Scatter(x=[lo_x, hi_x, hi_x, lo_x, lo_x], y=[b_lo, b_lo, b_hi, b_hi, b_lo], fill="toself",
+                                 mode="none", fillcolor=_mix(c, 0.8), opacity=0.6, hoverinfo="skip",
+                                 showlegend=False, legendgroup=str(name), name=f"{name}: unchanged 95 % interval"))
+        fig.add_trace(go.Scatter(x=[lo_x, hi_x], y=[b, b], mode="lines", line={"color": c, "dash": "dash", "width": 1.5},
+                                 legendgroup=str(name), name=f"{name}: unchanged",
+                                 hovertemplate=f"unchanged: %{{y:.4g}} [{b_lo:.4g}, {b_hi:.4g}]<extra></extra>"))
+        if kind == "compress":
+            label = "N'" if r.get("compress_method") == "ssm_modes" else "d"
+            text = [f"{label}={v:g}" for v in r["values"]]
+        elif kind == "scales" and r.get("scale_lags"):
+            text = [f"scale {v:g}: lags {a}-{b_}" for v, (a, b_) in zip(r["values"], r["scale_lags"])]
+        else:
+            text = [f"{head[kind]}={v:g}" for v in r["values"]]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{name}: {kind}", legendgroup=str(name),
+                                 line={"color": c, "width": 2}, marker={"size": 7, "color": c}, text=text,
+                                 error_y={"type": "data", "symmetric": False, "array": hi - y, "arrayminus": y - lo,
+                                          "color": c, "thickness": 1.2, "width": 4},
+                                 customdata=np.stack([lo, hi], axis=-1),
+                                 hovertemplate="%{text}<br>%{y:.4g} [%{customdata[0]:.4g}, %{customdata[1]:.4g}]"
+                                               "<extra>%{fullData.name}</extra>"))
+    xtitle, log_x = INTERVENTION_X[kind]
+    ytitle = "accuracy (%), 95 % interval" if metric == "accuracy" else "NMSE, 95 % interval"
+    first = next(iter(recs.values()))
+    title = title or (f"{kind} on {first.get('layer') or 'every layer'}: {metric} on {first.get('n')} examples")
+    _style(fig, title=title, xaxis_title=xtitle, yaxis_title=ytitle)
+    if log_x:
+        fig.update_xaxes(type="log")
+    elif kind == "scales":
+        fig.update_xaxes(dtick=1)
+    return place_legend(fig, "auto")
