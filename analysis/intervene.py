@@ -248,7 +248,7 @@ def held_out(ck, data=None, n: int | None = None, seed: int = 1) -> dict:
                              f"some ({unique} unique); ask for n <= {pool} or leave n unset for the test split")
         source = f"{n} {task.spec.name} examples (seed {seed})"
     return {"x": x, "y": y, "metric": task.spec.metric, "source": source, "L": int(task.spec.L),
-            "nmse_start": int(task._nmse_start())}
+            "nmse_start": int(task.nmse_start)}
 
 
 def score(pred: torch.Tensor, y: torch.Tensor, metric: str, nmse_start: int = 0, seed: int = 0) -> tuple:

@@ -110,7 +110,7 @@ def _score(model, task, x, y, batch_size: int, seed: int) -> dict:
         pred = predict(model, x, batch_size)
     value = task.metric(pred, y)  # the task's own metric is the value; the interval comes from per-example terms
     return {"value": value, "n": len(y), "n_unique": _unique_rows(x),
-            **_interval(task.spec.metric, pred, y, task._nmse_start(), seed)}
+            **_interval(task.spec.metric, pred, y, task.nmse_start, seed)}
 
 
 def finite_test_size(task) -> int | None:

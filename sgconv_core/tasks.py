@@ -166,6 +166,11 @@ class Task:
         p, t = pred[:, t0:].double(), y[:, t0:].double()
         return (((p - t) ** 2).mean() / (t**2).mean()).item()
 
+    @property
+    def nmse_start(self) -> int:
+        """The first position NMSE is scored from (0; the delay task: its lag, before which the target is 0)."""
+        return self._nmse_start()
+
     def _nmse_start(self) -> int:
         return 0
 
