@@ -45,6 +45,7 @@ PAGES = [
     st.Page("views/parameters.py", title="Parameters", icon=":material/functions:"),
     st.Page("views/attribution.py", title="Attribution", icon=":material/target:"),
     st.Page("views/ablation.py", title="Ablation", icon=":material/content_cut:"),
+    st.Page("views/interventions.py", title="Interventions", icon=":material/healing:"),
 ]
 
 page = st.navigation(PAGES)

@@ -7,7 +7,8 @@ A facade: each concept lives in its own module of :mod:`app.store`, and this mod
     app.store.loading   load_path / load_upload -> LoadResult (never raise); the loaded-checkpoint cache
     app.store.session   the session's loaded models (st.session_state)
     app.store.link      the page link (?model= / ?path=): load_from_query, write_link
-    app.store.caches    kernels (one layer: kernel_layer), the report's records, fitted curves, generated tasks (shared by every session)
+    app.store.caches    kernels (one layer: kernel_layer), the report's records, fitted curves, generated tasks,
+                        kernel interventions (shared by every session)
     app.store.runtime   device, torch threads, the warm-up thread
 
 To replace a function in a test, patch it in the module that defines it (e.g. ``app.store.loading._load_cached``):
@@ -15,7 +16,7 @@ the other modules look it up there, not here.
 """
 from __future__ import annotations
 
-from app.store.caches import FLOAT32_ABOVE, analysis, fit_curve_rows, kernel_layer, kernels, task_for
+from app.store.caches import FLOAT32_ABOVE, analysis, fit_curve_rows, intervention, kernel_layer, kernels, task_for
 from app.store.files import (
     EXTENSIONS,
     PRETRAINED_ENV,
@@ -39,7 +40,7 @@ from app.store.settings import SETTINGS_CHOICES, clean_settings, parse_extra_set
 __all__ = [
     "EXTENSIONS", "FLOAT32_ABOVE", "LINK_PARAMS", "MAX_COMPARE", "PRETRAINED_ENV", "REPO_ROOT", "SETTINGS_CHOICES", "UPLOADS_ENV",
     "LoadResult", "ModelEntry", "add_model", "analysis", "checkpoint", "clean_settings", "compute_device",
-    "device_label", "file_digest", "find_pretrained", "fit_curve_rows", "kernel_layer", "kernels", "link_params",
+    "device_label", "file_digest", "find_pretrained", "fit_curve_rows", "intervention", "kernel_layer", "kernels", "link_params",
     "list_pretrained", "load_from_query", "load_path", "load_upload", "models", "parse_extra_settings",
     "pretrained_dir", "read_card", "read_header", "remove_model", "safe_filename", "settings_key", "task_for",
     "torch_threads", "unique_name", "uploads_dir", "warm_up", "write_link",

@@ -49,7 +49,7 @@ _SCRIPT = Path(sys.executable).with_name("streamlit")
 STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []),
                                                     "-m", "streamlit"]
 #: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).
-NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Attribution", "Ablation"]
+NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Attribution", "Ablation", "Interventions"]
 
 
 def _free_port() -> int:

@@ -8,6 +8,8 @@
                                (`analysis.records.Report` without the kernel arrays)
     fit_curve_rows(entry, ...) st.cache_data keyed by (content hash, settings JSON, L, layer, c, h, m, mode, dims)
     task_for(name, seed, ...)  st.cache_resource keyed by (task name, seed, parameters JSON): generated tasks
+    intervention(entry, ...)   st.cache_data keyed by (content hash, settings JSON, kind, values, layer, data file
+                               and its hash, n, seed): `analysis.intervene.intervene` records
 
 The ``_entry`` arguments are not hashed (leading underscore): the key's hash and settings identify the model.
 """
@@ -105,3 +107,64 @@ def _task(name: str, seed: int, params_json: str):
 def task_for(name: str, seed: int = 0, params: dict | None = None):
     """sgconv_core.tasks.get_task(name, seed, **params), shared across sessions (raises ValueError)."""
     return _task(name, int(seed), json.dumps(params or {}, sort_keys=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _intervention(digest: str, skey: str, kind: str, values, layer, data, data_digest, n, seed: int,
+                  _entry: ModelEntry, _progress=None) -> dict:
+    from analysis.intervene import intervene
+
+    return intervene(checkpoint(_entry), kind, None if values is None else list(values), layer, data, n, seed,
+                     progress=_progress)
+
+
+def intervention(entry: ModelEntry, kind: str, values=None, layer=None, data: str | None = None, n=None,
+                 seed: int = 1, progress=None) -> dict:
+    """`analysis.intervene.intervene(checkpoint, kind, values, layer, data, n, seed)`: the record (a dict with
+    lists aligned with its values), cached by (content hash, settings, kind, values, layer, data file path and
+    content hash, n, seed) for every session. Raises what intervene raises (ValueError / CheckpointError naming
+    the problem); errors are not cached.
+
+    progress: optional callable(done, total), called in the caller's thread (e.g. to move an st.progress bar).
+    The record is computed in a worker thread: st.cache_data records every st element call made inside a cached
+    function to replay it on a hit, and a progress bar drawn before the call could not be replayed."""
+    import queue
+    import threading
+
+    key = (entry.digest, entry.settings_json, str(kind), None if values is None else tuple(float(v) for v in values),
+           None if layer is None else str(layer), None if data is None else str(data),
+           None if data is None else _data_digest(data), None if n is None else int(n), int(seed))
+    if progress is None:
+        return _intervention(*key, _entry=entry)
+    steps: queue.Queue = queue.Queue()
+    out: dict = {}
+
+    def work():
+        try:
+            out["record"] = _intervention(*key, _entry=entry, _progress=lambda d, t: steps.put((d, t)))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            out["error"] = e
+        finally:
+            steps.put(None)
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    worker = threading.Thread(target=work, name="kernelscope-intervention", daemon=True)
+    add_script_run_ctx(worker, get_script_run_ctx(suppress_warning=True))  # the cache knows its session
+    worker.start()
+    while (step := steps.get()) is not None:
+        progress(*step)
+    worker.join()
+    if "error" in out:
+        raise out["error"]
+    return out["record"]
+
+
+def _data_digest(path: str) -> str:
+    """The data file's content hash (a missing file: '' - intervene then names the problem)."""
+    from app.store.files import file_digest
+
+    try:
+        return file_digest(path)
+    except OSError:
+        return ""
