@@ -90,7 +90,11 @@ layer = c3.selectbox("Layer", layer_opts, key="iv-layer")
 st.caption(ui.plain(f"{kind}: {WHAT[kind]}."))
 
 card = ck.card or {}
-L_task = (card.get("task_params") or {}).get("L") if card.get("task") else None
+try:  # the task's length, for the default truncation grid shown as the placeholder (the task is cached)
+    L_task = (state.task_for(card["task"], int(card.get("task_seed", 0)), card.get("task_params")).spec.L
+              if card.get("task") else None)
+except (ValueError, TypeError, KeyError):
+    L_task = None
 d1, d2, d3, d4 = st.columns([2, 1.4, 1, 1])
 values_text = d1.text_input(f"Values ({VALUE_NAME[kind]}, comma separated)", key=f"iv-values-{kind}",
                             placeholder=f"empty: {_default_text(kind, L_task)}",
@@ -105,7 +109,8 @@ if source == CARD_TASK:
                                help="0: the task's test split; else n examples of the task (refused when they "
                                     "would not be n unique examples)."))
     n = n_in or None
-    d2.caption(ui.plain(f"{card['task']}: " + ", ".join(f"{k}={v}" for k, v in (card.get('task_params') or {}).items())))
+    params = ", ".join(f"{k}={v}" for k, v in (card.get("task_params") or {}).items())
+    d2.caption(ui.plain(f"{card['task']}" + (f": {params}" if params else "") + (f", L = {L_task:,}" if L_task else "")))
 else:
     data = st.text_input("Data file path", key="iv-data", placeholder="/path/to/data.npz").strip() or None
 seed = int(d4.number_input("Seed", 0, 2**31 - 1, 1, key="iv-seed",
