@@ -83,8 +83,11 @@ def test_truncate_run_plots_exactly_what_intervene_gives(page):
     table = at.dataframe[0].value
     col = "accuracy (%)"
     assert list(table["K"]) == ["unchanged", "1", "16", "64"]
-    shown = [float(v.rstrip(" %")) for v in table[col]]
+    shown = [float(v) for v in table[col]]
     np.testing.assert_allclose(shown, np.array([want["baseline"], *want["metric"]]) * 100, atol=0.006)
+    lo_hi = [[float(x) for x in v.strip("[]").split(",")] for v in table["95 % CI"]]
+    np.testing.assert_allclose(lo_hi, np.array([want["baseline_ci"], *zip(want["ci_low"], want["ci_high"])]) * 100,
+                               atol=0.006)
     assert any("50 examples" in c.value for c in at.caption)
     # the same settings again: a cache hit (no forward), the same figure, no exception
     ok(at.button(key="iv-run").click().run())

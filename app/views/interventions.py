@@ -156,22 +156,24 @@ st.caption(ui.plain(f"{record['metric_name']} on {record['n']} examples ({record
 
 value_head = {"truncate": "K", "decay": "t", "scales": "scale",
               "compress": "N'" if record.get("compress_method") == "ssm_modes" else "d"}[kind]
-rows = [{value_head: "unchanged", metric_col: record["baseline"], "95 % CI low": record["baseline_ci"][0],
-         "95 % CI high": record["baseline_ci"][1]}]
+extra = ("params / channel" if "params_per_channel" in record else "lags" if "scale_lags" in record else None)
+rows = [{value_head: "unchanged", **({extra: None} if extra else {}), metric_col: record["baseline"],
+         "95 % CI low": record["baseline_ci"][0], "95 % CI high": record["baseline_ci"][1]}]
 for i, v in enumerate(record["values"]):
-    row = {value_head: f"{v:g}", metric_col: record["metric"][i], "95 % CI low": record["ci_low"][i],
-           "95 % CI high": record["ci_high"][i]}
-    if "params_per_channel" in record:
-        row["params / channel"] = record["params_per_channel"][i]
-    if "scale_lags" in record:
-        row["lags"] = "{}-{}".format(*record["scale_lags"][i])
-    rows.append(row)
-raw = pd.DataFrame(rows)  # accuracy in %, as plotted (the CSV too); NMSE as is
+    row = {value_head: f"{v:g}"}
+    if extra == "params / channel":
+        row[extra] = record["params_per_channel"][i]
+    elif extra == "lags":
+        row[extra] = "{}-{}".format(*record["scale_lags"][i])
+    rows.append({**row, metric_col: record["metric"][i], "95 % CI low": record["ci_low"][i],
+                 "95 % CI high": record["ci_high"][i]})
+raw = pd.DataFrame(rows)  # the CSV: accuracy in %, as plotted; NMSE as is
 nums = [metric_col, "95 % CI low", "95 % CI high"]
 if accuracy:
     raw[nums] = raw[nums] * 100.0
-shown = fig_.format_table(raw, formats={c: "{:.2f} %" if accuracy else "{:.4g}" for c in nums},
-                          keep=[c for c in ("params / channel",) if c in raw])
+fmt = "{:.2f}" if accuracy else "{:.4g}"
+shown = fig_.format_table(raw.drop(columns=nums[1:]), formats={metric_col: fmt, "params / channel": "{:,.0f}"})
+shown["95 % CI"] = [f"[{fig_.fmt_missing(a, fmt)}, {fig_.fmt_missing(b, fmt)}]" for a, b in zip(raw[nums[1]], raw[nums[2]])]
 
 left, right = st.columns([3, 2])
 with left:
