@@ -11,20 +11,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 
 try:
@@ -39,23 +38,9 @@ if sync_playwright is None:
     pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
                 allow_module_level=True)
 
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage"]
 EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
-#: The README's command: the `streamlit` console script, which (unlike `python -m streamlit`) does not put the
-#: working directory on sys.path, so a page that runs without app/main.py cannot import `app` by luck.
-_SCRIPT = Path(sys.executable).with_name("streamlit")
-STREAMLIT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []),
-                                                    "-m", "streamlit"]
 #: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).
 NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Attribution", "Ablation", "Interventions"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pretrained_folder(fixture_dir: Path) -> tuple[Path, list[str]]:
@@ -93,39 +78,11 @@ def browser():
 def server(browser, app_models_dir, tmp_path_factory):
     """A running `streamlit run app/main.py`; yields (url, folder, two file names, start time, healthy time)."""
     folder, files = _pretrained_folder(app_models_dir)
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KERNELSCOPE_PRETRAINED=str(folder),
                KERNELSCOPE_UPLOADS=str(tmp_path_factory.mktemp("uploads")), PYTHONUNBUFFERED="1")
-    cmd = [*STREAMLIT, "run", "app/main.py", "--server.headless=true",
-           "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
-           "--server.fileWatcherType=none"]
-    t_start = time.perf_counter()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"streamlit did not become healthy in 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield url, folder, files, t_start, time.perf_counter()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    with streamlit_server("app/main.py", env, tmp_path_factory.mktemp("streamlit") / "server.log", timeout=90) as (
+            url, _, t_start, t_healthy):
+        yield url, folder, files, t_start, t_healthy
 
 
 #: URLs opened on the module's server, in order: the cold-start test checks that it opens the first one.

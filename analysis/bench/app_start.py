@@ -48,9 +48,13 @@ _PLOT_DRAWN = ("() => document.querySelector('[data-testid=\"stException\"]') ||
 
 
 def streamlit_command() -> list[str]:
-    """The README's command: this environment's ``streamlit`` console script (``python -m streamlit`` else)."""
+    """The README's command: this environment's ``streamlit`` console script, which (unlike ``python -m
+    streamlit``) does not put the working directory on sys.path, so a page that runs without app/main.py cannot
+    import ``app`` by luck; else ``python -P -m streamlit`` (the same, on Python >= 3.11)."""
     script = Path(sys.executable).with_name("streamlit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "streamlit"]
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "streamlit"]
 
 
 def free_port() -> int:
