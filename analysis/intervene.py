@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from sgconv_core.errors import CheckpointError, printable
+from sgconv_core.evaluate import metric_interval, runnable, task_of
 
 __all__ = ["intervene", "held_out", "truncate_fn", "decay_fn", "log_grid", "ssm_compressed", "sgconv_compressed",
            "scale_contributions", "KINDS", "DEFAULT_DECAYS"]
@@ -202,16 +203,6 @@ def scale_contributions(kernel, L: int) -> list[torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------- data + metric
-def _runnable(ck):
-    from sgconv_core.checkpoints import Checkpoint, load
-
-    ck = ck if isinstance(ck, Checkpoint) else load(ck)
-    if ck.model is None:
-        raise CheckpointError(f"{ck.path}: no runnable model in this checkpoint (only its kernels could be "
-                              "recovered), so its kernels cannot be intervened on")
-    return ck
-
-
 def held_out(ck, data=None, n: int | None = None, seed: int = 1) -> dict:
     """Held-out examples for ``ck``'s runnable model: {x, y, metric, source, L, nmse_start}.
 
@@ -220,9 +211,8 @@ def held_out(ck, data=None, n: int | None = None, seed: int = 1) -> dict:
     CheckpointError / DataError naming the problem.
     """
     from sgconv_core.data import input_spec, load_data, task_misfit
-    from sgconv_core.evaluate import task_of
 
-    ck = _runnable(ck)
+    ck = runnable(ck, "its kernels cannot be intervened on")
     spec = input_spec(ck.model)
     if data is not None:
         d = load_data(data, spec, need_targets=True)
@@ -252,32 +242,10 @@ def held_out(ck, data=None, n: int | None = None, seed: int = 1) -> dict:
 
 
 def score(pred: torch.Tensor, y: torch.Tensor, metric: str, nmse_start: int = 0, seed: int = 0) -> tuple:
-    """(value, ci_low, ci_high) of outputs ``pred`` against ``y``: accuracy ((B, d) logits and (B,) ids: Wilson
-    interval with n = B; (B, L, d) and (B, L): a bootstrap over examples) or NMSE (pooled over positions
-    t >= nmse_start and channels; a bootstrap over examples, ``seed``). 95 % two-sided."""
-    from sgconv_core.stats import bootstrap_interval, nmse_ci, wilson_interval
-
-    pred = pred.detach().double().cpu()
-    if metric == "accuracy":
-        correct = (pred.argmax(-1) == y.cpu()).double()
-        if correct.dim() == 1:
-            k, n = int(correct.sum().item()), len(correct)
-            return (k / n, *wilson_interval(k, n))
-        per = correct.reshape(len(correct), -1).mean(1).numpy()
-        return (float(per.mean()), *bootstrap_interval(per, seed=seed))
-    if metric != "nmse":
-        raise ValueError(f"unknown metric {metric!r}; expected 'accuracy' or 'nmse'")
-    yd = y.double().cpu()
-    if tuple(pred.shape) != tuple(yd.shape):
-        raise ValueError(f"outputs {tuple(pred.shape)} do not match targets {tuple(yd.shape)}")
-    if pred.dim() >= 2 and nmse_start:
-        pred, yd = pred[:, nmse_start:], yd[:, nmse_start:]
-    sse = ((pred - yd) ** 2).reshape(len(yd), -1).sum(1).numpy()
-    energy = (yd ** 2).reshape(len(yd), -1).sum(1).numpy()
-    value = float(sse.sum() / energy.sum()) if energy.sum() > 0 else math.inf
-    if not math.isfinite(value):
-        return (value, math.nan, math.nan)
-    return (value, *nmse_ci(sse, energy, seed=seed))
+    """(value, ci_low, ci_high) of outputs ``pred`` against ``y``: `sgconv_core.evaluate.metric_interval` (Wilson
+    for per-example accuracy, a bootstrap over examples otherwise; NMSE pooled over t >= nmse_start). 95 %."""
+    m = metric_interval(metric, pred, y, nmse_start, seed)
+    return m["value"], m["ci_low"], m["ci_high"]
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -376,12 +344,6 @@ def _plan(kind: str, values, targets: dict, L: int):
 
 # ----------------------------------------------------------------------------------------------- the run
 @torch.no_grad()
-def _predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    from sgconv_core.train import predict
-
-    return predict(model, x, batch_size)
-
-
 def intervene(ck, kind: str, values=None, layer=None, data=None, n: int | None = None, seed: int = 1,
               batch_size: int = 64, progress=None) -> dict:
     """Score ``ck``'s model with each intervention of ``kind`` at each of ``values`` (module doc) applied to every
@@ -397,20 +359,21 @@ def intervene(ck, kind: str, values=None, layer=None, data=None, n: int | None =
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     values = _check_values(values)
-    ck = _runnable(ck)
+    ck = runnable(ck, "its kernels cannot be intervened on")
     model = ck.model
     targets = _targets(model, layer)
     ho = held_out(ck, data, n, seed)
     vals, plan, extra = _plan(kind, values, targets, ho["L"])
 
     from sgconv_core.layers import kernel_override
+    from sgconv_core.train import predict
 
     def run(transforms=None):
         if transforms is None:
-            pred = _predict(model, ho["x"], batch_size)
+            pred = predict(model, ho["x"], batch_size)
         else:
             with kernel_override(model, transforms):
-                pred = _predict(model, ho["x"], batch_size)
+                pred = predict(model, ho["x"], batch_size)
         return score(pred, ho["y"], ho["metric"], ho["nmse_start"], seed)
 
     total = len(vals) + 1

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -41,18 +42,20 @@ import torch
 from .errors import CheckpointError, printable
 
 
-def _runnable(ck_or_path):
+def runnable(ck_or_path, purpose: str = "it cannot be evaluated"):
+    """The Checkpoint (loaded from a path if need be) when it has a runnable model; else CheckpointError saying
+    only its kernels could be recovered, "so <purpose>"."""
     from .checkpoints import Checkpoint, load
 
     ck = ck_or_path if isinstance(ck_or_path, Checkpoint) else load(ck_or_path)
     if ck.model is None:
         raise CheckpointError(f"{ck.path}: no runnable model in this checkpoint (only its kernels could be "
-                              "recovered), so it cannot be evaluated")
+                              f"recovered), so {purpose}")
     return ck
 
 
 def _checkpoint(ck_or_path):
-    ck = _runnable(ck_or_path)
+    ck = runnable(ck_or_path)
     if not ck.card.get("task"):
         raise CheckpointError(f"{ck.path}: the model card names no task (not trained by sgconv_core.train?)")
     return ck
@@ -78,26 +81,48 @@ def _unique_rows(x: torch.Tensor) -> int:
     return int(torch.unique(x.reshape(len(x), -1), dim=0).shape[0]) if len(x) else 0
 
 
-def _interval(metric: str, pred: torch.Tensor, y: torch.Tensor, t0: int, seed: int) -> dict:
-    """95 % interval of the metric of ``pred`` against ``y`` from per-example terms (shapes: `sgconv_core.tasks`).
+def metric_interval(metric: str, pred: torch.Tensor, y: torch.Tensor, t0: int = 0, seed: int = 0) -> dict:
+    """``{"value", "ci_low", "ci_high", "interval"}``: the metric of outputs ``pred`` against ``y`` and its 95 %
+    interval from per-example terms (shapes: `sgconv_core.tasks`). The one home of a scored metric's interval
+    (evaluation, interventions).
 
-    accuracy: Wilson over examples, or for per-position class targets ``(N, L)`` a bootstrap over examples of
-    the pooled accuracy; nmse: bootstrap over examples of sum(sse) / sum(energy) over positions ``t >= t0``."""
+    accuracy: (B, d) logits and (B,) ids: Wilson over examples; (B, L, d) and (B, L): a bootstrap over examples of
+    the pooled accuracy. nmse: sum(sse) / sum(energy) over positions ``t >= t0`` and channels, a bootstrap over
+    examples (``seed``); an infinite value (targets all zero) has no interval (NaN ends)."""
     from .stats import DEFAULT_RESAMPLES, bootstrap_interval, nmse_ci, wilson_interval
 
+    boot = f"bootstrap, {DEFAULT_RESAMPLES} resamples"
     pred = pred.detach().double().cpu()
     if metric == "accuracy":
         correct = (pred.argmax(-1) == y.cpu()).reshape(len(y), -1)
+        k, total = int(correct.sum()), correct.numel()
         if correct.shape[1] == 1:
-            lo, hi = wilson_interval(int(correct.sum()), len(y), CONFIDENCE)
-            return {"ci_low": lo, "ci_high": hi, "interval": "Wilson"}
+            lo, hi = wilson_interval(k, len(y), CONFIDENCE)
+            return {"value": k / total, "ci_low": lo, "ci_high": hi, "interval": "Wilson"}
         lo, hi = bootstrap_interval(correct.sum(1).double().numpy(), torch.full((len(y),), correct.shape[1],
                                     dtype=torch.float64).numpy(), seed=seed, confidence=CONFIDENCE)
-        return {"ci_low": lo, "ci_high": hi, "interval": f"bootstrap, {DEFAULT_RESAMPLES} resamples"}
+        return {"value": k / total, "ci_low": lo, "ci_high": hi, "interval": boot}
+    if metric != "nmse":
+        raise ValueError(f"unknown metric {metric!r}; expected 'accuracy' or 'nmse'")
     yd = y.double().cpu()
-    p, t = pred[:, t0:].reshape(len(y), -1), yd[:, t0:].reshape(len(y), -1)
-    lo, hi = nmse_ci(((p - t) ** 2).sum(1).numpy(), (t**2).sum(1).numpy(), seed=seed, confidence=CONFIDENCE)
-    return {"ci_low": lo, "ci_high": hi, "interval": f"bootstrap, {DEFAULT_RESAMPLES} resamples"}
+    if tuple(pred.shape) != tuple(yd.shape):
+        raise ValueError(f"outputs {tuple(pred.shape)} do not match targets {tuple(yd.shape)}")
+    if pred.dim() >= 2 and t0:
+        pred, yd = pred[:, t0:], yd[:, t0:]
+    sse = ((pred - yd) ** 2).reshape(len(yd), -1).sum(1).numpy()
+    energy = (yd**2).reshape(len(yd), -1).sum(1).numpy()
+    value = float(sse.sum() / energy.sum()) if energy.sum() > 0 else math.inf
+    if not math.isfinite(value):
+        return {"value": value, "ci_low": math.nan, "ci_high": math.nan, "interval": boot}
+    lo, hi = nmse_ci(sse, energy, seed=seed, confidence=CONFIDENCE)
+    return {"value": value, "ci_low": lo, "ci_high": hi, "interval": boot}
+
+
+def _interval(metric: str, pred: torch.Tensor, y: torch.Tensor, t0: int, seed: int) -> dict:
+    """`metric_interval` without its value (the caller reports the task's own metric as the value)."""
+    out = metric_interval(metric, pred, y, t0, seed)
+    del out["value"]
+    return out
 
 
 def _score(model, task, x, y, batch_size: int, seed: int) -> dict:
@@ -192,7 +217,7 @@ def evaluate_data(ck_or_path, data_path, batch_size: int = 64) -> dict:
 
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    ck = _runnable(ck_or_path)
+    ck = runnable(ck_or_path)
     data = load_data(data_path, input_spec(ck.model), need_targets=True)
     with torch.no_grad():
         pred = predict(ck.model, data.x, batch_size)
