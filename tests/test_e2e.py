@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import no_exception, settle, shot, wait_plots_or_exception
 
 from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 
 try:
     from playwright.sync_api import sync_playwright
@@ -112,73 +112,14 @@ def report_timings(prefix: str = ""):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-_IDLE = ('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
-         ' return a && a.getAttribute("data-test-script-state") === "notRunning"'
-         ' && a.getAttribute("data-test-connection-state") === "CONNECTED"; }')
-
-
-def settle(pg, started: float = 1.0) -> None:
-    """Wait for the script run an action triggered (if any) to finish and the app to be connected."""
-    try:
-        pg.wait_for_function('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
-                             ' return a && a.getAttribute("data-test-script-state") !== "notRunning"; }',
-                             timeout=started * 1000)
-    except Exception:  # noqa: BLE001 - the run may already be over (or nothing was triggered)
-        pass
-    pg.wait_for_function(_IDLE, timeout=90_000)
-    pg.wait_for_timeout(150)  # let the last deltas render
-
-
-def wait_plots_or_exception(pg, n: int, timeout: float = 90.0) -> None:
-    """Wait until n titled plots are drawn or the page shows an exception (which fails at once, not on a timeout)."""
-    pg.wait_for_function("(n) => document.querySelector('[data-testid=\"stException\"]') || [...document"
-                         ".querySelectorAll('.js-plotly-plot')].filter(p => p.layout && p.layout.title"
-                         " && p.layout.title.text && p.querySelector('.main-svg')).length >= n",
-                         arg=n, timeout=timeout * 1000, polling="raf")
-
-
 def nav_titles(pg) -> list[str]:
     """The sidebar navigation's page titles (the text after each link's icon)."""
     return [t.strip().splitlines()[-1].strip() for t in pg.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
 
-def no_exception(pg, where: str) -> None:
-    n = pg.locator('[data-testid="stException"]').count()
-    assert n == 0, f"{where}: {n} exception box(es): {pg.locator('[data-testid=stException]').first.inner_text()}"
-
-
 def goto(pg, title: str) -> None:
     pg.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
     settle(pg)
-
-
-#: Where the link and sidebar shots also go (for the issue's closing note).
-SHOTS = Path("/tmp/h/shots")
-
-
-def shot(pg, name: str, also_to: Path | None = None) -> Path:
-    """Screenshot of the whole page: Streamlit scrolls inside its own container, so the viewport is made as tall
-    as the page's content (at least 900 px) for the shot, then set back."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    size = pg.viewport_size
-    height = pg.evaluate("() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
-                         " return b ? Math.ceil(b.getBoundingClientRect().height) + 120 : 0; }")
-    height = max(900, min(int(height), 6000))
-    if height != size["height"]:
-        pg.set_viewport_size({"width": size["width"], "height": height})
-        pg.wait_for_timeout(400)  # let plotly and the tables re-layout
-    try:
-        pg.screenshot(path=str(path))
-    finally:
-        pg.set_viewport_size(size)
-    if also_to is not None:
-        try:
-            also_to.mkdir(parents=True, exist_ok=True)
-            (also_to / path.name).write_bytes(path.read_bytes())
-        except OSError:
-            pass
-    return path
 
 
 def selected(pg, label: str) -> str:
@@ -299,7 +240,7 @@ def test_cold_start_link_to_kernels(server, page):
     assert nav_titles(pg) == NAV_TITLES, nav_titles(pg)  # app/main.py's navigation, not a folder listing
     assert pg.locator('[data-testid="stSidebarNav"] a[aria-current="page"]').inner_text().strip().endswith("Kernels")
     assert "Runtime" in sidebar_models(pg) and all(s in sidebar_models(pg) for s in stems)
-    shot(pg, "00-kernels-cold-link", also_to=SHOTS)
+    shot(pg, "00-kernels-cold-link")
 
     layer = np.array([timed_layer_switch(pg, o) for o in ("layers.0", "layers.1") * 3])
     chan = np.array([timed_channel_switch(pg, h) for h in (3, 7, 1, 0, 5, 0)])
@@ -393,7 +334,7 @@ def test_reload_keeps_the_choices(server, page):
     assert length_box(pg) == "300" and selected(pg, "Layer") == "layers.1", (length_box(pg), selected(pg, "Layer"))
     assert "layers.1" in plot_title(pg, 0) and "L=300" in plot_title(pg, 0), plot_title(pg, 0)
     assert len(plot_data(pg, 0)[0]["y"]) == 300
-    shot(pg, "14-kernels-choices-after-reload", also_to=SHOTS)
+    shot(pg, "14-kernels-choices-after-reload")
 
 
 def test_sidebar_on_a_page_that_stops_early(server, page):
@@ -406,7 +347,7 @@ def test_sidebar_on_a_page_that_stops_early(server, page):
     no_exception(pg, "decay without models")
     side = sidebar_models(pg)
     assert "Runtime" in side and "Device:" in side and "Loaded models (0)" in side, side
-    shot(pg, "15-decay-no-model-sidebar", also_to=SHOTS)
+    shot(pg, "15-decay-no-model-sidebar")
 
 
 # ---------------------------------------------------------------------------------------------------- the walk

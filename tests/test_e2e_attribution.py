@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser import no_exception, settle, shot, wait_plots_or_exception
 
 from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 FIX = REPO / "tests" / "data" / "sgconv-lightning"
 
 try:
@@ -97,34 +97,6 @@ def page(browser):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-_IDLE = ('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
-         ' return a && a.getAttribute("data-test-script-state") === "notRunning"'
-         ' && a.getAttribute("data-test-connection-state") === "CONNECTED"; }')
-
-
-def settle(pg, started: float = 1.0) -> None:
-    try:
-        pg.wait_for_function('() => { const a = document.querySelector(\'[data-testid="stApp"]\');'
-                             ' return a && a.getAttribute("data-test-script-state") !== "notRunning"; }',
-                             timeout=started * 1000)
-    except Exception:  # noqa: BLE001 - the run may already be over (or nothing was triggered)
-        pass
-    pg.wait_for_function(_IDLE, timeout=90_000)
-    pg.wait_for_timeout(150)
-
-
-def no_exception(pg, where: str) -> None:
-    n = pg.locator('[data-testid="stException"]').count()
-    assert n == 0, f"{where}: {n} exception box(es): {pg.locator('[data-testid=stException]').first.inner_text()}"
-
-
-def wait_plots_or_exception(pg, n: int, timeout: float = 120.0) -> None:
-    pg.wait_for_function("(n) => document.querySelector('[data-testid=\"stException\"]') || [...document"
-                         ".querySelectorAll('.js-plotly-plot')].filter(p => p.layout && p.layout.title"
-                         " && p.layout.title.text && p.querySelector('.main-svg')).length >= n",
-                         arg=n, timeout=timeout * 1000, polling="raf")
-
-
 def plot_trace(pg, title_part: str, name: str) -> list[float] | None:
     """The y values of the trace `name` in the plot whose title contains `title_part`."""
     return pg.evaluate("""([tp, name]) => {
@@ -134,23 +106,6 @@ def plot_trace(pg, title_part: str, name: str) -> list[float] | None:
             for (const tr of p._fullData) if (tr.name === name) return Array.from(tr.y);
         }
         return null; }""", [title_part, name])
-
-
-def shot(pg, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    size = pg.viewport_size
-    height = pg.evaluate("() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
-                         " return b ? Math.ceil(b.getBoundingClientRect().height) + 120 : 0; }")
-    height = max(900, min(int(height), 6000))
-    if height != size["height"]:
-        pg.set_viewport_size({"width": size["width"], "height": height})
-        pg.wait_for_timeout(400)
-    try:
-        pg.screenshot(path=str(path))
-    finally:
-        pg.set_viewport_size(size)
-    return path
 
 
 def selectbox_options(pg, label: str) -> list[str]:
@@ -164,7 +119,7 @@ def selectbox_options(pg, label: str) -> list[str]:
 def run_attribution(pg) -> None:
     pg.get_by_role("button", name="Run integrated gradients").click()
     settle(pg)
-    wait_plots_or_exception(pg, 2)
+    wait_plots_or_exception(pg, 2, timeout=120)
     no_exception(pg, "attribution after run")
     pg.get_by_text("Convergence δ").first.wait_for()
 
