@@ -13,7 +13,7 @@ Three tasks, built by :func:`get_task` (names in :data:`TASKS`):
     (:meth:`Task.ideal_kernel`). Metric: normalised MSE over ``t >= lag``.
 ``listops``
     Mini-ListOps: the Long Range Arena ListOps grammar (MIN, MAX, MED, SM over digits 0-9) at a
-    size that trains on a CPU. 16 tokens (pad 0), 10 classes, metric accuracy.
+    size that trains on a CPU: depths 3..4, L = 192. 16 tokens (pad 0), 10 classes, metric accuracy.
 
 Shapes: continuous inputs are float32 ``(N, L, d_input)``; token inputs are int64 ``(N, L)``,
 right-padded with 0; class targets are int64 ``(N,)``; sequence targets are float32
@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from .lengths import MAX_TASK_LENGTH
 
-__all__ = ["TASKS", "TaskSpec", "Task", "get_task", "listops_detokenize", "LISTOPS_VOCAB"]
+__all__ = ["TASKS", "TaskSpec", "Task", "get_task", "task_from_card", "task_params_from_card", "listops_detokenize",
+           "LISTOPS_VOCAB"]
 
 TASKS: tuple[str, ...] = ("digits", "delay", "listops")
 
@@ -350,18 +351,25 @@ def _listops_value(op: int, args: list[int]) -> int:
     return s[m] if len(s) % 2 else (s[m - 1] + s[m]) // 2
 
 
-def _listops_tree(rnd, depth: int, max_depth: int, max_args: int, value_p: float, out: list) -> int:
-    """Append one random expression's token ids to ``out`` and return its value (LRA's generate_tree)."""
+def _listops_tree(rnd, depth: int, max_depth: int, max_args: int, value_p: float, out: list) -> tuple[int, int]:
+    """Append one random expression's token ids to ``out``; return (its value, its depth) (LRA's generate_tree).
+
+    ``depth`` is the depth of this node (the root is at depth 1); the returned depth is the deepest level reached.
+    """
     if depth < max_depth and rnd() >= value_p:
         n_args = 2 + int(rnd() * (max_args - 1))
         op = int(rnd() * 4)
         out.append(_OP0 + op)
-        args = [_listops_tree(rnd, depth + 1, max_depth, max_args, value_p, out) for _ in range(n_args)]
+        args, deepest = [], depth
+        for _ in range(n_args):
+            v, d = _listops_tree(rnd, depth + 1, max_depth, max_args, value_p, out)
+            args.append(v)
+            deepest = max(deepest, d)
         out.append(_CLOSE)
-        return _listops_value(op, args)
+        return _listops_value(op, args), deepest
     v = int(rnd() * 10)
     out.append(_DIGIT0 + v)
-    return v
+    return v, depth
 
 
 def _listops_max_length(max_depth: int, max_args: int) -> int:
@@ -371,10 +379,18 @@ def _listops_max_length(max_depth: int, max_args: int) -> int:
     return length
 
 
+def _listops_min_length(depth: int) -> int:
+    """Tokens of the shortest expression of exactly ``depth`` levels (1 digit; each level adds "[OP", a digit, "]")."""
+    return 1 + 3 * (depth - 1)
+
+
 def _listops_generate(rnd, n: int, L: int, max_depth: int, max_args: int, min_length: int,
-                      value_p: float, exclude: frozenset = frozenset()):
+                      value_p: float, min_depth: int | None = None, exclude: frozenset = frozenset()):
     """``n`` distinct expressions with ``min_length <= length <= L`` and not in ``exclude``.
 
+    ``min_depth`` None (cards written before depth ranges existed): every expression is one tree of at most
+    ``max_depth`` levels. Otherwise each try first draws a depth ``d`` uniformly in ``[min_depth, max_depth]``,
+    generates a tree of at most ``d`` levels and keeps it only if it has exactly ``d`` levels.
     Returns (token id lists, labels, keys) where a key is ``bytes(token ids)``.
     """
     seqs, labels, keys, seen = [], [], [], set()
@@ -383,7 +399,13 @@ def _listops_generate(rnd, n: int, L: int, max_depth: int, max_args: int, min_le
         if len(seqs) == n:
             break
         out: list[int] = []
-        v = _listops_tree(rnd, 1, max_depth, max_args, value_p, out)
+        if min_depth is None:
+            v, _ = _listops_tree(rnd, 1, max_depth, max_args, value_p, out)
+        else:
+            want = min_depth + int(rnd() * (max_depth - min_depth + 1))
+            v, depth = _listops_tree(rnd, 1, want, max_args, value_p, out)
+            if depth != want:
+                continue
         if not min_length <= len(out) <= L:
             continue
         key = bytes(out)
@@ -395,9 +417,10 @@ def _listops_generate(rnd, n: int, L: int, max_depth: int, max_args: int, min_le
         keys.append(key)
     else:
         if len(seqs) < n:
+            depths = f"depth {max_depth}" if min_depth is None else f"depths {min_depth}..{max_depth}"
             raise ValueError(
                 f"listops: found only {len(seqs)} of {n} distinct expressions of length "
-                f"{min_length}..{L} in {budget} tries; raise max_depth/max_args or lower min_length"
+                f"{min_length}..{L} at {depths} in {budget} tries; raise max_depth/max_args or lower min_length"
             )
     return seqs, labels, keys
 
@@ -413,10 +436,10 @@ def _listops_tensors(seqs: list[list[int]], labels: list[int], L: int):
 
 @functools.lru_cache(maxsize=4)
 def _listops_data(seed: int, L: int, max_depth: int, max_args: int, min_length: int, value_p: float,
-                  n_train: int, n_val: int, n_test: int) -> dict:
+                  min_depth: int | None, n_train: int, n_val: int, n_test: int) -> dict:
     rnd = random.Random(_py_seed("listops", seed, 0)).random
     n = n_train + n_val + n_test
-    seqs, labels, keys = _listops_generate(rnd, n, L, max_depth, max_args, min_length, value_p)
+    seqs, labels, keys = _listops_generate(rnd, n, L, max_depth, max_args, min_length, value_p, min_depth)
     out = {"train_keys": frozenset(keys[:n_train])}
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
     for which, (a, b) in bounds.items():
@@ -429,7 +452,7 @@ class ListOpsTask(Task):
 
     def _gen_args(self):
         p = self.spec.params
-        return p["L"], p["max_depth"], p["max_args"], p["min_length"], p["value_p"]
+        return p["L"], p["max_depth"], p["max_args"], p["min_length"], p["value_p"], p["min_depth"]
 
     def _data(self) -> dict:
         p = self.spec.params
@@ -444,12 +467,19 @@ class ListOpsTask(Task):
         return _listops_tensors(seqs, labels, self.spec.L)
 
 
-def _make_listops(seed: int, L: int = 512, max_depth: int = 4, max_args: int = 5, min_length: int = 32,
-                  value_p: float = 0.25, n_train: int = 20_000, n_val: int = 1000, n_test: int = 1000) -> Task:
+def _make_listops(seed: int, L: int = 192, max_depth: int = 4, max_args: int = 5, min_length: int | None = None,
+                  value_p: float = 0.25, n_train: int = 20_000, n_val: int = 1000, n_test: int = 1000,
+                  min_depth: int | None = 3) -> Task:
     L = _check_int("L", L, 16, MAX_TASK_LENGTH)
     max_depth = _check_int("max_depth", max_depth, 2, 50)
+    if min_depth is not None:
+        min_depth = _check_int("min_depth", min_depth, 2)
+        if min_depth > max_depth:
+            raise ValueError(f"listops: min_depth={min_depth} is above max_depth={max_depth}; "
+                             f"need 2 <= min_depth <= max_depth")
     max_args = _check_int("max_args", max_args, 2, 100)
-    min_length = _check_int("min_length", min_length, 1, L)
+    shortest = _listops_min_length(min_depth) if min_depth is not None else 1
+    min_length = shortest if min_length is None else _check_int("min_length", min_length, 1, L)
     value_p = _check_float("value_p", value_p, 0.0, 1.0)
     longest = _listops_max_length(max_depth, max_args)
     if min_length > longest:
@@ -457,11 +487,14 @@ def _make_listops(seed: int, L: int = 512, max_depth: int = 4, max_args: int = 5
             f"listops: min_length={min_length} but max_depth={max_depth}, max_args={max_args} "
             f"allow expressions of at most {longest} tokens"
         )
-    if value_p == 1.0 and min_length > 1:
+    if min_depth is not None and shortest > L:
+        raise ValueError(f"listops: L={L} is shorter than the shortest expression of depth {min_depth} "
+                         f"({shortest} tokens); raise L or lower min_depth")
+    if value_p == 1.0 and (min_length > 1 or min_depth is not None):
         raise ValueError("listops: value_p=1.0 only makes single-digit expressions; lower value_p")
     sizes = {k: _check_int(k, v, 1) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test))}
-    params = {"L": L, "max_depth": max_depth, "max_args": max_args, "min_length": min_length,
-              "value_p": value_p, **sizes}
+    params = {"L": L, "min_depth": min_depth, "max_depth": max_depth, "max_args": max_args,
+              "min_length": min_length, "value_p": value_p, **sizes}
     spec = TaskSpec("listops", L, "tokens", len(LISTOPS_VOCAB), 10, "class", "accuracy", params)
     return ListOpsTask(spec, seed)
 
@@ -475,6 +508,39 @@ def listops_detokenize(ids) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+
+def task_params_from_card(card: dict) -> dict:
+    """The task parameters that rebuild exactly the task a model card was trained on.
+
+    A card's ``task_spec.params`` (every parameter, defaults filled in) is preferred over ``task_params`` (only
+    what the command line gave), so a card keeps its task when defaults change. Derived values are dropped
+    (digits' ``side``). ListOps cards written before depth ranges existed have no ``min_depth``: they get
+    ``min_depth=None``, the generator they were trained with.
+    """
+    import inspect
+
+    name = card.get("task")
+    if name not in _MAKERS:
+        raise ValueError(f"unknown task {name!r} in the card; expected one of {TASKS}")
+    spec = card.get("task_spec")
+    full = spec.get("params") if isinstance(spec, dict) else None
+    given = card.get("task_params") or {}
+    if not isinstance(given, dict) or (full is not None and not isinstance(full, dict)):
+        raise ValueError("the card's task parameters are not a JSON object")
+    if not full:
+        return dict(given)
+    allowed = set(inspect.signature(_MAKERS[name]).parameters) - {"seed"}
+    params = {k: v for k, v in full.items() if k in allowed}
+    if name == "listops" and "min_depth" not in full:
+        params["min_depth"] = None
+    return params
+
+
+def task_from_card(card: dict) -> Task:
+    """The task a model card was trained on (:func:`task_params_from_card`, seed ``task_seed``). ValueError if bad."""
+    return get_task(card.get("task"), seed=_check_int("task_seed", card.get("task_seed", 0), 0, 2**32 - 1),
+                    **task_params_from_card(card))
+
 
 _MAKERS = {"digits": _make_digits, "delay": _make_delay, "listops": _make_listops}
 
@@ -494,20 +560,29 @@ def get_task(name: str, seed: int = 0, **params) -> Task:
     MSE over all positions; the metric is NMSE over ``t >= lag`` only (predicting zeros gives 1.0).
     Splits and ``sample`` use separate random streams derived from ``seed``.
 
-    ``listops``: ``L=512`` (maximum length; shorter sequences are right-padded with 0),
-    ``max_depth=4``, ``max_args=5``, ``min_length=32``, ``value_p=0.25``, ``n_train=20000``,
-    ``n_val=1000``, ``n_test=1000``. As in LRA's generator the root is at depth 1; a node above
-    ``max_depth`` is a digit with probability ``value_p`` and otherwise an operator with
-    ``2..max_args`` children; nodes at ``max_depth`` are digits. Expressions are kept when
-    ``min_length <= tokens <= L`` and are distinct across (and within) all splits; ``sample``
-    makes fresh expressions that do not occur in the train split. MED is ``int(np.median)``
+    ``listops``: ``L=192`` (maximum length; shorter sequences are right-padded with 0; the longest expression
+    the defaults allow has 187 tokens), ``min_depth=3``, ``max_depth=4``, ``max_args=5``, ``min_length`` = the
+    shortest expression of ``min_depth`` levels (7 tokens at depth 3: no length filter), ``value_p=0.25``,
+    ``n_train=20000``, ``n_val=1000``, ``n_test=1000``. As in LRA's generator the root is at depth 1; a node
+    above the tree's depth limit is a digit with probability ``value_p`` and otherwise an operator with
+    ``2..max_args`` children; nodes at the limit are digits. Each try draws a depth ``d`` uniformly in
+    ``[min_depth, max_depth]``, generates a tree with limit ``d`` and keeps it only if it really has ``d``
+    levels (so every example has a known depth in the range; shallow trees are rejected more often at depth 4,
+    and the defaults give about 47 % depth 3 and 53 % depth 4, lengths 7..~140 tokens, mean ~34).
+    Why 3..4: a depth-2 expression (one operator over digits) is solved exactly by the one-level baseline
+    (`sgconv_core.baselines`), so including it makes a lookup look like ListOps (one-level accuracy 52 % over
+    depths 2..4); over 3..4 the baselines are majority ~11-13 %, top-operator lookup ~23 %, one-level ~32-33 %,
+    and beating one-level needs the values of nested sub-expressions. ``min_depth=None`` is the generator of
+    cards written before depth ranges existed (one tree with limit ``max_depth``, any depth; then L=512 and
+    min_length=32 were the defaults): :func:`task_from_card` passes it for them, so they rebuild their splits.
+    Expressions are kept when ``min_length <= tokens <= L`` and are distinct across (and within) all splits;
+    ``sample`` makes fresh expressions that do not occur in the train split. MED is ``int(np.median)``
     (the floor of the mean of the two middle values for an even count), SM is the sum mod 10.
     Tokens: 0 pad, 1-4 ``[MIN [MAX [MED [SM``, 5 ``]``, 6-15 digits 0-9 (LRA's parentheses are
     dropped). Differences from LRA ListOps: LRA uses max_depth=10, max_args=10 and keeps
     500 < length < 2000; and LRA's code picks a digit when ``random() > 0.25``, i.e. its
     ``value_p`` is effectively 0.75 (pass ``value_p=0.75`` to match; long expressions then
-    need a large ``max_depth`` and ``max_args``). With the defaults here lengths are ~32-140
-    tokens (median ~50), so most of L=512 is padding.
+    need a large ``max_depth`` and ``max_args``).
     """
     if name not in _MAKERS:
         raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")

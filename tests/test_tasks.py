@@ -89,8 +89,8 @@ def test_specs_match_brief():
         "continuous", 1, 1, "sequence", "nmse")
     assert d.spec.params == {"L": 1024, "lag": 256, "band": 0.25, "n_train": 4000, "n_val": 500, "n_test": 500}
     assert (l.spec.input_kind, l.spec.d_input, l.spec.d_output, l.spec.metric) == ("tokens", 16, 10, "accuracy")
-    assert l.spec.params == {"L": 512, "max_depth": 4, "max_args": 5, "min_length": 32, "value_p": 0.25,
-                             "n_train": 20000, "n_val": 1000, "n_test": 1000}
+    assert l.spec.params == {"L": 192, "min_depth": 3, "max_depth": 4, "max_args": 5, "min_length": 7,
+                             "value_p": 0.25, "n_train": 20000, "n_val": 1000, "n_test": 1000}
     assert (g.spec.L, g.spec.d_input, g.spec.d_output, g.spec.output_kind) == (1024, 1, 10, "class")
     assert g.spec.params == {"L": 1024, "side": 32, "n_train": 1297, "n_val": 250, "n_test": 250}
     hash(d.spec)  # params are excluded from the hash, so specs stay hashable
@@ -302,6 +302,13 @@ def test_baselines(delay_default):
         ("listops", {"max_args": 1}),
         ("listops", {"value_p": 1.2}),
         ("listops", {"n_test": -1}),
+        ("listops", {"min_depth": 5}),                  # above max_depth 4
+        ("listops", {"min_depth": 1}),                  # a bare digit is not an expression to evaluate
+        ("listops", {"min_depth": 3, "max_depth": 2}),
+        ("listops", {"min_depth": 2.5}),
+        ("listops", {"min_depth": "3"}),
+        ("listops", {"min_depth": 30, "max_depth": 40, "L": 64}),  # depth 30 needs >= 88 tokens
+        ("listops", {"max_depth": 2}),                  # below the default min_depth 3
     ],
 )
 def test_bad_params_raise(name, params):
@@ -318,4 +325,87 @@ def test_bad_calls_raise():
     with pytest.raises(ValueError):
         task.sample(0, seed=1)
     with pytest.raises(ValueError, match="distinct"):  # too few distinct short expressions exist
-        get_task("listops", max_depth=2, max_args=2, min_length=4, n_train=500, n_val=1, n_test=1).split("train")
+        get_task("listops", min_depth=2, max_depth=2, max_args=2, min_length=4, n_train=500, n_val=1,
+                 n_test=1).split("train")
+
+
+# ---------------------------------------------------------------- listops depth range and old cards
+
+# sha256 (first 16 hex digits) of x.numpy().tobytes() + y.numpy().tobytes() of each split of the listops task the
+# cards before depth ranges describe (L=512, max_depth 4, min_length 32, seed 0), computed before the change.
+_OLD_LISTOPS = {"train": "8b6ef79a5f5ec574", "val": "8cf9f31fd26feadd", "test": "39916e3e3ecdafe9"}
+_OLD_LISTOPS_SAMPLE_50_SEED_1 = "cda1cc43ca0acaf1"
+_OLD_LISTOPS_CARD = {"task": "listops", "task_params": {}, "task_seed": 0, "task_spec": {
+    "name": "listops", "L": 512, "params": {"L": 512, "max_depth": 4, "max_args": 5, "min_length": 32,
+                                            "value_p": 0.25, "n_train": 20000, "n_val": 1000, "n_test": 1000}}}
+
+
+def _digest(x, y) -> str:
+    import hashlib
+
+    return hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
+
+
+def _depth(tree) -> int:
+    return 1 if isinstance(tree, int) else 1 + max(_depth(c) for c in tree[1])
+
+
+def test_old_listops_cards_rebuild_their_exact_splits():
+    from sgconv_core.tasks import task_from_card, task_params_from_card
+
+    assert task_params_from_card(_OLD_LISTOPS_CARD)["min_depth"] is None
+    task = task_from_card(_OLD_LISTOPS_CARD)
+    assert task.spec.L == 512
+    assert _digest(*task.split("test")) == _OLD_LISTOPS["test"]
+    assert _digest(*task.split("val")) == _OLD_LISTOPS["val"]
+    assert _digest(*task.split("train")) == _OLD_LISTOPS["train"]
+    assert _digest(*task.sample(50, seed=1)) == _OLD_LISTOPS_SAMPLE_50_SEED_1
+    # the same task spelled out by hand (old defaults given as parameters)
+    by_hand = get_task("listops", L=512, min_length=32, min_depth=None)
+    assert _digest(*by_hand.split("test")) == _OLD_LISTOPS["test"]
+    # and the new default task is a different one
+    assert _digest(*get_task("listops").split("test")) != _OLD_LISTOPS["test"]
+
+
+def test_card_params_prefer_the_full_spec():
+    from sgconv_core.tasks import task_from_card, task_params_from_card
+
+    full = get_task("listops", L=64, n_train=200, n_val=20, n_test=20)
+    card = {"task": "listops", "task_params": {"L": 64}, "task_spec": {"params": dict(full.spec.params)}}
+    assert task_params_from_card(card) == full.spec.params
+    assert _digest(*task_from_card(card).split("test")) == _digest(*full.split("test"))
+    digits = {"task": "digits", "task_params": {}, "task_spec": {"params": {"L": 256, "side": 16, "n_train": 100,
+                                                                            "n_val": 250, "n_test": 250}}}
+    assert task_params_from_card(digits) == {"L": 256, "n_train": 100, "n_val": 250, "n_test": 250}  # no 'side'
+    assert task_params_from_card({"task": "delay", "task_params": {"lag": 3}}) == {"lag": 3}  # no spec: as given
+    with pytest.raises(ValueError, match="unknown task"):
+        task_from_card({"task": "nope"})
+
+
+def test_listops_default_depth_range_and_lengths():
+    from sgconv_core.baselines import parse_listops
+    from sgconv_core.tasks import _listops_max_length, _listops_min_length
+
+    assert _listops_max_length(4, 5) == 187 <= get_task("listops").spec.L == 192
+    assert [_listops_min_length(d) for d in (1, 2, 3, 4)] == [1, 4, 7, 10]
+    task = get_task("listops")
+    x, y = task.split("test")
+    depths = np.array([_depth(parse_listops(r)) for r in x])
+    counts = np.bincount(depths, minlength=6)
+    assert counts[:3].sum() == 0 and counts[5:].sum() == 0
+    assert 0.35 < counts[3] / len(depths) < 0.65  # both depths well represented
+    lengths = (x > 0).sum(1)
+    assert int(lengths.min()) >= 7 and int(lengths.max()) <= 187
+    assert [_reference_listops(listops_detokenize(r)) for r in x] == y.tolist()
+
+
+@pytest.mark.parametrize("lo, hi", [(2, 2), (2, 3), (4, 4), (3, 5)])
+def test_listops_every_example_has_a_depth_in_the_range(lo, hi):
+    from sgconv_core.baselines import parse_listops
+
+    task = get_task("listops", min_depth=lo, max_depth=hi, L=512, n_train=300, n_val=20, n_test=300)
+    x, _ = task.split("test")
+    depths = {_depth(parse_listops(r)) for r in x}
+    assert depths == set(range(lo, hi + 1))
+    fresh, _ = task.sample(100, seed=3)
+    assert {_depth(parse_listops(r)) for r in fresh} <= set(range(lo, hi + 1))
