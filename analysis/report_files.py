@@ -2,6 +2,7 @@
 HTML page with the plotly figures, and PNGs when kaleido and a browser work.
 
     write_report(rep, "out/")   # report.json, channels.csv, layers.csv, kernels.csv, params_*.csv, report.html
+                                # (+ verdict.csv and a "verdict" entry when the report carries one)
     write_compare(cmp, "out/")  # compare.json, compare_*.csv, compare.html
 """
 from __future__ import annotations
@@ -150,6 +151,20 @@ def _page(title: str, body: str) -> str:
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
 
 
+#: Columns of the verdict table on the HTML page (verdict.csv has them all).
+_VERDICT_KEYS = ["layer", "kind", "params_L1024", "params_L16384", "params_L1048576", "growth", "verdict", "r2_power",
+                 "r2_exp", "note"]
+
+
+def _verdict_section(v) -> str:
+    """The 'Verdict' section: the two sentences and the per-layer table of an `analysis.verdict.Verdict`."""
+    from .verdict import METHOD
+
+    sentences = "".join(f"<p>{html.escape(s)}</p>" for s in v.sentences())
+    return ("<h2>Verdict on the two principles</h2>" + sentences + "<div class='scroll'>"
+            + _html_table(v.rows(), _VERDICT_KEYS) + "</div><p class='note'>" + html.escape(METHOD) + "</p>")
+
+
 def _report_body(rep: Report, data: dict, figs) -> str:
     s = rep.checkpoint.summary
     body = [f"<h1>kernelscope report: {html.escape(str(s.get('file', '')))}</h1>",
@@ -162,6 +177,8 @@ def _report_body(rep: Report, data: dict, figs) -> str:
     if rep.checkpoint.card:
         body.append("<h2>Model card</h2><pre>" + html.escape(json.dumps(_jsonable(rep.checkpoint.card), indent=1))
                     + "</pre>")
+    if getattr(rep, "verdict", None) is not None:
+        body.append(_verdict_section(rep.verdict))
     body += ["<h2>Layers</h2><div class='scroll'>", _layer_table(data["layers"]), "</div>",
              "<h2>Kernels</h2>", _html_table(rep.kernels),
              "<h2>Parameters</h2>", _html_table(data["params"]["per_layer"]),
@@ -199,14 +216,21 @@ def _export_png(figs, out_dir: str) -> dict:
 def write_report(result: Report, out_dir, html_page: bool = True, png: bool | None = None, progress=None) -> dict:
     """Write a `Report`: report.json (every number; NaN/inf as null), channels.csv, layers.csv, kernels.csv,
     params_layers.csv, params_scaling.csv, report.html (offline, plotly.js inlined once) and, when kaleido + a
-    browser work, png/*.png (png=None: try when kaleido is importable; False: never).
+    browser work, png/*.png (png=None: try when kaleido is importable; False: never). A report carrying a verdict
+    (``result.verdict``, set by `analysis.report.analyze`) also gets verdict.csv (one row per layer), a "verdict"
+    entry in report.json (L, the two sentences, the rows) and a section of report.html.
     Returns {name: path} of the files written."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     data = result.to_dict()
+    verdict = getattr(result, "verdict", None)
+    tables = [("channels", data["channels"]), ("layers", data["layers"]), ("kernels", data["kernels"]),
+              ("params_layers", data["params"]["per_layer"]), ("params_scaling", data["params"]["scaling"])]
+    if verdict is not None:
+        data["verdict"] = verdict.to_dict()
+        tables.append(("verdict", data["verdict"]["layers"]))
     paths = {}
-    for name, rows in (("channels", data["channels"]), ("layers", data["layers"]), ("kernels", data["kernels"]),
-                       ("params_layers", data["params"]["per_layer"]), ("params_scaling", data["params"]["scaling"])):
+    for name, rows in tables:
         paths[name + ".csv"] = p = os.path.join(out_dir, f"{name}.csv")
         _write_csv(p, rows)
     figs = None

@@ -45,7 +45,7 @@ from sgconv_core.families import family
 from .decay import MIN_FIT_LENGTH, batch_decay, median_iqr
 from .extract import _layer_indices, _names, extract_kernels  # the layer naming extract_kernels uses
 
-__all__ = ["verdict", "layer_decay", "growth_class", "layer_params", "Verdict", "LayerVerdict", "DecayFit",
+__all__ = ["verdict", "METHOD", "layer_decay", "growth_class", "layer_params", "Verdict", "LayerVerdict", "DecayFit",
            "PARAM_LENGTHS", "MIN_VERDICT_LENGTH", "VERDICT_BINS", "R2_MIN", "CHANGE_TOL", "CHECK_MAX_VALUES"]
 
 #: Lengths (taps) at which principle 1 counts a layer's kernel parameters.
@@ -60,6 +60,14 @@ R2_MIN = 0.5
 CHANGE_TOL = 0.25
 #: Largest C_k * H * L_check the check length may have per layer (float64: 128 MiB).
 CHECK_MAX_VALUES = 1 << 24
+
+#: How the verdict is reached, in one paragraph (shown under the verdict tables of the report and the app).
+METHOD = (f"Principle 1: kernel parameters per layer at L = 1k / 16k / 1M by the family's formula; the growth class "
+          f"(constant, logarithmic, sub-linear, linear) is read from those three counts. Principle 2: a power law "
+          f"(lag+1)^-t and an exponential exp(-lag/tau) are fitted to each channel's RMS envelope ({VERDICT_BINS} "
+          f"bins); the higher median R² over the layer's channels wins, n/a when both are below {R2_MIN}; no numbers "
+          f"below L = {MIN_VERDICT_LENGTH}; half-life = tau ln 2 in lags; a note when the winning number moves by more "
+          f"than {CHANGE_TOL:.0%} between L and 4L (L/4 for the longest lengths).")
 
 POWER, EXPONENTIAL, NONE, SHORT = "power law", "exponential", "n/a", "too short"
 _LN2 = math.log(2.0)

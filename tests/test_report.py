@@ -1,4 +1,5 @@
 """analysis.report / figures / __main__: vectorised numbers equal the 1-D definitions; CLI files; bad files."""
+import csv
 import json
 import math
 import os
@@ -365,3 +366,51 @@ def test_chunked_analysis_equals_one_pass(monkeypatch):
     np.testing.assert_array_equal(one.figures["layers.0"].mag_db, many.figures["layers.0"].mag_db)
     with pytest.raises(ValueError, match="GiB"):
         analyze(ck, 256, max_bytes=1000)
+
+
+def _free_checkpoint(K):
+    """A checkpoint whose one free kernel holds exactly K (1, H, L) (no runnable model: the report needs none)."""
+    from sgconv_core.kernels.free import FreeKernel
+
+    k = FreeKernel(K.shape[1], l_max=K.shape[2])
+    with torch.no_grad():
+        k.kernel.copy_(torch.from_numpy(K))
+    return Checkpoint(path="free.safetensors", kernels=[k])
+
+
+def test_report_writes_the_verdict(tmp_path):
+    """A layer of (lag+1)^-1.5 * white noise: verdict.csv, report.json and report.html carry a power law with
+    t within 5 % of 1.5, and a free kernel's parameters grow linearly (1024 H, 16384 H, 1048576 H)."""
+    from analysis.report import write_report
+
+    rng = np.random.default_rng(0)
+    L, H = 2048, 16
+    K = ((np.arange(L) + 1.0) ** -1.5 * rng.standard_normal((H, L)))[None]
+    rep = analyze(_free_checkpoint(K), L, channels=2)
+    paths = write_report(rep, tmp_path, png=False)
+    assert "verdict.csv" in paths
+    data = json.loads((tmp_path / "report.json").read_text())
+    (row,) = data["verdict"]["layers"]
+    assert data["verdict"]["L"] == L and row["decay"] == "power law" and abs(row["t_median"] - 1.5) < 0.075
+    assert [row[f"params_L{n}"] for n in (1024, 16384, 1048576)] == [1024 * H, 16384 * H, 1048576 * H]
+    assert row["growth"] == "linear" and row["check_L"] == 4 * L
+    assert data["verdict"]["principle1"].startswith("Principle 1: not sub-linear — 1 layer, kernel params linear")
+    assert data["verdict"]["principle2"].startswith("Principle 2: decays as a power law, median t = 1.")
+    with open(tmp_path / "verdict.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == 1 and list(csv_rows[0])[:6] == ["layer", "kind", "params_L1024", "params_L16384",
+                                                            "params_L1048576", "growth"]
+    assert abs(float(csv_rows[0]["t_median"]) - 1.5) < 0.075 and csv_rows[0]["verdict"] == row["verdict"]
+    page = (tmp_path / "report.html").read_text()
+    assert "Verdict on the two principles" in page and data["verdict"]["principle2"] in page
+
+
+def test_report_cli_writes_the_verdict_of_a_pretrained_model(tmp_path):
+    """python -m analysis report on digits-sgconv: its layers decay as power laws, parameters logarithmic in L."""
+    out = tmp_path / "v"
+    assert main(["report", os.path.join(ROOT, "pretrained", "digits-sgconv.safetensors"), "--out", str(out), "-q",
+                 "--no-png"]) == 0
+    v = json.loads((out / "report.json").read_text())["verdict"]
+    assert v["L"] == 1024 and v["principle1"].startswith("Principle 1: sub-linear — 2 layers, kernel params logarithmic")
+    assert all(r["decay"] == "power law" and r["growth"] == "logarithmic" for r in v["layers"])
+    assert (out / "verdict.csv").stat().st_size > 0
