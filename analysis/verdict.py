@@ -275,7 +275,7 @@ def _sentence1(layers: list) -> str:
         got = [lv.params[i] for lv in layers]
         totals.append(f"{sum(got):,} at {_short_L(L)}" if all(g is not None for g in got) else f"– at {_short_L(L)}")
     return (f"Principle 1: {head} — {n} layer{'s' if n != 1 else ''}, kernel params {cls} in L "
-            f"({' -> '.join(totals)})")
+            f"({' → '.join(totals)})")
 
 
 def _sentence2(layers: list, L: int) -> str:

@@ -43,6 +43,7 @@ PAGES = [
     st.Page("views/decay.py", title="Decay", icon=":material/trending_down:"),
     st.Page("views/frequency.py", title="Frequency", icon=":material/graphic_eq:"),
     st.Page("views/parameters.py", title="Parameters", icon=":material/functions:"),
+    st.Page("views/principles.py", title="Principles", icon=":material/gavel:"),
     st.Page("views/attribution.py", title="Attribution", icon=":material/target:"),
     st.Page("views/ablation.py", title="Ablation", icon=":material/content_cut:"),
     st.Page("views/interventions.py", title="Interventions", icon=":material/healing:"),

@@ -68,7 +68,7 @@ def test_principle1_sentence_on_digits_sgconv():
     v = V.verdict(ck, check=False)
     n = len(ck.kernels)
     assert v.principle1 == (f"Principle 1: sub-linear — {n} layers, kernel params logarithmic in L "
-                            f"({n * per[0]:,} at 1k -> {n * per[1]:,} at 16k -> {n * per[2]:,} at 1M)")
+                            f"({n * per[0]:,} at 1k → {n * per[1]:,} at 16k → {n * per[2]:,} at 1M)")
 
 
 # ------------------------------------------------------------------------------------------------ principle 2

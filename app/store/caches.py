@@ -10,6 +10,7 @@
     task_for(name, seed, ...)  st.cache_resource keyed by (task name, seed, parameters JSON): generated tasks
     intervention(entry, ...)   st.cache_data keyed by (content hash, settings JSON, kind, values, layer, data file
                                and its hash, n, seed): `analysis.intervene.intervene` records
+    verdict(entry, L)          st.cache_data keyed by (content hash, settings JSON, L): `analysis.verdict.verdict`
 
 The ``_entry`` arguments are not hashed (leading underscore): the key's hash and settings identify the model.
 """
@@ -168,3 +169,17 @@ def _data_digest(path: str) -> str:
         return file_digest(path)
     except OSError:
         return ""
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _verdict(digest: str, skey: str, L: int, _entry: ModelEntry):
+    from analysis.verdict import verdict as verdict_of
+
+    return verdict_of(checkpoint(_entry), L)
+
+
+def verdict(entry: ModelEntry, L: int):
+    """`analysis.verdict.verdict(checkpoint, L)`: the model's `Verdict` on the two principles (per layer rows and
+    one sentence per principle), cached by (content hash, settings, L) for every session. Raises what verdict
+    raises (ValueError / CheckpointError naming the problem)."""
+    return _verdict(entry.digest, entry.settings_json, int(L), _entry=entry)
