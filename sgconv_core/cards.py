@@ -1,6 +1,8 @@
-"""Reading our checkpoints' metadata and model card from the safetensors header alone (no tensors, no torch).
+"""Reading our checkpoints' metadata and model card from the safetensors header alone (no tensors, no torch),
+and re-scoring a card in place.
 
     read_card("pretrained/digits-s4d.safetensors")   # -> dict (task, family, metric, test_value, ...)
+    python -m sgconv_core.cards --rescore pretrained/digits-s4.safetensors   # add test_n / test_ci to its card
 
 Our format (`sgconv_core.checkpoints.ours`) stores JSON strings under the metadata keys "format" (= `FORMAT`),
 "version", "config" and "card". The file is opened once (`sgconv_core.regular_file.open_regular`: a regular file,
@@ -82,4 +84,110 @@ def read_card(path: str | os.PathLike) -> dict:
     return card
 
 
-__all__ = ["FORMAT", "HEADER_MAX_BYTES", "read_header", "read_metadata", "read_card"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# re-scoring a card in place
+
+
+#: How far a re-scored test value may be from the card's before `rescore` refuses to write.
+RESCORE_TOLERANCE = 1e-6
+
+
+def rewrite_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Replace the string metadata of a .safetensors file, keeping every tensor byte as it is.
+
+    Only the JSON header changes (padded with spaces to a multiple of 8 bytes, as safetensors writes it); the
+    tensor entries' offsets are relative to the end of the header, so the data section is copied unchanged. The
+    new file replaces the old one atomically (a temporary file next to it, then os.replace)."""
+    from .checkpoints.ours import _write_atomic
+
+    source = os.fspath(path)
+    if not (isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+        raise ValueError("metadata must map str to str")
+    f, size = open_regular(source)
+    with f:
+        header = read_header(f, size, source)
+        data = f.read()
+    header["__metadata__"] = dict(metadata)
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as out:
+            out.write(struct.pack("<Q", len(raw)))
+            out.write(raw)
+            out.write(data)
+
+    _write_atomic(source, write)
+
+
+def rescore(path: str | os.PathLike, batch_size: int = 128) -> dict:
+    """Re-score one of our checkpoints on the test split of its task (rebuilt from its card) and write the test
+    split's n and 95 % interval (and, for ListOps, the three baselines) into its card; returns the new card.
+
+    Adds ``test_n``, ``test_ci``, ``test_interval`` (and ``test_baselines``) as `sgconv_core.train.make_card` writes
+    them for new runs (`sgconv_core.evaluate.test_summary`). Refuses (CheckpointError) unless the re-scored test value
+    equals the card's ``test_value`` to `RESCORE_TOLERANCE`: the card must describe these weights. Only the metadata
+    is rewritten (`rewrite_metadata`); the weights stay byte-identical."""
+    import torch
+
+    from .evaluate import runnable, task_of, test_summary
+
+    source = os.fspath(path)
+    card = read_card(source)
+    if not card.get("task") or not isinstance(card.get("test_value"), (int, float)):
+        raise CheckpointError(f"{source}: the model card names no task or test value, so it cannot be re-scored")
+    ck = runnable(source, "it cannot be re-scored")
+    task = task_of(ck)
+    ck.model.eval()
+    with torch.no_grad():
+        summary = test_summary(ck.model, task, batch_size)
+    got, want = summary.pop("test_value"), float(card["test_value"])
+    if abs(got - want) > RESCORE_TOLERANCE:
+        raise CheckpointError(f"{source}: re-scored test value {got:.8g} differs from the card's {want:.8g} by more "
+                              f"than {RESCORE_TOLERANCE:g}; the card was not changed")
+    new = {**card, **summary}
+    meta = read_metadata(source)
+    meta["card"] = json.dumps(new, default=str)
+    rewrite_metadata(source, meta)
+    return new
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sgconv_core.cards FILE`` prints a card as JSON; ``--rescore FILE ...`` re-scores cards in place."""
+    import argparse
+    import sys
+
+    from .errors import printable
+
+    p = argparse.ArgumentParser(prog="python -m sgconv_core.cards",
+                                description="Print a checkpoint's model card, or re-score cards in place (--rescore: "
+                                            "adds the test split's n and 95 % interval; weights untouched).")
+    p.add_argument("files", nargs="+", help="our .safetensors checkpoints")
+    p.add_argument("--rescore", action="store_true", help="re-score on the test split and rewrite only the metadata")
+    a = p.parse_args(argv)
+    rc = 0
+    for path in a.files:
+        try:
+            if not a.rescore:
+                print(json.dumps(read_card(path), indent=1))
+                continue
+            c = rescore(path)
+        except (CheckpointError, ValueError, OSError) as e:
+            print(printable(f"error: {e}"), file=sys.stderr)
+            rc = 2
+            continue
+        lo, hi = c["test_ci"]
+        extra = "".join(f"; {k} {b['value']:.4f} [{b['ci'][0]:.4f}, {b['ci'][1]:.4f}]"
+                        for k, b in (c.get("test_baselines") or {}).items())
+        print(printable(f"{path}: test {c['metric']} {c['test_value']:.4g}, 95% CI [{lo:.4g}, {hi:.4g}] "
+                        f"({c['test_interval']}), n = {c['test_n']:,}{extra}: card rewritten, weights unchanged"))
+    return rc
+
+
+__all__ = ["FORMAT", "HEADER_MAX_BYTES", "RESCORE_TOLERANCE", "read_header", "read_metadata", "read_card",
+           "rewrite_metadata", "rescore"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,6 +31,7 @@ runnable model, or a data file that does not fit the model, exits with code 2 an
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -62,12 +63,13 @@ def _checkpoint(ck_or_path):
 
 
 def task_of(ck):
-    """The task a checkpoint was trained on, rebuilt from its card."""
-    from .tasks import get_task
+    """The task a checkpoint was trained on, rebuilt from its card (`sgconv_core.tasks.task_from_card`: the card's
+    full task parameters, so a card keeps its task when defaults change)."""
+    from .tasks import task_from_card
 
     c = ck.card
     try:
-        return get_task(c["task"], seed=int(c.get("task_seed", 0)), **(c.get("task_params") or {}))
+        return task_from_card(c)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{ck.path}: cannot rebuild task {c.get('task')!r} from the card ({e})") from e
 
@@ -136,6 +138,38 @@ def _score(model, task, x, y, batch_size: int, seed: int) -> dict:
     value = task.metric(pred, y)  # the task's own metric is the value; the interval comes from per-example terms
     return {"value": value, "n": len(y), "n_unique": _unique_rows(x),
             **_interval(task.spec.metric, pred, y, task.nmse_start, seed)}
+
+
+def test_summary(model, task, batch_size: int = 128) -> dict:
+    """What a model card says about the test split: ``{"test_value", "test_n", "test_ci", "test_interval"}`` and,
+    for ListOps, ``"test_baselines"``: ``{name: {"value", "n", "ci"}}`` of the majority, top-operator lookup and
+    one-level baselines (`sgconv_core.baselines`, fitted on the train split) on the same test split.
+
+    ``test_value`` is the task's metric; ``test_n`` the number of distinct test examples; ``test_ci`` ``[low,
+    high]`` its 95 % interval (`metric_interval`: Wilson for accuracy, a bootstrap with seed 0 for NMSE)."""
+    x, y = task.split("test")
+    s = _score(model, task, x, y, batch_size, seed=0)
+    out = {"test_value": s["value"], "test_n": s["n_unique"], "test_ci": [s["ci_low"], s["ci_high"]],
+           "test_interval": s["interval"]}
+    if task.spec.name == "listops":
+        out["test_baselines"] = listops_test_baselines(task)
+    return out
+
+
+def listops_test_baselines(task) -> dict:
+    """``{name: {"value", "n", "ci": [low, high]}}``: the ListOps baselines, fitted on the train split, scored on the
+    test split (cached per task parameters: fitting parses the whole train split)."""
+    return _listops_test_baselines(task.seed, tuple(sorted(task.spec.params.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _listops_test_baselines(seed: int, params: tuple) -> dict:
+    from .baselines import fit_listops_baselines
+    from .tasks import get_task
+
+    task = get_task("listops", seed=seed, **dict(params))
+    scores = fit_listops_baselines(*task.split("train")).score(*task.split("test"), CONFIDENCE)
+    return {name: {"value": b["value"], "n": b["n"], "ci": [b["ci_low"], b["ci_high"]]} for name, b in scores.items()}
 
 
 def finite_test_size(task) -> int | None:

@@ -230,15 +230,22 @@ def _key_value(k: str, v) -> str:
 
 def make_card(cfg: TrainConfig, task, model, *, test_metric, val_metric, best_step, steps_done, wall, device,
               stopped) -> dict:
+    """The model card of a finished run. Besides the config and bookkeeping it carries the test split's metric with
+    its n and 95 % interval (``test_n``, ``test_ci``, ``test_interval``) and, for ListOps, the three baselines on the
+    same split (``test_baselines``): `sgconv_core.evaluate.test_summary`."""
+    from .evaluate import test_summary
+
     spec = task.spec
     n_kernel = sum(k.n_params for k in model.kernels)
+    summary = test_summary(model, task, cfg.eval_batch_size)
+    del summary["test_value"]  # the caller's test_metric is the value (the same model on the same split)
     return {
         "name": os.path.splitext(os.path.basename(cfg.out))[0] if cfg.out else f"{cfg.task}-{cfg.family}",
         "task": cfg.task, "task_params": dict(cfg.task_params), "task_seed": cfg.task_seed,
         "task_spec": {k: v for k, v in asdict(spec).items()},
         "family": cfg.family, "metric": spec.metric, "split": "test",
         "test_value": test_metric, "val_value": val_metric, "baseline": task.baseline(),
-        "n_test": len(task.split("test")[1]),
+        "n_test": len(task.split("test")[1]), **summary,
         "steps": steps_done, "steps_planned": cfg.steps, "best_step": best_step, "stopped": stopped,
         "wall_time_s": round(wall, 2), "device": device_name(device), "device_type": device.type,
         "threads": torch.get_num_threads() if device.type == "cpu" else None, "seed": cfg.seed,
@@ -605,11 +612,16 @@ def main(argv: list[str] | None = None) -> int:
     res = train(cfg, progress=progress)
     bar.close()
     c = res.card
-    msg = (f"test {c['metric']} {c['test_value']:.4f} (baseline {c['baseline']:.4f}) | best val "
+    lo, hi = c["test_ci"]
+    msg = (f"test {c['metric']} {c['test_value']:.4f}, 95% CI [{lo:.4f}, {hi:.4f}] ({c['test_interval']}), "
+           f"n = {c['test_n']:,} (trivial baseline {c['baseline']:.4f}) | best val "
            f"{c['val_value']:.4f} at step {c['best_step']} | {c['steps']} steps in {c['wall_time_s']:.0f}s")
     if res.stopped:
         msg += f" | stopped early: {res.stopped}"
     print(msg + (f" | wrote {cfg.out}" if cfg.out else ""), flush=True)
+    for name, b in (c.get("test_baselines") or {}).items():
+        print(f"  baseline {name} on the same test split: {b['value']:.4f}, 95% CI [{b['ci'][0]:.4f}, "
+              f"{b['ci'][1]:.4f}] (Wilson), n = {b['n']:,}", flush=True)
     return 0
 
 
