@@ -271,6 +271,19 @@ def _ci_text(out: dict, f: str | None = None, extra: str = "") -> str:
             f"({out['interval']}), n = {out['n']:,}{dup}")
 
 
+def _card_text(card: dict, metric: str) -> str:
+    """``; card (test split): value, 95% CI [lo, hi], n = N`` from a model card; a card written before cards carried
+    n and an interval says so (``python -m sgconv_core.cards --rescore`` adds them); "" without a test value."""
+    v = card.get("test_value")
+    if not isinstance(v, (int, float)):
+        return ""
+    f = ".4g" if metric == "nmse" else ".4f"
+    ci, n = card.get("test_ci"), card.get("test_n")
+    if not ci or n is None:
+        return f"; card (test split): {v:{f}} (no n or interval in this card: python -m sgconv_core.cards --rescore)"
+    return f"; card (test split): {v:{f}}, {round(100 * CONFIDENCE)}% CI [{ci[0]:{f}}, {ci[1]:{f}}], n = {n:,}"
+
+
 #: The most examples the command line generates (they are held in memory at once).
 MAX_EVAL_N = 100_000
 
@@ -318,11 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # e.g. n above a finite test split, or the task cannot produce that many examples
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2
-    card = out["card_value"]
     print(printable(f"{os.path.basename(a.checkpoint)}: {out['task']} {out['metric']} = {_ci_text(out)}: "
-                    f"{out['examples']}")
-          + (f"; card (test split): {card:{'.4g' if out['metric'] == 'nmse' else '.4f'}}"
-             if isinstance(card, (int, float)) else ""))
+                    f"{out['examples']}") + _card_text(ck.card, out["metric"]))
     names = {"majority": "majority class", "operator_lookup": "top-operator lookup", "one_level": "one-level"}
     for name, b in (out.get("baselines") or {}).items():
         if name in names:

@@ -164,3 +164,24 @@ def test_evaluate_refuses_more_digits_than_its_test_split(trained):
     out = evaluate(path, n=250)
     assert out["source"] == "test_split" and "fresh" not in out["examples"] and out["n_unique"] == 250
     assert {"n", "n_unique", "ci_low", "ci_high"} <= set(out)
+
+
+def test_evaluate_prints_the_card_value_with_its_interval_and_n(trained, capsys):
+    from sgconv_core.evaluate import main
+
+    path = str(trained["dir"] / "digits-s4d.safetensors")
+    assert main([path, "--n", "100", "--seed", "2"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    c = read_card(path)
+    assert "n = 100" in line and "95% CI [" in line
+    assert (f"card (test split): {c['test_value']:.4f}, 95% CI [{c['test_ci'][0]:.4f}, {c['test_ci'][1]:.4f}], "
+            f"n = 250") in line
+    meta = read_metadata(path)
+    old = {k: v for k, v in json.loads(meta["card"]).items() if k not in NEW_FIELDS}
+    meta["card"] = json.dumps(old)
+    rewrite_metadata(path, meta)
+    try:
+        assert main([path, "--n", "100"]) == 0
+        assert "no n or interval in this card: python -m sgconv_core.cards --rescore" in capsys.readouterr().out
+    finally:
+        rescore(path)
