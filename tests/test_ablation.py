@@ -240,7 +240,7 @@ def test_cli_module_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "analysis.ablation", "--preset", "quick", "--dry-run", "--db",
                           str(tmp_path / "d.sqlite")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "12 runs, 0 already done" in out.stdout and out.stdout.count("todo") == 12
+    assert "36 runs, 0 already done" in out.stdout and out.stdout.count("todo") == 36  # 12 points x 3 seeds
 
 
 # ---------------------------------------------------------------------------------------------------- app

@@ -1,7 +1,9 @@
-"""Command line: ``python -m analysis.ablation [--preset quick|default] [grid options] [--db PATH]``.
+"""Command line: ``python -m analysis.ablation [--preset NAME] [grid options] [--db PATH]``.
 
-Runs (or resumes) a sweep, printing one line per finished run and a progress line with the ETA; Ctrl-C stops
-it, keeping every finished run (run the same command again to resume). Exit code 2 for a bad grid.
+Presets (`spec.PRESETS`): delay-local, delay-far, digits, quick, default; the CLI prints what the preset's task
+rewards. Runs (or resumes) a sweep, printing one line per finished run and a progress line with the ETA, then
+one line per grid point with the mean ± sd over its seeds (n); Ctrl-C stops it, keeping every finished run (run
+the same command again to resume). Exit code 2 for a bad grid.
 """
 from __future__ import annotations
 
@@ -28,14 +30,19 @@ def _fmt_s(s) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .spec import DECAY_MODES, PRESETS
+
     p = argparse.ArgumentParser(prog="python -m analysis.ablation",
                                 description="Live ablation of SGConv/S4/S4D decay rate and kernel parameter count.")
-    p.add_argument("--preset", choices=["quick", "default"], help="start from a preset (quick: ~3 min on CPU)")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="start from a preset: " + "; ".join(f"{k}: {v.label}" for k, v in PRESETS.items()))
     p.add_argument("--task", help="digits | delay | listops (default digits)")
     p.add_argument("--task-param", action="append", metavar="K=V", help="task parameter, e.g. L=256 (repeatable)")
     p.add_argument("--family", help="sgconv | s4d | s4 (default sgconv)")
     p.add_argument("--decays", type=float, nargs="*", help="SGConv t values (S4/S4D: real-part factors r)")
-    p.add_argument("--decay-modes", nargs="+", choices=["fixed", "learnable"], help="default: fixed")
+    p.add_argument("--decay-modes", nargs="+", choices=list(DECAY_MODES),
+                   help="default: fixed (SGConv m = 2^t); frozen: SGConv's (lag+1)^-t, not trained; learnable: "
+                        "(lag+1)^-t, trained (S4/S4D fixed: A_real and dt frozen)")
     p.add_argument("--sizes", type=int, nargs="*", help="SGConv kernel_dim / S4, S4D d_state values")
     p.add_argument("--base-decay", type=float)
     p.add_argument("--base-size", type=int)
@@ -67,7 +74,7 @@ def spec_from_args(a, parser):
 
     from .spec import SweepSpec, preset
 
-    spec = preset(a.preset, a.family or "sgconv", a.task or "digits") if a.preset else SweepSpec(
+    spec = preset(a.preset, a.family or "sgconv", a.task) if a.preset else SweepSpec(
         task=a.task or "digits", family=a.family or "sgconv")
     if a.task_param:
         spec.task_params = {**spec.task_params, **key_values(a.task_param, parser, "--task-param")}
@@ -142,14 +149,35 @@ def ctrl_c_cancels(stop: threading.Event):
             signal.signal(signal.SIGINT, old)
 
 
+def summary_lines(spec, rows) -> list[str]:
+    """One line per grid point: its decay, mode and size, mean ± sd (sample, ddof = 1) over n seeds, in the
+    metric's display unit (`metric_column`: accuracy in %, NMSE as is) — the numbers the app's table and plot show."""
+    from .figures import point_stats
+    from .spec import DECAY_NAME, SIZE_NAME
+
+    pts = point_stats(spec, rows)
+    if not pts:
+        return []
+    fam = spec.family
+    head = f"mean ± sd over seeds ({pts[0]['metric']}{' in ' + pts[0]['unit'] if pts[0]['unit'] else ''}):"
+    out = [head]
+    for p in pts:
+        out.append(f"  {DECAY_NAME.get(fam, 'decay')}={p['decay']:g} ({p['decay_mode']}) {SIZE_NAME.get(fam, 'size')}="
+                   f"{p['size']}: {p['mean']:.4g} ± {p['sd']:.2g} (n = {p['n']})")
+    return out
+
+
 def print_results(res, as_json: bool) -> None:
-    """The sweep's summary line, one line per run, and (``as_json``) the rows as JSON."""
+    """The sweep's summary line, one line per run, one per grid point (mean ± sd over its seeds), and
+    (``as_json``) the rows as JSON."""
     print(f"\n{res.status}: trained {len(res.trained)}, skipped {len(res.skipped)} (already done), failed "
           f"{len(res.failed)} in {res.wall_time_s:.1f}s on {res.device}")
     for r in sorted(res.rows, key=lambda r: (r["decay_mode"], r["decay"], r["size"], r["seed"])):
         tm = r["test_metric"]
         print(printable(f"  {r['family']} decay={r['decay']:g} ({r['decay_mode']}) size={r['size']} seed={r['seed']}: "
                         f"{r['metric']} {tm if tm is None else round(tm, 4)}  [{r['checkpoint']}]"))
+    for line in summary_lines(res.spec, res.rows):
+        print(printable(line))
     if as_json:
         print(json.dumps([{k: r[k] for k in ("key", "family", "decay", "decay_mode", "size", "seed", "metric",
                                              "test_metric", "val_metric", "kernel_params", "checkpoint",
@@ -192,6 +220,10 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     runs = spec.expand(check=False)
     done = store.done_keys(r.key() for r in runs)
+    if a.preset:
+        from .spec import preset_sentence
+
+        print(printable(f"preset {a.preset}: {preset_sentence(a.preset, spec.task)}"), flush=True)
     print(printable(f"sweep '{spec.name or spec.task + ' ' + spec.family}': {len(runs)} runs, {len(done)} already "
                     f"done | db {store.path}"), flush=True)
     if a.dry_run:

@@ -4,7 +4,7 @@
 and trains them with the loop of :func:`sgconv_core.train.train`, :func:`sgconv_core.train.fit`, which steps
 many runs side by side (same model init from the run's seed, same AdamW groups, warmup + cosine schedule, batch
 order, best-on-val model kept, test score, model card). What is here is only what batching adds: building the
-runs of a sweep (with their hooks), the vmapped `BatchedModel` that fit uses instead of calling each model, and
+runs of a sweep, the vmapped `BatchedModel` that fit uses instead of calling each model, and
 turning each trained run into a `RunOutcome` (row, checkpoint).
 
 Batched mode (``batched=True`` and more than one run):
@@ -84,24 +84,6 @@ class RunOutcome:
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
-def apply_hook(model: SequenceModel, hook: dict) -> None:
-    """The S4/S4D decay knob: scale Re A by `real_scale`; freeze the named kernel parameters."""
-    from sgconv_core.kernels.ssm import inv_transform, param_transform
-
-    if not hook:
-        return
-    for k in model.kernels:
-        if "real_scale" in hook and hasattr(k, "A_real"):
-            rt = getattr(k, "real_transform", "exp")
-            with torch.no_grad():
-                re = param_transform(k.A_real.detach(), rt) * float(hook["real_scale"])
-                k.A_real.copy_(inv_transform(re, rt).to(k.A_real.dtype))
-        for name in hook.get("freeze", ()):
-            p = getattr(k, name, None)
-            if isinstance(p, torch.nn.Parameter):
-                p.requires_grad_(False)
-
-
 class _KernelStub(Kernel):
     """Stands in for a kernel module in the batched forward: returns the precomputed kernel ``k``."""
 
@@ -253,7 +235,7 @@ def train_group(runs: list[RunSpec], device: str = "auto", batched: bool = True,
 def _start_runs(runs: list[RunSpec], device: str, dev: torch.device, threads: int | None,
                 checkpoint_dir: str | None) -> tuple:
     """The shared task and one `Run` per spec: its model built from its seed (the global RNG left as it was),
-    its hook applied, on `dev`; the checkpoint path <checkpoint_dir>/<task>-<family>-<key>.safetensors."""
+    on `dev` (every decay knob is a kernel argument of its config); the checkpoint path <checkpoint_dir>/<task>-<family>-<key>.safetensors."""
     task, states = None, []
     for r in runs:
         key = r.key()
@@ -261,7 +243,6 @@ def _start_runs(runs: list[RunSpec], device: str, dev: torch.device, threads: in
         cfg = r.train_config(device=device, threads=threads, out=out)
         with torch.random.fork_rng(devices=[]):
             task_r, model = build(cfg)
-        apply_hook(model, r.hook())
         task = task or task_r
         model.to(dev).train()
         states.append(Run.start(cfg, model, key))
@@ -276,7 +257,7 @@ def _outcome(spec: RunSpec, run: Run, task, dev: torch.device, wall: float, batc
         return RunOutcome(status="failed", error=run.error, device=device_name(dev), **common)
     test = run.finish(task)
     card = run.card(task, test, wall, dev, stopped=None)
-    card["ablation"] = {"key": run.key, **spec.to_dict(), "hook": spec.hook(), "batched_with": batched_with}
+    card["ablation"] = {"key": run.key, **spec.to_dict(), "batched_with": batched_with}
     if run.cfg.out:
         save_checkpoint(run.model, run.cfg.out, card)
     o = RunOutcome(status="done", test_metric=test, val_metric=run.val_metric, best_step=run.best_step,

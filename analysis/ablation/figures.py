@@ -8,7 +8,7 @@ from collections import defaultdict
 import plotly.graph_objects as go
 
 from ..figures import MAGNITUDE_TICKS, place_legend
-from .spec import DECAY_NAME, PAPER_DECAY, PAPER_FAMILY, PAPER_KERNEL_DIM, SIZE_NAME, SweepSpec
+from .spec import DECAY_NAME, PAPER_DECAY, PAPER_FAMILY, PAPER_KERNEL_DIM, SIZE_NAME, SweepSpec, metric_column
 
 PAPER_LABEL = "paper (SGConv ablation, LRA-Text-level task)"
 #: The paper's letters for the size knobs in run names (SGConv's kernel_dim is d, a state size N).
@@ -34,19 +34,67 @@ def axis_rows(spec: SweepSpec, rows: list[dict]) -> dict:
 
 
 def _scale(metric: str) -> tuple[float, str]:
-    return (100.0, "test accuracy (%)") if metric == "accuracy" else (1.0, "test NMSE (lower is better)")
+    """(factor, axis title) of a metric: the factor of `metric_column` (one unit in tables and plots)."""
+    factor, _ = metric_column(metric)
+    return factor, "test accuracy (%)" if metric == "accuracy" else "test NMSE (lower is better)"
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0.0 for a single value) of a point's per-seed metrics.
+    NaN values (a diverged run) are kept: the mean is then NaN, not silently the mean of the others."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = sum(values) / n
+    sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return m, sd
+
+
+def point_stats(spec: SweepSpec, rows: list[dict]) -> list[dict]:
+    """One dict per grid point (decay, mode, size) with its seeds pooled: axis ('decay' | 'size' | 'both'),
+    decay, decay_mode, size, n (seeds with a result), mean, sd (sample, ddof = 1), values (per seed, in seed
+    order), metric, unit. Values are in the display unit of the metric (`metric_column`: accuracy in %, NMSE as
+    is), the same numbers the plots draw. rows: the sweep's stored rows (as `Store.runs` gives them)."""
+    s = spec.resolved()
+    ax = axis_rows(s, rows)
+    on_decay = {r["key"] for rs in ax["decay"].values() for r in rs}
+    on_size = {r["key"] for r in ax["size"]}
+    groups: dict = {}
+    for r in list(rows):
+        if r["key"] not in on_decay | on_size or r.get("test_metric") is None:
+            continue
+        pt = (r["decay_mode"], float(r["decay"]), int(r["size"]))
+        axis = "both" if r["key"] in on_decay and r["key"] in on_size else "decay" if r["key"] in on_decay else "size"
+        groups.setdefault(pt, {"axis": axis, "rows": []})["rows"].append(r)
+    out = []
+    for (mode, decay, size), g in sorted(groups.items()):
+        rs = sorted(g["rows"], key=lambda r: r["seed"])
+        metric = rs[0]["metric"]
+        scale, unit = metric_column(metric)
+        vals = [r["test_metric"] * scale for r in rs]
+        m, sd = mean_sd(vals)
+        out.append({"axis": g["axis"], "decay": decay, "decay_mode": mode, "size": size, "n": len(vals), "mean": m,
+                    "sd": sd, "values": vals, "seeds": [r["seed"] for r in rs], "metric": metric, "unit": unit})
+    return out
 
 
 def _mean_by(rows: list[dict], x: str, scale: float) -> tuple[list, list, list]:
+    """(x values, means, sample sds) of rows grouped by the field x (metric times scale)."""
     groups = defaultdict(list)
     for r in rows:
         if r.get("test_metric") is not None:
             groups[r[x]].append(r["test_metric"] * scale)
     xs = sorted(groups)
-    means = [sum(groups[v]) / len(groups[v]) for v in xs]
-    sds = [(sum((g - m) ** 2 for g in groups[v]) / max(1, len(groups[v]) - 1)) ** 0.5 if len(groups[v]) > 1 else 0.0
-           for v, m in zip(xs, means)]
-    return xs, means, sds
+    stats = [mean_sd(groups[v]) for v in xs]
+    return xs, [m for m, _ in stats], [sd for _, sd in stats], [len(groups[v]) for v in xs]
+
+
+def _seeds_text(ns: list[int]) -> str:
+    """'n = 3 seeds' (or 'n = 2-3 seeds' while a sweep is still running)."""
+    if not ns:
+        return "no seeds yet"
+    lo, hi = min(ns), max(ns)
+    return f"n = {hi} seed{'s' if hi > 1 else ''}" if lo == hi else f"n = {lo}-{hi} seeds"
 
 
 def _add_paper(fig: go.Figure, ref: dict, metric: str) -> None:
@@ -64,13 +112,15 @@ def decay_figure(spec: SweepSpec, rows: list[dict], metric: str, show_paper: boo
     scale, ylab = _scale(metric)
     fig = go.Figure()
     for i, (mode, rs) in enumerate(sorted(axis_rows(s, rows)["decay"].items())):
-        xs, ys, sds = _mean_by(rs, "decay", scale)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=f"ours: {s.family} {mode} ({len(s.seeds)} seed(s))",
-                                 mode="lines+markers", line=dict(color=_COLORS[i % len(_COLORS)]),
-                                 error_y=dict(type="data", array=sds, visible=len(s.seeds) > 1)))
+        xs, ys, sds, ns = _mean_by(rs, "decay", scale)
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=f"ours: {s.family} {mode} ({_seeds_text(ns)}, mean ± sd)",
+                                 mode="lines+markers", line=dict(color=_COLORS[i % len(_COLORS)]), customdata=ns,
+                                 error_y=dict(type="data", array=sds, visible=max(ns, default=1) > 1),
+                                 hovertemplate="%{x}: %{y:.4g} ± %{error_y.array:.2g} (n = %{customdata})"
+                                               "<extra></extra>"))
     if show_paper and s.family == PAPER_FAMILY:
         _add_paper(fig, PAPER_DECAY, metric)
-    xname = ("decay speed t (envelope ~ pos^-t; fixed: m = 2^t)" if DECAY_NAME[s.family] == "t"
+    xname = ("decay speed t (envelope ~ pos^-t; fixed: m = 2^t; frozen/learnable: (lag+1)^-t)" if DECAY_NAME[s.family] == "t"
              else "real-part factor r (Re A x r)" if s.ssm_knob == "real" else "dt factor r")
     size = f"{SIZE_NAME[s.family]} = {s.base_size}"
     fig.update_layout(title={"text": f"{s.task}: {ylab.split(' (')[0]} vs decay",
@@ -85,14 +135,17 @@ def size_figure(spec: SweepSpec, rows: list[dict], metric: str, show_paper: bool
     s = spec.resolved()
     scale, ylab = _scale(metric)
     rs = axis_rows(s, rows)["size"]
-    xs, ys, sds = _mean_by(rs, "size", scale)
+    xs, ys, sds, ns = _mean_by(rs, "size", scale)
     params = {r["size"]: r.get("kernel_params") for r in rs}
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=ys, name=f"ours: {s.family} ({len(s.seeds)} seed(s))", mode="lines+markers",
-                             customdata=[params.get(x) for x in xs], line=dict(color=_COLORS[0]),
-                             error_y=dict(type="data", array=sds, visible=len(s.seeds) > 1),
-                             hovertemplate=f"{SIZE_NAME[s.family]} %{{x}}: %{{y:.4g}}<br>"
-                                           "%{customdata} kernel parameters<extra></extra>"))
+    fig.add_trace(go.Scatter(x=xs, y=ys, name=f"ours: {s.family} ({_seeds_text(ns)}, mean ± sd)",
+                             mode="lines+markers",
+                             customdata=[[params.get(x), n] for x, n in zip(xs, ns, strict=True)],
+                             line=dict(color=_COLORS[0]),
+                             error_y=dict(type="data", array=sds, visible=max(ns, default=1) > 1),
+                             hovertemplate=f"{SIZE_NAME[s.family]} %{{x}}: %{{y:.4g}} ± %{{error_y.array:.2g}} "
+                                           "(n = %{customdata[1]})<br>%{customdata[0]} kernel parameters"
+                                           "<extra></extra>"))
     if show_paper and s.family == PAPER_FAMILY:
         _add_paper(fig, PAPER_KERNEL_DIM, metric)
     dn = DECAY_NAME[s.family]

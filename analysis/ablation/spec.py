@@ -1,5 +1,6 @@
 """What a sweep is: :class:`SweepSpec` (the grid a user asks for), :class:`RunSpec` (one training run it expands
-to), presets, validation, and the paper's reference curves.
+to), presets (`PRESETS`: each with the one sentence saying what its task rewards), validation, and the paper's
+reference curves.
 
 A sweep varies one factor at a time around a base point, as the paper's ablation does:
 
@@ -7,18 +8,23 @@ A sweep varies one factor at a time around a base point, as the paper's ablation
 * the **size axis**: sizes (SGConv ``kernel_dim``, S4/S4D state size ``N``) at the base decay, fixed mode.
 
 The run at (base decay, base size, fixed mode) lies on both axes and is trained once (runs are keyed by a hash
-of their config, :meth:`RunSpec.key`).
+of their config, :meth:`RunSpec.key`). Each point is trained once per seed; tables and plots show the mean and
+the sample standard deviation (ddof = 1) over the seeds, with n (`figures.point_stats`).
 
-Decay knob per family:
+Decay knob per family (every knob is a kernel argument, so a run's card command re-creates it):
 
 * SGConv, ``fixed``: decay speed ``t`` with envelope ~ pos^-t via the multiplier ``m = 2**t``
   (kernel args ``decay_min = decay_max = m``; t = 0 is no decay, t = 1 is the official default m = 2).
+* SGConv, ``frozen``: the official mode ``cat_randn_learnable_fixed`` with ``decay_min = decay_max = t``: the
+  joined kernel is multiplied by (lag+1)^-t exactly (multiplier 1) and t is not trained (requires_grad False).
 * SGConv, ``learnable``: mode ``cat_randn_learnable`` with the decay exponent initialised to ``t``
-  (``decay_min = decay_max = t``): the kernel is multiplied by (pos+1)^-t and t is trained (multiplier 1).
-* S4 / S4D: a factor ``r`` on the real part of A: Re A <- r * Re A at initialisation (S4D-Lin: Re A = -0.5 r),
-  so the kernel's envelope exp(Re A * dt * pos) decays r times faster; r = 0 is (almost) no decay.
-  With ``ssm_knob='dt'`` the factor scales the dt range (dt_min, dt_max) instead, which also shifts the
-  frequencies. Mode ``learnable`` (default) trains A and dt from there; ``fixed`` freezes A_real and inv_dt.
+  (``decay_min = decay_max = t``): the kernel is multiplied by (lag+1)^-t and t is trained (multiplier 1).
+* S4 / S4D: a factor ``r`` on the real part of A, kernel argument ``real_scale = r``: Re A <- r * Re A at
+  initialisation (S4D-Lin: Re A = -0.5 r), so the kernel's envelope exp(Re A * dt * pos) decays r times faster;
+  r = 0 is (almost) no decay. With ``ssm_knob='dt'`` the factor scales the dt range (kernel args dt_min, dt_max)
+  instead, which also shifts the frequencies. Mode ``learnable`` (default) trains A and dt from there;
+  ``fixed`` adds the kernel argument ``freeze_decay = true`` (A_real and inv_dt not trained). ``frozen`` is
+  SGConv's only.
 """
 from __future__ import annotations
 
@@ -32,7 +38,9 @@ from sgconv_core.families import family
 from sgconv_core.lengths import MAX_ABLATION_LENGTH
 from sgconv_core.train import TrainConfig
 
-DECAY_MODES = ("fixed", "learnable")
+DECAY_MODES = ("fixed", "frozen", "learnable")
+#: Decay modes only the SGConv (decay knob t) family has.
+T_ONLY_MODES = ("frozen",)
 SSM_KNOBS = ("real", "dt")
 
 #: The paper's ablation (SGConv repository's plotting notebook; task not named there, the level matches LRA
@@ -72,7 +80,7 @@ DECAY_AXES = {
 }
 #: The size axis per size knob (`Family.size_key`): SGConv kernel_dim, SSM state size N (even).
 SIZE_AXES = {
-    "kernel_dim": Axis((1, 2, 4, 8, 16, 32, 64), 32, 1, 4096, "kernel_dim"),
+    "kernel_dim": Axis((1, 2, 4, 8, 16, 32, 64), 8, 1, 4096, "kernel_dim"),  # base 8: the paper's notebook
     "d_state": Axis((2, 4, 8, 16, 32, 64, 128), 64, 2, 1024, "d_state"),
 }
 
@@ -133,14 +141,14 @@ def _int(x, name: str, lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of a sweep: a TrainConfig plus the decay knob that TrainConfig cannot express (S4/S4D)."""
+    """One training run of a sweep: everything its TrainConfig holds (the decay knob is a kernel argument)."""
 
     task: str
     task_params: tuple            # sorted (key, value) pairs (hashable); dict(...) gives the task params
     task_seed: int
     family: str
     decay: float                  # t (SGConv) or r (S4/S4D)
-    decay_mode: str               # 'fixed' | 'learnable'
+    decay_mode: str               # 'fixed' | 'frozen' (SGConv) | 'learnable'
     size: int                     # kernel_dim (SGConv) or d_state (S4/S4D)
     seed: int
     d_model: int
@@ -166,24 +174,18 @@ class RunSpec:
                 args.update(mode=self.mode, decay_min=m, decay_max=m)
             else:
                 mode = self.mode if "learnable" in self.mode else self.mode + "_learnable"
-                args.update(mode=mode.replace("_fixed", ""), decay_min=self.decay, decay_max=self.decay)
+                mode = mode.replace("_fixed", "") + ("_fixed" if self.decay_mode == "frozen" else "")
+                args.update(mode=mode, decay_min=self.decay, decay_max=self.decay)
         else:
             args["d_state"] = self.size
             if self.ssm_knob == "dt":
                 args["dt_min"] = args.get("dt_min", 1e-3) * self.decay
                 args["dt_max"] = args.get("dt_max", 1e-1) * self.decay
+            elif self.decay != 1.0:
+                args["real_scale"] = self.decay
+            if self.decay_mode == "fixed":
+                args["freeze_decay"] = True
         return args
-
-    def hook(self) -> dict:
-        """Changes applied to the freshly built model (S4/S4D): the real-part factor and frozen timescales."""
-        if family(self.family).decay_knob != "r":
-            return {}
-        out = {}
-        if self.ssm_knob == "real" and self.decay != 1.0:
-            out["real_scale"] = self.decay
-        if self.decay_mode == "fixed":
-            out["freeze"] = ["A_real", "inv_dt"]
-        return out
 
     def train_config(self, device: str = "cpu", threads: int | None = None, out: str | None = None,
                      notes: bool = True) -> TrainConfig:
@@ -201,7 +203,9 @@ class RunSpec:
         cfg = asdict(self.train_config(notes=False))
         for k in ("device", "threads", "out", "notes", "time_budget_s"):
             cfg.pop(k, None)
-        blob = json.dumps({"v": 1, "train": cfg, "hook": self.hook()}, sort_keys=True, default=str)
+        # "hook": {} keeps the keys of runs stored before the S4/S4D knob became a kernel argument (SGConv runs,
+        # S4/S4D runs at r = 1 in the learnable mode); the others now hash their kernel args instead.
+        blob = json.dumps({"v": 1, "train": cfg, "hook": {}}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def label(self) -> str:
@@ -333,10 +337,13 @@ class SweepSpec:
         if not self.decays and not self.sizes:
             raise ValueError("decays and sizes are both empty: nothing to sweep")
         if not self.decay_modes:
-            raise ValueError("decay_modes: give at least one of 'fixed', 'learnable'")
+            raise ValueError(f"decay_modes: give at least one of {list(DECAY_MODES)}")
         for m in self.decay_modes:
             if m not in DECAY_MODES:
                 raise ValueError(f"decay_modes: unknown mode {m!r}; choose from {list(DECAY_MODES)}")
+            if m in T_ONLY_MODES and family(self.family).decay_knob != "t":
+                raise ValueError(f"decay_modes: {m!r} is SGConv's (t, lag+1)^-t mode; for {self.family} use 'fixed' "
+                                 "(A_real and dt frozen) or 'learnable'")
         if self.ssm_knob not in SSM_KNOBS:
             raise ValueError(f"ssm_knob: unknown knob {self.ssm_knob!r}; choose from {list(SSM_KNOBS)}")
         fam = family(self.family)
@@ -403,21 +410,96 @@ class SweepSpec:
 
 
 # ---------------------------------------------------------------------------------------------------- presets
-def preset(name: str, family_name: str = "sgconv", task: str = "digits") -> SweepSpec:
-    """'quick': fits in ~3 minutes on a 2-core CPU (digits 16x16, small model, 300 steps, one seed);
-    'default': the paper-like grid (digits 32x32, 2x64, 300 steps) meant for a GPU."""
-    if name == "quick":
-        tp = {"digits": {"L": 256}, "delay": {"L": 256, "lag": 64, "n_train": 1000, "n_val": 200, "n_test": 200},
-              "listops": {"L": 128, "max_depth": 3, "max_args": 4, "min_length": 16, "n_train": 2000,
-                          "n_val": 250, "n_test": 250}}[task]
-        small = family(family_name).size_key == "kernel_dim"  # SGConv: kernel_dim 16; SSMs: N = 32
-        return SweepSpec(task=task, task_params=tp, family=family_name, steps=300, d_model=32, n_layers=2,
-                         batch_size=32, eval_every=100, base_size=16 if small else 32,
-                         sizes=(1, 2, 4, 8, 16, 32, 64) if small else (2, 4, 8, 16, 32, 64),
-                         name=f"quick {task} {family_name}")
-    if name == "default":
-        return SweepSpec(task=task, family=family_name, name=f"default {task} {family_name}")
-    raise ValueError(f"unknown preset {name!r}; choose 'quick' or 'default'")
+#: What each task rewards, in one sentence (the task-generic presets `quick` and `default` show the task's).
+TASK_REWARDS = {
+    "digits": "Digits rewards whole-image context: the class depends on pixels a whole row stride (side taps) and "
+              "more apart, so strong decay should hurt and no decay costs little (the 'long context' case).",
+    "delay": "The delay task rewards copying the input from exactly `lag` taps back: a short lag rewards a kernel "
+             "that decays (a local prior), a long lag punishes one.",
+    "listops": "ListOps rewards reading the whole nested expression (the answer depends on every operand), so "
+               "long-range kernels should help.",
+}
+#: The small model every CPU preset trains (about 7 s per 300-step run at L = 256 on one core).
+_SMALL = dict(steps=300, d_model=32, n_layers=2, batch_size=32, eval_every=100, seeds=(0, 1, 2))
+_SMALL_TASK = {"digits": {"L": 256}, "delay": {"L": 256, "lag": 64, "n_train": 1000, "n_val": 200, "n_test": 200},
+               "listops": {"L": 128, "max_depth": 3, "max_args": 4, "min_length": 16, "n_train": 2000,
+                           "n_val": 250, "n_test": 250}}
 
 
-PRESETS = ("quick", "default")
+def _small_base(family_name: str) -> int:
+    """The base size of the CPU presets: SGConv kernel_dim 8 (the paper's plotting notebook), SSM state size 32."""
+    return 8 if family(family_name).size_key == "kernel_dim" else 32
+
+
+def _delay(lag: int, label: str):
+    def make(family_name: str, task: str = "delay") -> SweepSpec:
+        tp = {**_SMALL_TASK["delay"], "lag": lag}
+        return SweepSpec(task="delay", task_params=tp, family=family_name, sizes=(),
+                         base_size=_small_base(family_name), name=f"{label} {family_name}", **_SMALL)
+    return make
+
+
+def _digits(family_name: str, task: str = "digits") -> SweepSpec:
+    return SweepSpec(task="digits", task_params=dict(_SMALL_TASK["digits"]), family=family_name, sizes=(),
+                     base_size=_small_base(family_name), name=f"digits {family_name}", **_SMALL)
+
+
+def _quick(family_name: str, task: str = "digits") -> SweepSpec:
+    small = family(family_name).size_key == "kernel_dim"
+    return SweepSpec(task=task, task_params=dict(_SMALL_TASK[task]), family=family_name,
+                     base_size=_small_base(family_name),
+                     sizes=(1, 2, 4, 8, 16, 32, 64) if small else (2, 4, 8, 16, 32, 64),
+                     name=f"quick {task} {family_name}", **_SMALL)
+
+
+def _default(family_name: str, task: str = "digits") -> SweepSpec:
+    return SweepSpec(task=task, family=family_name, seeds=(0, 1, 2), name=f"default {task} {family_name}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named grid: its factory ``make(family, task) -> SweepSpec``, the task it is for (None: any task, chosen
+    by the user), a short label for menus, and one sentence saying what its task rewards (None: the task's,
+    `TASK_REWARDS`)."""
+
+    name: str
+    label: str
+    make: object
+    task: str | None = None
+    rewards: str | None = None
+
+    def sentence(self, task: str) -> str:
+        return self.rewards or TASK_REWARDS.get(task, "")
+
+
+#: The presets, in menu order. Every one trains >= 3 seeds per point.
+PRESETS = {p.name: p for p in (
+    Preset("delay-local", "delay-local (CPU, ~2 min)", _delay(2, "delay-local"), "delay",
+           "Delay with lag 2: the target is the input 2 taps back, so a kernel that decays is the right prior "
+           "(more decay should lower the NMSE)."),
+    Preset("delay-far", "delay-far (CPU, ~2 min; control)", _delay(64, "delay-far"), "delay",
+           "Delay with lag 64: the target sits 64 taps back, so strong decay starves the kernel where it must "
+           "reach (more decay should raise the NMSE) — the control for delay-local."),
+    Preset("digits", "digits (CPU, ~5 min; long context)", _digits, "digits", TASK_REWARDS["digits"]),
+    Preset("quick", "quick (CPU, both axes, any task)", _quick),
+    Preset("default", "paper-like (GPU)", _default),
+)}
+
+
+def preset(name: str, family_name: str = "sgconv", task: str | None = None) -> SweepSpec:
+    """The grid of a preset (`PRESETS`) for a family. ``task``: for the task-generic presets ('quick': the small
+    CPU grid with both axes; 'default': the paper-like grid meant for a GPU), default digits; a preset made for
+    one task ('delay-local', 'delay-far', 'digits') uses its own and ignores it. Small presets: L = 256, 2x32,
+    300 steps, 3 seeds, SGConv base kernel_dim 8 (SSMs N = 32)."""
+    p = PRESETS.get(name)
+    if p is None:
+        raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
+    return p.make(family_name, p.task or task or "digits")
+
+
+def preset_sentence(name: str, task: str | None = None) -> str:
+    """The one sentence saying what the preset's task rewards (`Preset.sentence`)."""
+    p = PRESETS.get(name)
+    if p is None:
+        raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
+    return p.sentence(p.task or task or "digits")

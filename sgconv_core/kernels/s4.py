@@ -109,6 +109,7 @@ class S4Kernel(S4DKernel):
         self.inv_dt = nn.Parameter(init_inv_dt(self.H, self.dt_min, self.dt_max, self.dt_transform,
                                                1 if self.dt_tie else M).float())
         self.A_real = nn.Parameter(inv_transform(-A.real, self.real_transform).float().contiguous())
+        self._scale_real()  # before attune: C~ = C (I - dA^L) with the scaled A
         self.A_imag = nn.Parameter(inv_transform(-A.imag, self.imag_transform).float().contiguous())
         self.B = nn.Parameter(torch.view_as_real(torch.as_tensor(B).expand(1, self.n_ssm, M).to(torch.complex64)).contiguous())
         self.P = nn.Parameter(torch.view_as_real(Pt.to(torch.complex64)).contiguous())

@@ -9,7 +9,13 @@ Stored tensors (v4 names; v3 and the minimal s4d.py layouts are converted to the
 Feature h uses SSM copy h mod n_ssm. With C' = B*C and dtA = dt*A:
     zoh:       K[c,h,l] = 2 Re sum_n C'_n (exp(dtA_n) - 1)/A_n * exp(dtA_n)^l
     bilinear:  K[c,h,l] = 2 Re sum_n C'_n dt/(1 - dtA_n/2) * lambda_n^l,   lambda = (1 + dtA/2)/(1 - dtA/2)
-The kernel at any L is an exact prefix extension. Parameter count: H + C_k*H*N + 2*n_ssm*N
+The kernel at any L is an exact prefix extension.
+Decay arguments (the ablation's S4/S4D decay knob, recorded in ``config`` so a checkpoint or a card's command
+rebuilds the run): ``real_scale`` r multiplies Re A at initialisation (Re A <- r Re A, before anything else
+uses A; S4D-Lin: Re A = -0.5 r), so the envelope exp(Re A dt l) decays r times faster (r = 0 is clamped to the
+transforms' floor, Re A ~ -1e-4: almost no decay); ``freeze_decay`` makes A_real and inv_dt non-trainable
+(requires_grad False: the decay rates stay as initialised). Neither changes the state-dict keys.
+Parameter count: H + C_k*H*N + 2*n_ssm*N
 (H*|dt| + C + A_real, A_imag + B; N = 2N').
 """
 from __future__ import annotations
@@ -32,7 +38,8 @@ class S4DKernel(Kernel):
     Args: d_model=H, d_state=N (state size; N' = N/2 complex modes, or N real modes if is_real),
     channels, bidirectional, l_max, n_ssm (None: H), init ('lin' | 'inv' | 'legs' | 'real'),
     dt_min, dt_max, dt_tie, dt_transform, real_transform, imag_transform, disc ('zoh' | 'bilinear' |
-    'dss'), bandlimit, has_B (False: the minimal S4D layout without a B tensor).
+    'dss'), bandlimit, has_B (False: the minimal S4D layout without a B tensor), real_scale (factor on Re A at
+    initialisation), freeze_decay (A_real and inv_dt not trained); see the module doc.
     """
 
     kind = "s4d"
@@ -55,6 +62,8 @@ class S4DKernel(Kernel):
         disc: str = "zoh",
         bandlimit: float | None = None,
         has_B: bool = True,
+        real_scale: float = 1.0,
+        freeze_decay: bool = False,
     ):
         super().__init__(d_model, channels, bidirectional, l_max)
         if disc not in DISCS:
@@ -70,7 +79,23 @@ class S4DKernel(Kernel):
         self.dt_min, self.dt_max, self.dt_tie = dt_min, dt_max, dt_tie
         self.dt_transform, self.real_transform, self.imag_transform = dt_transform, real_transform, imag_transform
         self.has_B = has_B
+        if isinstance(real_scale, bool) or not isinstance(real_scale, (int, float)) or not math.isfinite(real_scale) \
+                or real_scale < 0:
+            raise ValueError(f"real_scale must be a finite number >= 0, got {real_scale!r}")
+        if not isinstance(freeze_decay, bool):
+            raise ValueError(f"freeze_decay must be true or false, got {freeze_decay!r}")
+        self.real_scale, self.freeze_decay = float(real_scale), freeze_decay
         self._init_params()
+        if self.freeze_decay:
+            self.A_real.requires_grad_(False)
+            self.inv_dt.requires_grad_(False)
+
+    @torch.no_grad()
+    def _scale_real(self) -> None:
+        """Re A <- real_scale * Re A on the freshly initialised A_real (through its transform, in its dtype)."""
+        if self.real_scale != 1.0:
+            re = param_transform(self.A_real.detach(), self.real_transform) * self.real_scale
+            self.A_real.copy_(inv_transform(re, self.real_transform).to(self.A_real.dtype))
 
     def _init_params(self) -> None:
         A, B = diag_init(self.init, self.N)
@@ -80,6 +105,7 @@ class S4DKernel(Kernel):
         self.inv_dt = nn.Parameter(init_inv_dt(self.H, self.dt_min, self.dt_max, self.dt_transform,
                                                1 if self.dt_tie else M).float())
         self.A_real = nn.Parameter(inv_transform(-A.real, self.real_transform).float().contiguous())
+        self._scale_real()
         if self.is_real:
             self.A_imag = None
             self.B = nn.Parameter(B.real.float().unsqueeze(0).contiguous()) if self.has_B else None
@@ -198,4 +224,5 @@ class S4DKernel(Kernel):
             "l_max": self.l_max, "n_ssm": self.n_ssm, "init": self.init, "dt_min": self.dt_min, "dt_max": self.dt_max,
             "dt_tie": self.dt_tie, "dt_transform": self.dt_transform, "real_transform": self.real_transform,
             "imag_transform": self.imag_transform, "disc": self.disc, "bandlimit": self.bandlimit, "has_B": self.has_B,
+            "real_scale": self.real_scale, "freeze_decay": self.freeze_decay,
         }
