@@ -21,8 +21,7 @@ lengths = ui.length_controls(cks, "v", c1, c2)
 
 _SHORT = {1024: "1k", 16384: "16k", 1048576: "1M"}
 _COLUMNS = {"layer": "layer", "kind": "family", **{f"params_L{L}": f"params at {_SHORT[L]}" for L in PARAM_LENGTHS},
-            "growth": "growth in L", "verdict": "decay", "r2_power": "R² power law", "r2_exp": "R² exponential",
-            "note": "note"}
+            "growth": "growth in L", "verdict": "decay", "r2_power": "R² (power)", "r2_exp": "R² (exp)"}
 
 all_rows = []
 for n in names:
@@ -37,9 +36,10 @@ for n in names:
     rows = v.rows()
     table = pd.DataFrame([{shown: r[key] for key, shown in _COLUMNS.items()} for r in rows])
     ui.table(fig_.format_table(table, formats={**{f"params at {s}": "{:,}" for s in _SHORT.values()},
-                                               "R² power law": "{:.2f}", "R² exponential": "{:.2f}"}),
-             column_config={"decay": st.column_config.TextColumn(width="large"),
-                            "note": st.column_config.TextColumn(width="large")})
+                                               "R² (power)": "{:.2f}", "R² (exp)": "{:.2f}"}))
+    for r in rows:  # the notes under the table (a column would be too wide to read)
+        if r["note"]:
+            st.caption(ui.plain(f"{r['layer']}: {r['note']}."))
     all_rows += [{"model": n, "L": v.L, **r} for r in rows]
 
 st.caption(METHOD)
