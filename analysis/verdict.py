@@ -46,7 +46,7 @@ from .decay import MIN_FIT_LENGTH, batch_decay, median_iqr
 from .extract import _layer_indices, _names, extract_kernels  # the layer naming extract_kernels uses
 
 __all__ = ["verdict", "METHOD", "layer_decay", "growth_class", "layer_params", "Verdict", "LayerVerdict", "DecayFit",
-           "PARAM_LENGTHS", "MIN_VERDICT_LENGTH", "VERDICT_BINS", "R2_MIN", "CHANGE_TOL", "CHECK_MAX_VALUES"]
+           "PARAM_LENGTHS", "MIN_VERDICT_LENGTH", "VERDICT_BINS", "R2_MIN", "FLOOR", "CHANGE_TOL", "CHECK_MAX_VALUES"]
 
 #: Lengths (taps) at which principle 1 counts a layer's kernel parameters.
 PARAM_LENGTHS = (1024, 16384, 1048576)
@@ -58,6 +58,10 @@ VERDICT_BINS = 16
 R2_MIN = 0.5
 #: Relative change of the winning number between L and the check length that earns a note.
 CHANGE_TOL = 0.25
+#: Taps below FLOOR times their channel's peak |k| are set to zero before the fits: the float64 evaluation's
+#: round-off, not the kernel (an S4 mode with a half-life of 100 lags is 2^-650 of its start at lag 65,536, and the
+#: fits would otherwise follow the round-off plateau there); zero bins are left out of both fits.
+FLOOR = 1e-12
 #: Largest C_k * H * L_check the check length may have per layer (float64: 128 MiB).
 CHECK_MAX_VALUES = 1 << 24
 
@@ -174,16 +178,21 @@ def layer_decay(K, n_bins: int = VERDICT_BINS) -> DecayFit:
     L = int(K.shape[-1])
     if L < max(MIN_VERDICT_LENGTH, MIN_FIT_LENGTH):
         return DecayFit(SHORT, L)
-    b = batch_decay(K.reshape(-1, L), n_bins=n_bins)
-    ok = b["valid"] & np.isfinite(b["t"]) & np.isfinite(b["r"])
-    if not ok.any():
+    K2 = np.asarray(K, dtype=np.float64).reshape(-1, L)
+    with np.errstate(invalid="ignore"):
+        peak = np.abs(K2).max(1, keepdims=True)
+        K2 = np.where(np.abs(K2) >= FLOOR * peak, K2, 0.0)  # round-off below the floor: not the kernel's tail
+    b = batch_decay(K2, n_bins=n_bins)
+    valid = b["valid"]
+    if not valid.any():
         return DecayFit(NONE, L)
-    t, r = b["t"][ok], b["r"][ok]
-    r2p, r2e = float(np.median(b["t_r2"][ok])), float(np.median(b["r_r2"][ok]))
-    model = NONE if max(r2p, r2e) < R2_MIN else POWER if r2p >= r2e else EXPONENTIAL
-    qt, qh = median_iqr(t), _half_lives(r)
+    t, r = b["t"][valid & np.isfinite(b["t"])], b["r"][valid & np.isfinite(b["r"])]  # (a fit needs 2 non-zero bins)
+    r2p, r2e = (median_iqr(b[key][valid])["median"] for key in ("t_r2", "r_r2"))
+    best = max((x for x in (r2p, r2e) if math.isfinite(x)), default=-math.inf)
+    model = NONE if best < R2_MIN else POWER if best == r2p else EXPONENTIAL
+    qt, qh = median_iqr(t), _half_lives(r) if r.size else {"median": math.nan, "q25": math.nan, "q75": math.nan}
     return DecayFit(model, L, qt["median"], qt["q25"], qt["q75"], qh["median"], qh["q25"], qh["q75"], r2p, r2e,
-                    int(ok.sum()), t, r)
+                    int(valid.sum()), t, r)
 
 
 def _check_length(L: int, values_per_tap: int) -> int | None:

@@ -159,3 +159,19 @@ def test_bad_input():
         V.verdict(ck, L=0)
     with pytest.raises(ValueError, match="shape"):
         V.layer_decay(np.zeros(100))
+
+
+def test_a_kernel_shorter_than_L_is_fitted_on_its_taps():
+    """Zero taps after lag 2,048 of L = 65,536 (an SGConv kernel at a length past its scales): still a power law."""
+    K = np.zeros((1, 16, 65536))
+    K[..., :2048] = _layer(lambda lag: (lag + 1) ** -1.5, 2048, n=16)
+    fit = V.layer_decay(K)
+    assert fit.model == V.POWER and abs(fit.t_median - 1.5) < 0.05 * 1.5
+
+
+def test_round_off_below_the_floor_is_not_the_tail():
+    """exp(-lag/100) at L = 16,384 plus a 1e-17 round-off plateau: the half-life is the kernel's, not the plateau's."""
+    rng = np.random.default_rng(1)
+    K = _layer(lambda lag: np.exp(-lag / 100), 16384) + 1e-17 * rng.standard_normal((1, 32, 16384))
+    fit = V.layer_decay(K)
+    assert fit.model == V.EXPONENTIAL and abs(fit.half_life_median - HALF_LIFE) < 0.05 * HALF_LIFE
