@@ -254,8 +254,11 @@ def test_app_page_tiny_sweep(tmp_path, monkeypatch):
     at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60)
     at.switch_page("views/ablation.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="abl-preset").set_value("quick").run()
+    at.selectbox(key="abl-task").set_value("digits").run()
     at.text_input(key="abl-decays").input("0, 1")
     at.text_input(key="abl-sizes").input("4")
+    at.text_input(key="abl-seeds").input("0")
     for k, v in (("abl-L", 64), ("abl-steps", 3), ("abl-dmodel", 8), ("abl-layers", 1), ("abl-batch", 8),
                  ("abl-eval", 3), ("abl-base-size", 8)):
         at.number_input(key=k).set_value(v)
@@ -282,8 +285,11 @@ def test_app_page_tiny_sweep(tmp_path, monkeypatch):
     # a fresh session sees the stored runs without training
     at2 = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60)
     at2.switch_page("views/ablation.py").run()
+    at2.selectbox(key="abl-preset").set_value("quick").run()
+    at2.selectbox(key="abl-task").set_value("digits").run()
     at2.text_input(key="abl-decays").input("0, 1")
     at2.text_input(key="abl-sizes").input("4")
+    at2.text_input(key="abl-seeds").input("0")
     for k, v in (("abl-L", 64), ("abl-steps", 3), ("abl-dmodel", 8), ("abl-layers", 1), ("abl-batch", 8),
                  ("abl-eval", 3), ("abl-base-size", 8)):
         at2.number_input(key=k).set_value(v)

@@ -27,14 +27,17 @@ def as_session(monkeypatch, sid: str) -> None:
     monkeypatch.setattr(app.store.sweep, "session_id", lambda: sid)
 
 
-def ablation_page(decays="0, 1", sizes="4"):
-    """A fresh session on the Ablation page with a tiny 3-run SGConv grid on digits."""
+def ablation_page(decays="0, 1", sizes="4", seeds="0"):
+    """A fresh session on the Ablation page with a tiny 3-run SGConv grid on digits (the quick preset, one seed)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN, default_timeout=60)
     ok(at.switch_page("views/ablation.py").run())
+    ok(at.selectbox(key="abl-preset").set_value("quick").run())
+    ok(at.selectbox(key="abl-task").set_value("digits").run())
     at.text_input(key="abl-decays").input(decays)
     at.text_input(key="abl-sizes").input(sizes)
+    at.text_input(key="abl-seeds").input(seeds)
     for k, v in TINY:
         at.number_input(key=k).set_value(v)
     return ok(at.run())
@@ -132,7 +135,7 @@ def test_task_metric_table_matches_the_tasks():
 
     small = {"digits": {"L": 64, "n_train": 16, "n_val": 10, "n_test": 10},
              "delay": {"L": 64, "lag": 8, "n_train": 16, "n_val": 10, "n_test": 10},
-             "listops": {"L": 64, "max_depth": 2, "max_args": 3, "min_length": 4, "n_train": 16, "n_val": 10,
+             "listops": {"L": 64, "max_depth": 2, "min_depth": 2, "max_args": 3, "min_length": 4, "n_train": 16, "n_val": 10,
                          "n_test": 10}}
     assert set(TASK_METRIC) == set(TASKS)
     for t in TASKS:
@@ -191,3 +194,54 @@ def test_real_sweep_clock_stops_and_results_in_percent(tmp_path, monkeypatch):
     for r in rows:
         assert by_key[r["key"]] == pytest.approx(100.0 * r["test_metric"])
     assert any("3 already done" in m.value for m in at.markdown)
+
+
+def test_presets_say_what_their_task_rewards():
+    """The preset box: delay-local by default on CPU, its sentence under the box; a task change picks a preset
+    made for that task; 'frozen' is offered for SGConv only."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    ok(at.switch_page("views/ablation.py").run())
+    assert at.selectbox(key="abl-preset").value == "delay-local"
+    assert at.selectbox(key="abl-task").value == "delay"
+    assert at.text_input(key="abl-seeds").value == "0, 1, 2"
+    assert any("2 taps back" in c.value for c in at.caption)
+    ok(at.selectbox(key="abl-preset").set_value("delay-far").run())
+    assert any("64 taps back" in c.value for c in at.caption)
+    assert "frozen" in at.multiselect(key="abl-modes").options
+    ok(at.selectbox(key="abl-task").set_value("digits").run())
+    assert at.selectbox(key="abl-preset").value == "digits"
+    assert any("whole-image context" in c.value for c in at.caption)
+    ok(at.selectbox(key="abl-family").set_value("s4d").run())
+    assert "frozen" not in at.multiselect(key="abl-modes").options
+
+
+def test_results_show_mean_and_sd_over_seeds(tmp_path, monkeypatch):
+    """Three stored seeds of one point at 10 / 20 / 30 % accuracy: the page's per-point table says mean 20, sd 10
+    (sample sd), n = 3, and the decay plot draws the same mean with an error bar of 10."""
+    import json
+
+    from analysis.ablation import Store, SweepSpec
+
+    monkeypatch.setenv("KERNELSCOPE_DB", str(tmp_path / "abl.sqlite"))
+    spec = SweepSpec(task="digits", task_params={"L": 64}, family="sgconv", decays=(0.0,), sizes=(), base_size=8,
+                     base_decay=1.0, seeds=(0, 1, 2), steps=3, d_model=8, n_layers=1, batch_size=8, eval_every=3)
+    store = Store(tmp_path / "abl.sqlite")
+    for r, acc in zip(spec.expand(), (0.1, 0.2, 0.3), strict=True):
+        store.put_run({"key": r.key(), "status": "done", "task": "digits", "family": "sgconv", "decay": r.decay,
+                       "decay_mode": r.decay_mode, "size": r.size, "seed": r.seed, "steps": 3, "metric": "accuracy",
+                       "test_metric": acc, "val_metric": acc, "steps_done": 3, "kernel_params": 1, "spec": {},
+                       "curve": {}, "checkpoint": None, "device": "cpu", "wall_time_s": 0.1})
+    at = ablation_page(decays="0", sizes="", seeds="0, 1, 2")
+    assert any("3 already done" in m.value for m in at.markdown)
+    pts = next(d.value for d in at.dataframe if "seeds (n)" in d.value.columns)
+    assert len(pts) == 1
+    row = pts.iloc[0]
+    assert row["seeds (n)"] == 3
+    assert row["test accuracy (%) mean"] == pytest.approx(20.0) and row["sd"] == pytest.approx(10.0)
+    fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+               if "vs decay" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    ours = fig["data"][0]
+    assert ours["y"] == pytest.approx([20.0]) and ours["error_y"]["array"] == pytest.approx([10.0])
+    assert "n = 3 seeds" in ours["name"]

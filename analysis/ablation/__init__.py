@@ -2,20 +2,26 @@
 and vs dimension per scale), for SGConv, S4 and S4D, on our offline tasks.
 
     from analysis.ablation import SweepSpec, run_sweep, preset
-    res = run_sweep(preset("quick"), db="~/.kernelscope/ablations.sqlite", progress=print)
+    res = run_sweep(preset("delay-local"), db="~/.kernelscope/ablations.sqlite", progress=print)
     res.rows                      # one dict per finished run: decay, size, test_metric, curve, checkpoint, ...
+    figures.point_stats(res.spec, res.rows)   # per point: mean ± sd (ddof = 1) over its seeds, n
 
-    python -m analysis.ablation --preset quick                     # the CPU preset (about 3 minutes on 2 cores)
+    python -m analysis.ablation --preset delay-local               # lag 2: decay should help (CPU, minutes)
+    python -m analysis.ablation --preset delay-far                 # lag 64, its control: decay should hurt
     python -m analysis.ablation --task digits --family sgconv --decays 0 0.5 1 2 --sizes 4 16 64 --steps 300
 
 Pieces: `spec` (grid, runs, validation, presets, the paper's numbers), `batched` (training, one run or many as
 one batched model), `runner` (resume, executors, background job, progress), `store` (SQLite), `figures` (plotly).
 
+Presets (`spec.PRESETS`, each with one sentence on what its task rewards): delay-local, delay-far, digits,
+quick (both axes, any task), default (paper-like, GPU); every one trains 3 seeds per point.
+
 Grid. One factor at a time around a base point, as in the paper: decay values x decay modes at the base size,
 and sizes at the base decay. SGConv: decay speed t (envelope ~pos^-t) through the fixed multiplier m = 2^t
-(kernel args decay_min = decay_max = m) or through the learnable mode (cat_randn_learnable, (pos+1)^-t with t
-initialised to the value and trained); size = kernel_dim. S4/S4D: the decay knob is a factor r on Re A (or on
-the dt range), size = state size N. See `spec` for the details and the limits every grid is checked against
+(kernel args decay_min = decay_max = m), the frozen mode (cat_randn_learnable_fixed: (lag+1)^-t, t not trained)
+or the learnable mode (cat_randn_learnable, (lag+1)^-t with t initialised to the value and trained);
+size = kernel_dim. S4/S4D: the decay knob is a factor r on Re A (kernel argument real_scale; 'fixed' adds
+freeze_decay) or on the dt range, size = state size N. See `spec` for the details and the limits every grid is checked against
 (a ValueError naming the field, before anything runs).
 
 Persistence and resume. Each finished run (metrics, curves, config, checkpoint path, device, time) is written

@@ -422,7 +422,7 @@ TASK_REWARDS = {
 #: The small model every CPU preset trains (about 7 s per 300-step run at L = 256 on one core).
 _SMALL = dict(steps=300, d_model=32, n_layers=2, batch_size=32, eval_every=100, seeds=(0, 1, 2))
 _SMALL_TASK = {"digits": {"L": 256}, "delay": {"L": 256, "lag": 64, "n_train": 1000, "n_val": 200, "n_test": 200},
-               "listops": {"L": 128, "max_depth": 3, "max_args": 4, "min_length": 16, "n_train": 2000,
+               "listops": {"L": 128, "max_depth": 3, "min_depth": 2, "max_args": 4, "min_length": 16, "n_train": 2000,
                            "n_val": 250, "n_test": 250}}
 
 

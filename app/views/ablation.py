@@ -11,7 +11,18 @@ import streamlit as st
 
 from analysis.ablation import PAPER_SOURCE, Store, SweepJob, SweepSpec, default_db_path, preset
 from analysis.ablation import figures as afig
-from analysis.ablation.spec import DECAY_NAME, FAMILIES, PAPER_FAMILY, SIZE_NAME, TASK_METRIC, metric_column
+from analysis.ablation.spec import (
+    DECAY_MODES,
+    DECAY_NAME,
+    FAMILIES,
+    PAPER_FAMILY,
+    PRESETS,
+    SIZE_NAME,
+    T_ONLY_MODES,
+    TASK_METRIC,
+    metric_column,
+    preset_sentence,
+)
 from app import state, ui
 from app.store.sweep import elapsed_text, server_sweep, session_id
 from sgconv_core.tasks import TASKS
@@ -45,10 +56,20 @@ def _parse_list(text: str, name: str, cast):
     return tuple(out)
 
 
+def _task_changed() -> None:
+    """A new task: keep the preset if it fits the task, else the first preset made for it (else 'quick')."""
+    ss = st.session_state
+    want = PRESETS[ss["abl-preset"]].task
+    if want is not None and want != ss["abl-task"]:
+        ss["abl-preset"] = next((p.name for p in PRESETS.values() if p.task == ss["abl-task"]), "quick")
+    _apply_preset()
+
+
 def _apply_preset() -> None:
     """Fill the form from the chosen preset (called when the preset, task or family changes)."""
-    s = preset(st.session_state["abl-preset"], st.session_state["abl-family"], st.session_state["abl-task"]).resolved()
     ss = st.session_state
+    s = preset(ss["abl-preset"], ss["abl-family"], ss["abl-task"]).resolved()
+    ss["abl-task"] = s.task  # a preset made for one task brings its task
     ss["abl-decays"] = ", ".join(f"{t:g}" for t in s.decays)
     ss["abl-modes"] = list(s.decay_modes)
     ss["abl-sizes"] = ", ".join(str(n) for n in s.sizes)
@@ -74,7 +95,7 @@ device = state.device_label()
 on_cpu = device == "CPU"
 ss = st.session_state
 if "abl-preset" not in ss:
-    ss["abl-preset"] = "quick" if on_cpu else "default"
+    ss["abl-preset"] = "delay-local" if on_cpu else "default"
     ss["abl-task"], ss["abl-family"] = "digits", "sgconv"
     _apply_preset()
 
@@ -85,21 +106,28 @@ running = sweep.running
 # ---------------------------------------------------------------------------------------------------- the grid
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Preset", ["quick", "default"], key="abl-preset", on_change=_apply_preset,
-                 format_func=lambda p: {"quick": "quick (CPU, ~2-3 min)", "default": "paper-like (GPU)"}[p],
-                 help="quick: digits 16x16, 2x32 model, 300 steps. paper-like: digits 32x32, 2x64, 300 steps, "
-                      "the paper's t and kernel_dim grids (meant for a GPU).")
-    c2.selectbox("Task", TASKS, key="abl-task", on_change=_apply_preset)
+    c1.selectbox("Preset", list(PRESETS), key="abl-preset", on_change=_apply_preset,
+                 format_func=lambda p: PRESETS[p].label,
+                 help="delay-local / delay-far: the delay task (L = 256) with lag 2 / 64, decay axis; digits: 16x16 "
+                      "digits, decay axis; quick: both axes on any task; all 2x32, 300 steps, 3 seeds, SGConv "
+                      "kernel_dim 8. paper-like: digits 32x32, 2x64, the paper's t and kernel_dim grids (a GPU).")
+    c2.selectbox("Task", TASKS, key="abl-task", on_change=_task_changed)
     c3.selectbox("Family", FAMILIES, key="abl-family", on_change=_apply_preset)
     c4.markdown(f"**Device:** {device}  \n**Torch threads:** {state.torch_threads()}")
+    st.caption(f"**What this task rewards:** {preset_sentence(ss['abl-preset'], ss['abl-task'])}")
     family = ss["abl-family"]
+    modes = [m for m in DECAY_MODES if DECAY_NAME[family] == "t" or m not in T_ONLY_MODES]
+    if any(m not in modes for m in ss.get("abl-modes", ())):
+        ss["abl-modes"] = [m for m in ss["abl-modes"] if m in modes] or ["fixed"]
     dn, sn = DECAY_NAME[family], SIZE_NAME[family]
     d1, d2, d3, d4 = st.columns([3, 2, 3, 2])
     d1.text_input(f"Decay values {dn}", key="abl-decays",
-                  help=("SGConv decay speed t: envelope ~ pos^-t; fixed mode uses the multiplier m = 2^t, learnable "
-                        "mode multiplies by (pos+1)^-t with t trained. Empty: skip this axis." if dn == "t"
-                        else "S4/S4D: factor r on the real part of A (the kernel's envelope decays r times faster)."))
-    d2.multiselect("Decay modes", ["fixed", "learnable"], key="abl-modes")
+                  help=("SGConv decay speed t: envelope ~ pos^-t; fixed mode uses the multiplier m = 2^t, frozen "
+                        "multiplies by (lag+1)^-t with t not trained (the official cat_randn_learnable_fixed), "
+                        "learnable by (lag+1)^-t with t trained. Empty: skip this axis." if dn == "t"
+                        else "S4/S4D: factor r on the real part of A (kernel argument real_scale: the envelope "
+                             "decays r times faster); fixed mode also freezes A_real and dt (freeze_decay)."))
+    d2.multiselect("Decay modes", modes, key="abl-modes")
     d3.text_input(f"Sizes ({sn})", key="abl-sizes", help="Empty: skip this axis.")
     d4.text_input("Seeds", key="abl-seeds")
     e1, e2, e3, e4, e5, e6 = st.columns(6)
@@ -245,15 +273,25 @@ def results() -> None:
         st.caption(f"Dashed grey: the paper's numbers ({PAPER_SOURCE}), accuracy % — their task and model, not "
                    "ours; compare the shape (no decay costs accuracy, t >= 0.75 is near the best; d barely matters).")
     scale, col = _metric_cols(metric)
+    pts = afig.point_stats(spec, rows)
+    summary = pd.DataFrame([{
+        "axis": p["axis"], dn: p["decay"], "mode": p["decay_mode"], sn: p["size"], "seeds (n)": p["n"],
+        f"test {col} mean": p["mean"], "sd": p["sd"],
+        "per seed": ", ".join(f"{v:.4g}" for v in p["values"])} for p in pts])
+    st.caption(f"Per point: mean ± sd over seeds (sample sd, ddof = 1; n seeds with a result), test {col} — "
+               "the numbers the plots draw.")
+    ui.table(summary, max_rows=14)
+    ui.csv_download("Download the per-point table (CSV)", summary, "ablation-points.csv", key="abl-csv-points")
     table = pd.DataFrame([{
         "decay": r["decay"], "mode": r["decay_mode"], sn: r["size"], "seed": r["seed"],
         f"test {col}": _scaled(r["test_metric"], scale), f"val {col}": _scaled(r["val_metric"], scale),
         "kernel params": r["kernel_params"], "steps": r["steps_done"], "device": r["device"],
         "time (s)": round(r["wall_time_s"] or 0, 1), "checkpoint": r["checkpoint"], "key": r["key"]} for r in rows])
     table = table.sort_values(["mode", "decay", sn, "seed"])
-    st.caption(f"Stored runs of this grid ({len(rows)}/{len(runs)}) in `{store.path}`")
-    ui.table(table, max_rows=14)
-    ui.csv_download("Download results (CSV)", table, "ablation.csv", key="abl-csv")
+    with st.expander(f"Every stored run of this grid ({len(rows)}/{len(runs)})"):
+        st.caption(f"In `{store.path}`")
+        ui.table(table, max_rows=14)
+        ui.csv_download("Download results (CSV)", table, "ablation.csv", key="abl-csv")
 
 
 st.fragment(results, run_every=sweep.live_every())()
