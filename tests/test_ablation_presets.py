@@ -235,3 +235,17 @@ def test_card_command_recreates_the_ablation_run(tmp_path):
     assert not k.A_real.requires_grad and not k.inv_dt.requires_grad
     assert (-torch.exp(k.A_real)).mean().item() == pytest.approx(-1.5, rel=1e-5)
     assert json.loads(json.dumps(k.config))["freeze_decay"] is True
+
+
+def test_batched_equals_separate_with_frozen_and_s4d_fixed():
+    """The kernel-argument knobs in a batched group: the same metrics as one run at a time, and still frozen."""
+    runs = (tiny(decays=(1.5,), decay_modes=("frozen",)).expand()
+            + tiny(family="s4d", decays=(3.0,), base_size=4, decay_modes=("fixed",)).expand())
+    sep = [train_group([r], device="cpu")[0] for r in runs]
+    bat = train_group(runs, device="cpu", batched=True)
+    assert all(o.batched_with == 2 for o in bat)
+    for a, b in zip(sep, bat, strict=True):
+        assert a.key == b.key and a.test_metric == pytest.approx(b.test_metric, rel=1e-4)
+    assert torch.equal(bat[0].model.kernels[0].decay.detach(), torch.full((8,), 1.5))
+    k = bat[1].model.kernels[0]
+    assert (-torch.exp(k.A_real)).mean().item() == pytest.approx(-1.5, rel=1e-5)
