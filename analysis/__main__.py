@@ -104,6 +104,9 @@ def cmd_report(args) -> int:
           f"(load {t_load:.1f} s, analysis {res.timings['analyze']:.1f} s)")
     for name in sorted(paths):
         print(f"  {printable(name)}")
+    if res.verdict is not None:
+        for line in res.verdict.sentences():
+            print(printable(line))
     return 0
 
 
@@ -122,7 +125,7 @@ def cmd_compare(args) -> int:
     for p, ck in zip(args.checkpoints, cks, strict=True):
         cb, close = _bar(f"analyse {os.path.basename(p)}", args.quiet)
         try:
-            results.append(analyze(ck, L, channels=_channels(args.channels), progress=cb))
+            results.append(analyze(ck, L, channels=_channels(args.channels), progress=cb, verdict=False))
         finally:
             close()
     cmp = compare_results(results, [os.path.basename(p) for p in args.checkpoints])

@@ -172,7 +172,7 @@ def _check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _names(kernels) -> list[str]:
+def layer_names(kernels) -> list[str]:
     """The layer names in model order (a repeated name gets '#<index>')."""
     out: list[str] = []
     for i, k in enumerate(kernels):
@@ -181,7 +181,7 @@ def _names(kernels) -> list[str]:
     return out
 
 
-def _layer_indices(layers, names: list[str]) -> list[int]:
+def layer_indices(layers, names: list[str]) -> list[int]:
     """Indices of the requested layers (ints in model order, negative from the end, or names); all if None."""
     if layers is None:
         return list(range(len(names)))
@@ -231,8 +231,8 @@ def extract_kernels(ck, L: int, progress=None, layers=None, dtype="float64") -> 
     kernels = _kernels_of(ck)
     L = check_length(L, 1, 1)  # a positive integer (2.5, '64', True refused); each kernel checks its own budget
     dt = _check_dtype(dtype)
-    names = _names(kernels)
-    idx = _layer_indices(layers, names)
+    names = layer_names(kernels)
+    idx = layer_indices(layers, names)
     owner = _owner(ck)
     out: dict[str, np.ndarray] = {}
     for j, i in enumerate(idx):

@@ -231,6 +231,7 @@ class Report:
     figures: dict  # {layer name: LayerFigures}
     timings: dict = field(default_factory=dict)  # seconds: extract, analyze (and load, set by the CLI)
     kernel_arrays: dict | None = None  # {layer name: (C_k, H, L) float64}; None once dropped
+    verdict: object | None = None  # `analysis.verdict.Verdict` at L (set by `analysis.report.analyze`), or None
 
     def layer_rows(self) -> list[dict]:
         return [s.row() for s in self.layers]
@@ -249,7 +250,8 @@ class Report:
         params, analysis_warnings."""
         return {"meta": self.meta(), "checkpoint": self.checkpoint.to_dict(), "kernels": self.kernels,
                 "layers": self.layer_rows(), "channels": self.channel_rows(), "params": self.params.to_dict(),
-                "analysis_warnings": self.warnings}
+                "analysis_warnings": self.warnings,
+                **({"verdict": self.verdict.to_dict()} if self.verdict is not None else {})}
 
     def all_warnings(self) -> list[str]:
         """The checkpoint's (assumed settings) and the analysis' warnings."""

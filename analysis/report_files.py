@@ -177,7 +177,7 @@ def _report_body(rep: Report, data: dict, figs) -> str:
     if rep.checkpoint.card:
         body.append("<h2>Model card</h2><pre>" + html.escape(json.dumps(_jsonable(rep.checkpoint.card), indent=1))
                     + "</pre>")
-    if getattr(rep, "verdict", None) is not None:
+    if rep.verdict is not None:
         body.append(_verdict_section(rep.verdict))
     body += ["<h2>Layers</h2><div class='scroll'>", _layer_table(data["layers"]), "</div>",
              "<h2>Kernels</h2>", _html_table(rep.kernels),
@@ -223,11 +223,9 @@ def write_report(result: Report, out_dir, html_page: bool = True, png: bool | No
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     data = result.to_dict()
-    verdict = getattr(result, "verdict", None)
     tables = [("channels", data["channels"]), ("layers", data["layers"]), ("kernels", data["kernels"]),
               ("params_layers", data["params"]["per_layer"]), ("params_scaling", data["params"]["scaling"])]
-    if verdict is not None:
-        data["verdict"] = verdict.to_dict()
+    if "verdict" in data:
         tables.append(("verdict", data["verdict"]["layers"]))
     paths = {}
     for name, rows in tables:

@@ -43,7 +43,7 @@ import numpy as np
 from sgconv_core.families import family
 
 from .decay import MIN_FIT_LENGTH, batch_decay, median_iqr
-from .extract import _layer_indices, _names, extract_kernels  # the layer naming extract_kernels uses
+from .extract import extract_kernels, layer_indices, layer_names  # the layer naming extract_kernels uses
 
 __all__ = ["verdict", "METHOD", "layer_decay", "growth_class", "layer_params", "Verdict", "LayerVerdict", "DecayFit",
            "PARAM_LENGTHS", "MIN_VERDICT_LENGTH", "VERDICT_BINS", "R2_MIN", "FLOOR", "CHANGE_TOL", "CHECK_MAX_VALUES"]
@@ -326,8 +326,8 @@ def verdict(ck, L: int | None = None, layers=None, check: bool = True) -> Verdic
     L = int(ck.default_length if L is None else L)
     if L < 1:
         raise ValueError(f"L must be a positive number of taps, got {L}")
-    all_names = _names(ck.kernels)
-    idx = _layer_indices(layers, all_names)  # ValueError naming the layers for one the model does not have
+    all_names = layer_names(ck.kernels)
+    idx = layer_indices(layers, all_names)  # ValueError naming the layers for one the model does not have
     names = [all_names[i] for i in idx]
     fit_L = L >= MIN_VERDICT_LENGTH
     Ks = extract_kernels(ck, L, layers=idx) if fit_L else {nm: None for nm in names}

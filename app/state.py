@@ -16,7 +16,16 @@ the other modules look it up there, not here.
 """
 from __future__ import annotations
 
-from app.store.caches import FLOAT32_ABOVE, analysis, fit_curve_rows, intervention, kernel_layer, kernels, task_for
+from app.store.caches import (
+    FLOAT32_ABOVE,
+    analysis,
+    fit_curve_rows,
+    intervention,
+    kernel_layer,
+    kernels,
+    task_for,
+    verdict,
+)
 from app.store.files import (
     EXTENSIONS,
     PRETRAINED_ENV,
@@ -43,5 +52,5 @@ __all__ = [
     "device_label", "file_digest", "find_pretrained", "fit_curve_rows", "intervention", "kernel_layer", "kernels", "link_params",
     "list_pretrained", "load_from_query", "load_path", "load_upload", "models", "parse_extra_settings",
     "pretrained_dir", "read_card", "read_header", "remove_model", "safe_filename", "settings_key", "task_for",
-    "torch_threads", "unique_name", "uploads_dir", "warm_up", "write_link",
+    "torch_threads", "unique_name", "uploads_dir", "verdict", "warm_up", "write_link",
 ]

@@ -25,7 +25,7 @@ from analysis.frequency import frequency_response, ssm_transfer
 REPO = Path(__file__).resolve().parents[1]
 REPO_ROOT = str(REPO)
 MAIN = str(REPO / "app" / "main.py")
-PAGES = ("kernels", "decay", "frequency", "parameters", "attribution")
+PAGES = ("kernels", "decay", "frequency", "parameters", "principles", "attribution")
 SGC, S4D, S4 = "delay-sgconv", "digits-s4d", "digits-s4"
 L = 256  # the fixtures' l_max
 

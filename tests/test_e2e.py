@@ -40,7 +40,7 @@ if sync_playwright is None:
 
 EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
 #: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).
-NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Attribution", "Ablation", "Interventions"]
+NAV_TITLES = ["Models", "Kernels", "Decay", "Frequency", "Parameters", "Principles", "Attribution", "Ablation", "Interventions"]
 
 
 def _pretrained_folder(fixture_dir: Path) -> tuple[Path, list[str]]:

@@ -7,7 +7,6 @@ import streamlit as st
 from analysis.verdict import METHOD, PARAM_LENGTHS
 from app import figures as fig_
 from app import state, ui
-from app.store import caches
 
 st.title("Principles")
 st.caption("Li et al. (2022): a good long-convolution kernel needs (1) a number of parameters that grows "
@@ -28,7 +27,7 @@ for n in names:
     st.subheader(ui.plain(n), anchor=False)
     try:
         with st.spinner(f"Fitting {n}'s kernels..."):
-            v = caches.verdict(loaded[n], lengths[n])
+            v = state.verdict(loaded[n], lengths[n])
     except ValueError as e:  # CheckpointError included: a length the kernels refuse
         st.error(ui.plain(f"{n}: {e}"), icon=":material/error:")
         continue
