@@ -78,8 +78,8 @@ def point_stats(spec: SweepSpec, rows: list[dict]) -> list[dict]:
     return out
 
 
-def _mean_by(rows: list[dict], x: str, scale: float) -> tuple[list, list, list]:
-    """(x values, means, sample sds) of rows grouped by the field x (metric times scale)."""
+def _mean_by(rows: list[dict], x: str, scale: float) -> tuple[list, list, list, list]:
+    """(x values, means, sample sds, n) of rows grouped by the field x (metric times scale)."""
     groups = defaultdict(list)
     for r in rows:
         if r.get("test_metric") is not None:

@@ -183,7 +183,8 @@ def grid_count() -> None:
         return
     done_n = len(store.done_keys(r.key() for r in runs))
     st.markdown(f"{len(runs)} runs in this grid: **{done_n} already done** (stored), **{len(runs) - done_n} to "
-                "train**" + (" — use the quick preset on a CPU." if on_cpu and ss["abl-preset"] != "quick" else ""))
+                "train**" + (" — the paper-like grid is meant for a GPU; pick a CPU preset." if on_cpu
+                             and ss["abl-preset"] == "default" else ""))
 
 
 with b3:
@@ -262,8 +263,8 @@ def results() -> None:
     metric = rows[0]["metric"]
     show_paper = st.toggle("Show the paper's curves", value=True, key="abl-paper",
                            help=f"{PAPER_SOURCE}. Drawn for SGConv only; a different task and scale from ours.")
-    left, right = st.columns(2)
-    with left:
+    left, right = st.columns(2) if spec.decays and spec.sizes else (st.container(), st.container())
+    with left:  # one axis: its plot takes the whole width
         if spec.decays:
             ui.show_figure(afig.decay_figure(spec, rows, metric, show_paper), None, "ablation-decay", key="abl-decay")
     with right:
