@@ -116,6 +116,12 @@ def test_rescore_refuses_a_card_that_does_not_describe_the_weights(trained, tmp_
     with pytest.raises(CheckpointError, match="differs from the card"):
         rescore(path)
     assert path.read_bytes() == before
+    # an explicit, looser tolerance (float32 differences between CPUs) is accepted and recorded
+    new = rescore(path, tolerance=0.005)
+    assert new["rescore"]["tolerance"] == 0.005
+    assert new["rescore"]["value"] == pytest.approx(card["test_value"] - 0.004, abs=1e-12)
+    with pytest.raises(ValueError, match="tolerance"):
+        rescore(path, tolerance=-1)
 
 
 def test_rescore_cli(trained, tmp_path, capsys):
