@@ -147,8 +147,21 @@ def test_summary(model, task, batch_size: int = 128) -> dict:
 
     ``test_value`` is the task's metric; ``test_n`` the number of distinct test examples; ``test_ci`` ``[low,
     high]`` its 95 % interval (`metric_interval`: Wilson for accuracy, a bootstrap with seed 0 for NMSE)."""
+    from .train import predict
+
     x, y = task.split("test")
-    s = _score(model, task, x, y, batch_size, seed=0)
+    with torch.no_grad():
+        pred = predict(model, x, batch_size)
+    return test_summary_of(task, pred)
+
+
+def test_summary_of(task, pred: torch.Tensor) -> dict:
+    """`test_summary` from a model's outputs ``pred`` on ``task``'s whole test split (computed once by the caller)."""
+    x, y = task.split("test")
+    if len(pred) != len(y):
+        raise ValueError(f"outputs for {len(pred)} examples but the test split has {len(y)}")
+    s = {"value": task.metric(pred, y), "n_unique": _unique_rows(x),
+         **_interval(task.spec.metric, pred, y, task.nmse_start, 0)}
     out = {"test_value": s["value"], "test_n": s["n_unique"], "test_ci": [s["ci_low"], s["ci_high"]],
            "test_interval": s["interval"]}
     if task.spec.name == "listops":

@@ -229,16 +229,17 @@ def _key_value(k: str, v) -> str:
 
 
 def make_card(cfg: TrainConfig, task, model, *, test_metric, val_metric, best_step, steps_done, wall, device,
-              stopped) -> dict:
+              stopped, summary: dict | None = None) -> dict:
     """The model card of a finished run. Besides the config and bookkeeping it carries the test split's metric with
     its n and 95 % interval (``test_n``, ``test_ci``, ``test_interval``) and, for ListOps, the three baselines on the
-    same split (``test_baselines``): `sgconv_core.evaluate.test_summary`."""
+    same split (``test_baselines``): `sgconv_core.evaluate.test_summary` (``summary``: already computed by
+    `Run.finish` from the same outputs)."""
     from .evaluate import test_summary
 
     spec = task.spec
     n_kernel = sum(k.n_params for k in model.kernels)
-    summary = test_summary(model, task, cfg.eval_batch_size)
-    del summary["test_value"]  # the caller's test_metric is the value (the same model on the same split)
+    summary = dict(summary) if summary is not None else test_summary(model, task, cfg.eval_batch_size)
+    summary.pop("test_value", None)  # the caller's test_metric is the value (the same model on the same split)
     return {
         "name": os.path.splitext(os.path.basename(cfg.out))[0] if cfg.out else f"{cfg.task}-{cfg.family}",
         "task": cfg.task, "task_params": dict(cfg.task_params), "task_seed": cfg.task_seed,
@@ -281,6 +282,7 @@ class Run:
     losses: list = field(default_factory=list)      # [step, loss] for every step
     since_eval: list = field(default_factory=list)  # losses since the last evaluation
     error: str | None = None             # why the run stopped (a non-finite loss); it takes no more steps
+    test_summary: dict | None = None     # set by finish: test value, n, 95 % interval (evaluate.test_summary_of)
 
     @classmethod
     def start(cls, cfg: TrainConfig, model: SequenceModel, key: str = "") -> Run:
@@ -340,14 +342,17 @@ class Run:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
-        x_test, y_test = task.split("test")
-        test = score(self.model, task, x_test, y_test, self.cfg.eval_batch_size)
+        from .evaluate import test_summary_of
+
+        x_test, _ = task.split("test")
+        self.test_summary = test_summary_of(task, predict(self.model, x_test, self.cfg.eval_batch_size))
         self.model.cpu()
-        return test
+        return self.test_summary["test_value"]
 
     def card(self, task, test_metric: float, wall: float, device: torch.device, stopped: str | None) -> dict:
         return make_card(self.cfg, task, self.model, test_metric=test_metric, val_metric=self.best,
-                         best_step=self.best_step, steps_done=self.step, wall=wall, device=device, stopped=stopped)
+                         best_step=self.best_step, steps_done=self.step, wall=wall, device=device, stopped=stopped,
+                         summary=self.test_summary)
 
 
 class SeparateModels:

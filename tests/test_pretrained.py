@@ -20,7 +20,8 @@ FOLDER = os.path.join(ROOT, "pretrained")
 FILES = sorted(glob.glob(os.path.join(FOLDER, "*.safetensors")))
 N_SLICE = 200
 CARD_FIELDS = {"task", "task_params", "metric", "test_value", "baseline", "steps", "wall_time_s", "device",
-               "seed", "kernel_params", "total_params", "model_config", "torch", "date", "command"}
+               "seed", "kernel_params", "total_params", "model_config", "torch", "date", "command", "test_n", "test_ci",
+               "test_interval"}
 
 pytestmark = pytest.mark.skipif(not FILES, reason="pretrained/ holds no .safetensors models (train the zoo first)")
 
@@ -78,3 +79,39 @@ def test_pretrained_model_reproduces_its_card_on_the_whole_test_split(path):
     assert got["n"] == ck.card["n_test"]
     tol = 1.0 / got["n"] + 1e-9 if ck.card["metric"] == "accuracy" else 1e-3 * want
     assert abs(got["value"] - want) <= tol, (got["value"], want)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
+def test_cards_carry_n_and_an_interval_that_fit_their_split(path):
+    """test_n is the test split's size (all distinct), test_ci brackets test_value; for accuracy it is the
+    Wilson interval of test_value * test_n correct answers."""
+    from sgconv_core.stats import wilson_interval
+
+    card = read_card(path)
+    assert card["test_n"] == card["n_test"]
+    lo, hi = card["test_ci"]
+    assert lo <= card["test_value"] <= hi
+    if card["metric"] == "accuracy":
+        k = round(card["test_value"] * card["test_n"])
+        assert abs(k - card["test_value"] * card["test_n"]) < 1e-6
+        assert (lo, hi) == pytest.approx(wilson_interval(k, card["test_n"]), abs=1e-12)
+    else:
+        assert hi - lo < 0.5 * card["test_value"]  # a bootstrap interval of a mean over 500 sequences is narrow
+
+
+LISTOPS = [f for f in FILES if os.path.basename(f).startswith("listops-")]
+
+
+@pytest.mark.parametrize("path", LISTOPS, ids=[os.path.basename(f) for f in LISTOPS])
+def test_listops_cards_list_the_baselines_of_their_own_test_split(path):
+    from sgconv_core.baselines import listops_baselines
+    from sgconv_core.tasks import task_from_card
+
+    card = read_card(path)
+    task = task_from_card(card)
+    assert task.spec.params["L"] == 192 and task.spec.params["min_depth"] == 3  # the current default task
+    want = listops_baselines(task, "test")
+    for name in ("majority", "operator_lookup", "one_level"):
+        got = card["test_baselines"][name]
+        assert got["value"] == want[name]["value"] and got["n"] == card["test_n"]
+        assert got["ci"] == pytest.approx([want[name]["ci_low"], want[name]["ci_high"]], abs=1e-12)
