@@ -69,6 +69,10 @@ def test_cli_preset_prints_its_sentence(tmp_path, capsys):
     assert cli_main(["--preset", "delay-far", "--dry-run", "--quiet", "--db", str(tmp_path / "a.sqlite")]) == 0
     out = capsys.readouterr().out
     assert "preset delay-far: Delay with lag 64" in out and "18 runs" in out
+    # a preset made for one task refuses another (exit 2, one line naming the clash)
+    assert cli_main(["--preset", "digits", "--task", "delay", "--dry-run", "--db", str(tmp_path / "a.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "preset 'digits' is made for the digits task" in err
 
 
 # ---------------------------------------------------------------------------------------------------- mean ± sd

@@ -72,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(a, parser):
     from sgconv_core.train import key_values
 
-    from .spec import SweepSpec, preset
+    from .spec import PRESETS, SweepSpec, preset
 
+    own = PRESETS[a.preset].task if a.preset else None
+    if own and a.task and a.task != own:
+        raise ValueError(f"--task {a.task}: preset {a.preset!r} is made for the {own} task; use --preset quick "
+                         f"--task {a.task} for a small grid on it")
     spec = preset(a.preset, a.family or "sgconv", a.task) if a.preset else SweepSpec(
         task=a.task or "digits", family=a.family or "sgconv")
     if a.task_param:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from sgconv_core.families import FAMILIES as _FAMILIES
@@ -464,7 +465,7 @@ class Preset:
 
     name: str
     label: str
-    make: object
+    make: Callable[..., SweepSpec]
     task: str | None = None
     rewards: str | None = None
 
