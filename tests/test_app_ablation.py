@@ -245,3 +245,50 @@ def test_results_show_mean_and_sd_over_seeds(tmp_path, monkeypatch):
     ours = fig["data"][0]
     assert ours["y"] == pytest.approx([20.0]) and ours["error_y"]["array"] == pytest.approx([10.0])
     assert "n = 3 seeds" in ours["name"]
+
+
+def test_paper_curves_only_beside_accuracy(tmp_path, monkeypatch):
+    """The paper's curves are accuracy (%) on a classification task: over an NMSE axis (delay) neither the toggle
+    nor a paper trace is drawn; on digits (accuracy) both are."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.ablation import Store, SweepSpec
+
+    monkeypatch.setenv("KERNELSCOPE_DB", str(tmp_path / "abl.sqlite"))
+    store = Store(tmp_path / "abl.sqlite")
+
+    def stored_page(task, metric, value, L):
+        at = AppTest.from_file(MAIN, default_timeout=60)
+        ok(at.switch_page("views/ablation.py").run())
+        ok(at.selectbox(key="abl-preset").set_value("quick").run())
+        ok(at.selectbox(key="abl-task").set_value(task).run())
+        at.text_input(key="abl-decays").input("0")
+        at.text_input(key="abl-sizes").input("")
+        at.text_input(key="abl-seeds").input("0")
+        for k, v in TINY:
+            at.number_input(key=k).set_value(v)
+        at.number_input(key="abl-L").set_value(L)
+        ok(at.run())
+        params = {**json.loads(at.session_state["abl-task-params"] or "{}"), "L": L}
+        spec = SweepSpec(task=task, task_params=params, family="sgconv", decays=(0.0,), sizes=(), base_size=8,
+                         base_decay=float(at.session_state["abl-base-decay"]), seeds=(0,), steps=3, d_model=8,
+                         n_layers=1, batch_size=8, eval_every=3)
+        r = spec.expand()[0]
+        store.put_run({"key": r.key(), "status": "done", "task": task, "family": "sgconv", "decay": r.decay,
+                       "decay_mode": r.decay_mode, "size": r.size, "seed": r.seed, "steps": 3, "metric": metric,
+                       "test_metric": value, "val_metric": value, "steps_done": 3, "kernel_params": 1, "spec": {},
+                       "curve": {}, "checkpoint": None, "device": "cpu", "wall_time_s": 0.1})
+        ok(at.run())
+        assert any("1 already done" in m.value for m in at.markdown)
+        fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                   if "vs decay" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+        return at, [t.get("name", "") for t in fig["data"]]
+
+    at, names = stored_page("delay", "nmse", 0.05, 128)
+    assert not [t for t in at.toggle if t.key == "abl-paper"]
+    assert not any("paper" in n for n in names)
+    at, names = stored_page("digits", "accuracy", 0.5, 64)
+    assert [t for t in at.toggle if t.key == "abl-paper"]
+    assert any("paper" in n for n in names)

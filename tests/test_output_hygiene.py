@@ -109,8 +109,8 @@ def test_ablation_cli_output_lines_are_escaped(tmp_path, capsys):
                str(tmp_path / f"d{ESC}.sqlite")])
     out = capsys.readouterr().out
     assert rc == 0
-    _clean(out.splitlines()[0], expect_shown=2)  # the name and the database path, on one line
-    assert len(out.splitlines()) == 1 + 12
+    _clean(out.splitlines()[1], expect_shown=2)  # the name and the database path (line 0: what the task rewards)
+    assert len(out.splitlines()) == 2 + 36  # 12 points x 3 seeds
 
 
 def test_zoo_table_shows_card_text_as_text(tmp_path, capsys):

@@ -261,8 +261,10 @@ def results() -> None:
                 "refresh, and in other sessions).", icon=":material/info:")
         return
     metric = rows[0]["metric"]
-    show_paper = st.toggle("Show the paper's curves", value=True, key="abl-paper",
-                           help=f"{PAPER_SOURCE}. Drawn for SGConv only; a different task and scale from ours.")
+    show_paper = False  # the paper's curves are accuracy (%): drawn only beside accuracy, never over an NMSE axis
+    if metric == "accuracy":
+        show_paper = st.toggle("Show the paper's curves", value=True, key="abl-paper",
+                               help=f"{PAPER_SOURCE}. Drawn for SGConv only; a different task and scale from ours.")
     left, right = st.columns(2) if spec.decays and spec.sizes else (st.container(), st.container())
     with left:  # one axis: its plot takes the whole width
         if spec.decays:
