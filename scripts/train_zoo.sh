@@ -13,7 +13,7 @@ declare -A Z=(
   [delay-sgconv]="--task delay --family sgconv --d-model 32 --n-layers 1 --kernel-arg kernel_dim=64 --steps 1500 --batch-size 32 --eval-every 100 --time-budget 300"
   [delay-s4d]="--task delay --family s4d --d-model 32 --n-layers 1 --kernel-arg d_state=64 --kernel-arg init=lin --steps 1500 --batch-size 32 --eval-every 100 --time-budget 300"
   [delay-s4]="--task delay --family s4 --d-model 32 --n-layers 1 --kernel-arg d_state=64 --kernel-arg init=legs --steps 3000 --batch-size 32 --eval-every 100 --time-budget 900"
-  [listops-sgconv]="--task listops --family sgconv --d-model 64 --n-layers 4 --bidirectional --kernel-arg kernel_dim=8 --steps 6000 --batch-size 32 --eval-every 250 --time-budget 720"
+  [listops-sgconv]="--task listops --family sgconv --d-model 64 --n-layers 4 --bidirectional --kernel-arg kernel_dim=32 --steps 7000 --batch-size 32 --eval-every 250 --time-budget 720"
   [listops-s4d]="--task listops --family s4d --d-model 64 --n-layers 4 --bidirectional --kernel-arg d_state=32 --kernel-arg init=lin --steps 6000 --batch-size 32 --eval-every 250 --time-budget 720"
   [listops-s4]="--task listops --family s4 --d-model 64 --n-layers 4 --bidirectional --kernel-arg d_state=32 --kernel-arg init=legs --steps 5000 --batch-size 32 --eval-every 250 --time-budget 720"
 )
