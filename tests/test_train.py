@@ -186,6 +186,9 @@ def test_cli_train_then_evaluate(tmp_path):
     assert "val accuracy" in r.stdout and "test accuracy" in r.stdout and out.exists()
     card = sgconv_core.load(out).card
     assert card["steps"] == 6 and card["model_config"]["kernel_args"] == {"kernel_dim": 8}
+    lo, hi = card["test_ci"]  # the printed test metric carries its interval and n
+    assert (f"test accuracy {card['test_value']:.4f}, 95% CI [{lo:.4f}, {hi:.4f}] (Wilson), n = 250"
+            in r.stdout), r.stdout
 
     r = _run(["sgconv_core.evaluate", str(out), "--n", "40", "--seed", "5"])
     assert r.returncode == 0, r.stderr
