@@ -19,6 +19,7 @@ from __future__ import annotations
 from app.store.caches import (
     FLOAT32_ABOVE,
     analysis,
+    card_task,
     fit_curve_rows,
     intervention,
     kernel_layer,
@@ -48,7 +49,7 @@ from app.store.settings import SETTINGS_CHOICES, clean_settings, parse_extra_set
 
 __all__ = [
     "EXTENSIONS", "FLOAT32_ABOVE", "LINK_PARAMS", "MAX_COMPARE", "PRETRAINED_ENV", "REPO_ROOT", "SETTINGS_CHOICES", "UPLOADS_ENV",
-    "LoadResult", "ModelEntry", "add_model", "analysis", "checkpoint", "clean_settings", "compute_device",
+    "LoadResult", "ModelEntry", "add_model", "analysis", "card_task", "checkpoint", "clean_settings", "compute_device",
     "device_label", "file_digest", "find_pretrained", "fit_curve_rows", "intervention", "kernel_layer", "kernels", "link_params",
     "list_pretrained", "load_from_query", "load_path", "load_upload", "models", "parse_extra_settings",
     "pretrained_dir", "read_card", "read_header", "remove_model", "safe_filename", "settings_key", "task_for",

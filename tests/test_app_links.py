@@ -167,3 +167,19 @@ def test_kernels_page_notes_are_escaped(app_env, monkeypatch):
     at = linked_app("kernels")
     shown = [i.value for i in at.info]
     assert f"{SGC}: layer \\*x\\* of \\[a\\](b) refuses \\`L\\`" in shown, shown
+
+
+def test_card_task_keeps_an_old_listops_cards_task():
+    """A ListOps card written before the depth range (L = 512, fixed depth 4, no min_depth) rebuilds its own task
+    in the app (`app.state.card_task`), not today's default (L = 192, depths 3..4)."""
+    from app.state import card_task
+    from sgconv_core.tasks import get_task
+
+    old = {"L": 512, "max_depth": 4, "max_args": 5, "min_length": 32, "value_p": 0.25, "n_train": 200,
+           "n_val": 20, "n_test": 20}
+    card = {"task": "listops", "task_seed": 0, "task_params": {"n_train": 200, "n_val": 20, "n_test": 20},
+            "task_spec": {"params": old}}
+    task = card_task(card)
+    assert task.spec.L == 512 and get_task("listops").spec.L == 192
+    x, _ = task.split("test")
+    assert x.shape == (20, 512) and int((x > 0).sum(1).min()) >= 32  # the old generator's length filter

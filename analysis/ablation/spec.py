@@ -272,7 +272,7 @@ class SweepSpec:
     def length(self):
         L = self.task_params.get("L")
         if L is None:
-            return {"digits": 1024, "delay": 1024, "listops": 512}.get(self.task)
+            return {"digits": 1024, "delay": 1024, "listops": 192}.get(self.task)
         return L
 
     # -- validation ----------------------------------------------------------------------------------------

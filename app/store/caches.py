@@ -110,6 +110,14 @@ def task_for(name: str, seed: int = 0, params: dict | None = None):
     return _task(name, int(seed), json.dumps(params or {}, sort_keys=True))
 
 
+def card_task(card: dict):
+    """The task a model card was trained on, exactly (`sgconv_core.tasks.task_params_from_card`: the card's full
+    parameters, so a card keeps its task when defaults change), shared across sessions (raises ValueError)."""
+    from sgconv_core.tasks import task_params_from_card
+
+    return task_for(card.get("task"), int(card.get("task_seed", 0)), task_params_from_card(card))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _intervention(digest: str, skey: str, kind: str, values, layer, data, data_digest, n, seed: int,
                   _entry: ModelEntry, _progress=None) -> dict:

@@ -19,7 +19,7 @@ from app import figures as fig_
 from app import state, ui
 from app.store.files import safe_filename, sha256_file, uploads_dir, write_atomic
 from sgconv_core.data import DATA_SUFFIXES, INPUT_KEYS, TARGET_KEYS, DataError, input_spec, load_data, task_misfit
-from sgconv_core.tasks import TASKS
+from sgconv_core.tasks import TASKS, task_params_from_card
 
 DATA_FILE = "Data file (yours)"
 
@@ -50,7 +50,7 @@ card = ck.card or {}
 def _task_params(task_name: str) -> dict:
     """The card's task parameters for the model's own task, else the task at the model's length."""
     if task_name == card.get("task"):
-        return dict(card.get("task_params") or {})
+        return task_params_from_card(card)
     return {"L": ck.default_length} if task_name != "listops" else {}
 
 

@@ -91,7 +91,7 @@ st.caption(ui.plain(f"{kind}: {WHAT[kind]}."))
 
 card = ck.card or {}
 try:  # the task's length, for the default truncation grid shown as the placeholder (the task is cached)
-    L_task = (state.task_for(card["task"], int(card.get("task_seed", 0)), card.get("task_params")).spec.L
+    L_task = (state.card_task(card).spec.L
               if card.get("task") else None)
 except (ValueError, TypeError, KeyError):
     L_task = None

@@ -93,7 +93,7 @@ def ideal_for(ck, L):
     if card.get("task") != "delay":
         return None
     try:
-        return state.task_for("delay", card.get("task_seed", 0), card.get("task_params")).ideal_kernel(L)
+        return state.card_task(card).ideal_kernel(L)
     except (ValueError, TypeError):
         return None
 
