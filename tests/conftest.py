@@ -1,8 +1,9 @@
-"""Fixtures for the app tests (tests/test_app*.py, tests/test_e2e*.py) only.
+"""Shared fixtures: the app tests' (tests/test_app*.py, tests/test_e2e*.py) and one for training tests.
 
 - ``app_models_dir``: a folder of tiny kernelscope checkpoints (SGConv on the delay task, S4D and S4 on digits;
   d_model 8, 2 layers, l_max 256), built once per session with ``sgconv_core.save``.
 - ``app_env``: points the app's pretrained folder at those checkpoints and its upload folder at a tmp dir.
+- ``one_torch_thread``: torch on one thread for the test (tiny training runs are faster so on 2 shared cores).
 - an autouse fixture that clears Streamlit's process-global caches (and analysis.extract's) around every app
   test, so AppTest instances never see each other's cached objects. Other test modules are left alone.
 """
@@ -76,3 +77,14 @@ def app_env(app_models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELSCOPE_PRETRAINED", str(app_models_dir))
     monkeypatch.setenv("KERNELSCOPE_UPLOADS", str(tmp_path / "uploads"))
     return app_models_dir
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch.set_num_threads(1) for the test, restored after it."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

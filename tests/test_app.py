@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apptest import MAIN, REPO, ok
 
 import sgconv_core
 from analysis.decay import envelope, exp_fit, power_law_fit
 from analysis.extract import extract_kernels, ssm_modes
 from analysis.frequency import frequency_response, ssm_transfer
 
-REPO = Path(__file__).resolve().parents[1]
 REPO_ROOT = str(REPO)
-MAIN = str(REPO / "app" / "main.py")
 PAGES = ("kernels", "decay", "frequency", "parameters", "principles", "attribution")
 SGC, S4D, S4 = "delay-sgconv", "digits-s4d", "digits-s4"
 L = 256  # the fixtures' l_max
@@ -35,14 +34,6 @@ def new_app():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(MAIN, default_timeout=60)
-
-
-def ok(at):
-    """Assert the last run raised nothing (not even into main.py's last guard) and return the AppTest."""
-    assert not at.exception, [e.value for e in at.exception]
-    failed = [e.value for e in at.error if "could not finish" in e.value]
-    assert not failed, failed
-    return at
 
 
 def decode(v):

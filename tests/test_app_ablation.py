@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from apptest import MAIN, ok
 
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "app" / "main.py")
 TINY = (("abl-L", 64), ("abl-steps", 3), ("abl-dmodel", 8), ("abl-layers", 1), ("abl-batch", 8), ("abl-eval", 3),
         ("abl-base-size", 8))
-
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def as_session(monkeypatch, sid: str) -> None:

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest import MAIN, PRE, ok
 
 from analysis.intervene import intervene
 
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "app" / "main.py")
-PRE = REPO / "pretrained"
 STEM = "digits-sgconv"
-
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    failed = [e.value for e in at.error if "could not finish" in e.value]
-    assert not failed, failed
-    return at
 
 
 @pytest.fixture

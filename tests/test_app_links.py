@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
+from apptest import MAIN, ok
 
 import sgconv_core
 from analysis.extract import extract_kernels
 
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "app" / "main.py")
 SGC, S4D = "delay-sgconv", "digits-s4d"
 L = 256  # the fixtures' l_max
 
@@ -26,12 +24,6 @@ def decode(v):
             return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if v.get("shape") else a
         return {k: decode(x) for k, x in v.items()}
     return [decode(x) for x in v] if isinstance(v, list) else v
-
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not [e.value for e in at.error if "could not finish" in e.value]
-    return at
 
 
 def linked_app(page: str, **params):

@@ -3,25 +3,14 @@ two sentences and the per-layer table that `analysis.verdict.verdict` gives for 
 ?L= below the fit's minimum shows the warning instead of numbers."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from apptest import MAIN, PRE, ok
 
 import sgconv_core
 from analysis.verdict import MIN_VERDICT_LENGTH, verdict
 from app.ui import plain
 
-REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "app" / "main.py")
-PRE = REPO / "pretrained"
 STEMS = ["digits-sgconv", "digits-s4d", "digits-s4"]
-
-
-def ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    failed = [e.value for e in at.error if "could not finish" in e.value]
-    assert not failed, failed
-    return at
 
 
 @pytest.fixture
