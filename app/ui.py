@@ -284,15 +284,27 @@ CARD_FIRST = ("task", "family", "metric", "test_value", "val_value", "baseline",
               "steps", "wall_time_s", "device", "date")
 
 
+#: The column that shows a card's test value with its 95 % interval and n (`sgconv_core.zoo_table.format_test_value`).
+TEST_VALUE_COLUMN = "test value [95 % CI] (n)"
+
+
 def card_row(card: dict) -> dict:
-    """A model card flattened for a table: the main fields first, task_params compact, nested dicts dropped."""
+    """A model card flattened for a table: the main fields first (the test value as "value [low, high] (n)",
+    accuracy in % here and in val_value / baseline), task_params compact, nested dicts dropped."""
+    from sgconv_core.zoo_table import format_metric, format_test_value
+
     row = {}
     for key in CARD_FIRST:
-        if key in card:
+        if key == "test_value" and key in card:
+            row[TEST_VALUE_COLUMN] = format_test_value(card)
+        elif key in ("val_value", "baseline") and isinstance(card.get(key), (int, float)):
+            row[key] = format_metric(card.get("metric"), card[key])  # accuracy in %, like the test value
+        elif key in card:
             row[key] = card[key]
     if isinstance(card.get("task_params"), dict):
         row["task_params"] = ", ".join(f"{k}={v}" for k, v in card["task_params"].items())
     for key, v in card.items():
-        if key not in row and key != "task_params" and (v is None or isinstance(v, (int, float, str, bool))):
+        if key not in row and key not in ("task_params", "test_value", "test_n") and (
+                v is None or isinstance(v, (int, float, str, bool))):
             row[key] = v
     return row

@@ -67,7 +67,12 @@ def _num(metric: str, v: float) -> str:
     return f"{100 * v:.1f}" if metric == "accuracy" else f"{v:.4f}"
 
 
-def _fmt_value(card: dict) -> str:
+def format_metric(metric: str, v: float) -> str:
+    """One metric value as shown in tables: accuracy in % ("37.2 %"), NMSE as is ("0.0115")."""
+    return _num(metric, v) + (" %" if metric == "accuracy" else "")
+
+
+def format_test_value(card: dict) -> str:
     """``value [low, high] (n)``: the test value, its 95 % interval and the number of test examples
     (accuracy in %; cards without an interval show the value alone)."""
     v, m = card.get("test_value"), card.get("metric")
@@ -99,7 +104,7 @@ def markdown(folder: str, commands: bool = False) -> str:
         met = target_met(c)
         lines.append(
             f"| {os.path.splitext(r['file'])[0]} | {c.get('task', '?')} | {c.get('family', '?')} | "
-            f"{mc.get('n_layers', '?')} x {mc.get('d_model', '?')} | {c.get('metric', '?')} | {_fmt_value(c)} | "
+            f"{mc.get('n_layers', '?')} x {mc.get('d_model', '?')} | {c.get('metric', '?')} | {format_test_value(c)} | "
             f"{_fmt_baseline(c)} | {'-' if met is None else ('yes' if met else '**no**')} | "
             f"{c.get('kernel_params', 0):,} | {c.get('total_params', 0):,} | {r['size_bytes'] / 1024:.0f} KiB | "
             f"{c.get('device', '?')} | {c.get('threads', '-')} | {c.get('wall_time_s', 0):.0f} s | "
@@ -138,9 +143,9 @@ def baselines_table(rs: list[dict]) -> list[str]:
            "|---|---|" + "---|" * len(names)]
     for r in with_b:
         c, b = r["card"], r["card"]["test_baselines"]
-        cells = [_fmt_value({"metric": c.get("metric"), "test_value": b[k]["value"], "test_ci": b[k]["ci"],
+        cells = [format_test_value({"metric": c.get("metric"), "test_value": b[k]["value"], "test_ci": b[k]["ci"],
                              "test_n": b[k]["n"]}) if k in b else "?" for k in names]
-        out.append(f"| {os.path.splitext(r['file'])[0]} | {_fmt_value(c)} | " + " | ".join(cells) + " |")
+        out.append(f"| {os.path.splitext(r['file'])[0]} | {format_test_value(c)} | " + " | ".join(cells) + " |")
     return out
 
 

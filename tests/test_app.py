@@ -752,3 +752,20 @@ def test_uploads_with_the_same_name_and_size_load_as_themselves(app_env):
     assert res.ok and Path(res.entry.path).read_bytes() == a and res.entry.digest == hashlib.sha256(a).hexdigest()
     assert len(state.checkpoint(res.entry).kernels) == len(ck_a.kernels)
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_card_row_shows_the_test_value_with_its_interval_and_n():
+    """The Models page's card table: the test value as "value [low, high] (n)", accuracy in % there and in the
+    val and baseline columns (one unit per quantity), NMSE as is; the raw fraction and n are not repeated."""
+    from app.ui import TEST_VALUE_COLUMN, card_row
+
+    acc = card_row({"task": "listops", "metric": "accuracy", "test_value": 0.372, "test_ci": [0.343, 0.402],
+                    "test_n": 1000, "val_value": 0.389, "baseline": 0.128})
+    assert acc[TEST_VALUE_COLUMN] == "37.2 [34.3, 40.2] % (1,000)"
+    assert acc["val_value"] == "38.9 %" and acc["baseline"] == "12.8 %"
+    assert "test_value" not in acc and "test_n" not in acc
+    nmse = card_row({"task": "delay", "metric": "nmse", "test_value": 0.0115, "test_ci": [0.0113, 0.0117],
+                     "test_n": 500, "val_value": 0.0117, "baseline": 1.0})
+    assert nmse[TEST_VALUE_COLUMN] == "0.0115 [0.0113, 0.0117] (500)" and nmse["val_value"] == "0.0117"
+    old = card_row({"task": "digits", "metric": "accuracy", "test_value": 0.98})  # a card without an interval
+    assert old[TEST_VALUE_COLUMN] == "98.0 %"
