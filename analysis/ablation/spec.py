@@ -475,10 +475,10 @@ class Preset:
 
 #: The presets, in menu order. Every one trains >= 3 seeds per point.
 PRESETS = {p.name: p for p in (
-    Preset("delay-local", "delay-local (CPU, ~2 min)", _delay(2, "delay-local"), "delay",
+    Preset("delay-local", "delay-local (CPU, ~2.5 min)", _delay(2, "delay-local"), "delay",
            "Delay with lag 2: the target is the input 2 taps back, so a kernel that decays is the right prior "
            "(more decay should lower the NMSE)."),
-    Preset("delay-far", "delay-far (CPU, ~2 min; control)", _delay(64, "delay-far"), "delay",
+    Preset("delay-far", "delay-far (CPU, ~2.5 min; control)", _delay(64, "delay-far"), "delay",
            "Delay with lag 64: the target sits 64 taps back, so strong decay starves the kernel where it must "
            "reach (more decay should raise the NMSE) — the control for delay-local."),
     Preset("digits", "digits (CPU, ~5 min; long context)", _digits, "digits", TASK_REWARDS["digits"]),
