@@ -481,7 +481,7 @@ PRESETS = {p.name: p for p in (
     Preset("delay-far", "delay-far (CPU, ~2.5 min; control)", _delay(64, "delay-far"), "delay",
            "Delay with lag 64: the target sits 64 taps back, so strong decay starves the kernel where it must "
            "reach (more decay should raise the NMSE) — the control for delay-local."),
-    Preset("digits", "digits (CPU, ~5 min; long context)", _digits, "digits", TASK_REWARDS["digits"]),
+    Preset("digits", "digits (CPU, ~2.5 min; long context)", _digits, "digits", TASK_REWARDS["digits"]),
     Preset("quick", "quick (CPU, both axes, any task)", _quick),
     Preset("default", "paper-like (GPU)", _default),
 )}
