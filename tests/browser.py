@@ -3,6 +3,7 @@ waiting for plots, and whole-page screenshots into test-artifacts/ (the launcher
 `analysis.bench.app_start.streamlit_server`)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -55,3 +56,21 @@ def shot(pg, name: str) -> Path:
     finally:
         pg.set_viewport_size(size)
     return path
+
+
+def playwright_or_skip():
+    """Playwright's ``sync_playwright``, or skip the calling test module with the reason (no Debian Chromium at
+    `analysis.bench.app_start.CHROMIUM`, or no playwright package). Call at module level."""
+    import pytest
+
+    from analysis.bench.app_start import CHROMIUM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"real-browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
+                    allow_module_level=True)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the environment
+        pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
+                    allow_module_level=True)
+    return sync_playwright

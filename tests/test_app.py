@@ -7,7 +7,6 @@ input is tested through AppTest. Fixture checkpoints: tests/conftest.py (`app_mo
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pickle
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest import MAIN, REPO, ok
+from apptest import MAIN, REPO, chart, charts, ok, title
 
 import sgconv_core
 from analysis.decay import envelope, exp_fit, power_law_fit
@@ -34,36 +33,6 @@ def new_app():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(MAIN, default_timeout=60)
-
-
-def decode(v):
-    """Plotly JSON values: typed arrays ({dtype, bdata, shape}) to numpy, recursively."""
-    if isinstance(v, dict):
-        if "bdata" in v and "dtype" in v:
-            a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-            if v.get("shape"):
-                a = a.reshape([int(s) for s in str(v["shape"]).split(",")])
-            return a
-        return {k: decode(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [decode(x) for x in v]
-    return v
-
-
-def charts(at) -> list[dict]:
-    """Every plotly chart on the page as a decoded figure dict."""
-    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
-
-
-def title(fig) -> str:
-    t = fig["layout"].get("title", {})
-    return t.get("text", "") if isinstance(t, dict) else str(t)
-
-
-def chart(at, contains: str) -> dict:
-    found = [f for f in charts(at) if contains in title(f)]
-    assert found, f"no chart titled with {contains!r}; titles: {[title(f) for f in charts(at)]}"
-    return found[0]
 
 
 def trace(fig, name: str) -> dict:

@@ -3,12 +3,11 @@
 second run is a cache hit without an exception, and bad values give one st.error line (no traceback)."""
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
 import pytest
-from apptest import MAIN, PRE, ok
+from apptest import MAIN, PRE, decode, ok
 
 from analysis.intervene import intervene
 
@@ -28,18 +27,6 @@ def page(tmp_path, monkeypatch):
     at.multiselect(key="pretrained-pick").set_value([f"{STEM}.safetensors"]).run()
     ok(at.button(key="pretrained-load").click().run())
     return ok(at.switch_page("views/interventions.py").run())
-
-
-def decode(v):
-    """Plotly JSON typed arrays ({dtype, bdata}) to numpy, recursively."""
-    if isinstance(v, dict):
-        if "bdata" in v and "dtype" in v:
-            a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-            return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if v.get("shape") else a
-        return {k: decode(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [decode(x) for x in v]
-    return v
 
 
 def figure(at) -> dict:

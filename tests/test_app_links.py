@@ -4,26 +4,14 @@ value falls back with a note; and the per-layer kernel cache the pages draw from
 Fixture checkpoints: tests/conftest.py (`app_env`)."""
 from __future__ import annotations
 
-import base64
-import json
-
 import numpy as np
-from apptest import MAIN, ok
+from apptest import MAIN, chart, charts, ok
 
 import sgconv_core
 from analysis.extract import extract_kernels
 
 SGC, S4D = "delay-sgconv", "digits-s4d"
 L = 256  # the fixtures' l_max
-
-
-def decode(v):
-    if isinstance(v, dict):
-        if "bdata" in v and "dtype" in v:
-            a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-            return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if v.get("shape") else a
-        return {k: decode(x) for k, x in v.items()}
-    return [decode(x) for x in v] if isinstance(v, list) else v
 
 
 def linked_app(page: str, **params):
@@ -35,21 +23,6 @@ def linked_app(page: str, **params):
     for k, v in params.items():
         at.query_params[k] = v
     return ok(at.switch_page(f"views/{page}.py").run())
-
-
-def charts(at) -> list[dict]:
-    return [decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
-
-
-def title(fig) -> str:
-    t = fig["layout"].get("title", {})
-    return t.get("text", "") if isinstance(t, dict) else str(t)
-
-
-def chart(at, contains: str) -> dict:
-    found = [f for f in charts(at) if contains in title(f)]
-    assert found, [title(f) for f in charts(at)]
-    return found[0]
 
 
 def names(fig) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import no_exception, settle, shot, wait_plots_or_exception
+from browser import no_exception, playwright_or_skip, settle, shot, wait_plots_or_exception
 
 from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
 
@@ -26,17 +26,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"real-browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
-                allow_module_level=True)
-if sync_playwright is None:
-    pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
-                allow_module_level=True)
+sync_playwright = playwright_or_skip()
 
 EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
 #: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import no_exception, settle, shot, wait_plots_or_exception
+from browser import no_exception, playwright_or_skip, settle, shot, wait_plots_or_exception
+from official_layer import sgconv_layer_state
 
 from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
 
@@ -27,32 +28,14 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "data" / "sgconv-lightning"
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"real-browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
-                allow_module_level=True)
-if sync_playwright is None:
-    pytest.skip("real-browser tests need the playwright Python package (pip install playwright)",
-                allow_module_level=True)
+sync_playwright = playwright_or_skip()
 
 H_LAYER = 8
 
 
 def _official_layer(path: Path) -> None:
     """One official SGConv layer (gconv.py's keys: kernel_list, multiplier, kernel_norm, D, output_linear.0)."""
-    g = torch.Generator().manual_seed(0)
-    H = H_LAYER
-    sd = {"D": torch.randn(1, H, generator=g), "multiplier": torch.linspace(1.5, 2.5, H).view(1, H, 1),
-          "kernel_norm": torch.rand(1, H, 1, generator=g) + 1, "kernel_norm_initialized": torch.tensor(True),
-          "output_linear.0.weight": torch.randn(2 * H, H, generator=g) / H,
-          "output_linear.0.bias": torch.randn(2 * H, generator=g)}
-    for i in range(4):
-        sd[f"kernel_list.{i}"] = torch.randn(1, H, 8, generator=g)
-    torch.save(sd, path)
+    torch.save(sgconv_layer_state(H_LAYER), path)
 
 
 @pytest.fixture(scope="module")

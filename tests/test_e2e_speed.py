@@ -26,13 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from analysis.bench.app_start import LAUNCH_ARGS, streamlit_server
+from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
 from analysis.decimate import DEFAULT_BUCKETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 MODELS = ("digits-sgconv", "digits-s4d")
 LENGTHS = (65_536, 1_048_576)
 REPEATS = int(os.environ.get("KS_SPEED_REPEATS", "3"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from official_layer import sgconv_layer_state
 
 import sgconv_core
 from sgconv_core import Checkpoint, ModelConfig, SequenceModel
@@ -329,15 +330,8 @@ def test_one_layer_data_file_and_attribution_known_answer(tmp_path):
 def test_official_single_layer_file_through_load(tmp_path):
     from analysis.attribution import attribute
 
-    g = torch.Generator().manual_seed(0)
     H = 8
-    sd = {"D": torch.randn(1, H, generator=g), "multiplier": torch.linspace(1.5, 2.5, H).view(1, H, 1),
-          "kernel_norm": torch.rand(1, H, 1, generator=g) + 1, "kernel_norm_initialized": torch.tensor(True),
-          "output_linear.0.weight": torch.randn(2 * H, H, generator=g) / H,
-          "output_linear.0.bias": torch.randn(2 * H, generator=g)}
-    for i in range(4):
-        sd[f"kernel_list.{i}"] = torch.randn(1, H, 8, generator=g)
-    torch.save(sd, tmp_path / "layer.pt")
+    torch.save(sgconv_layer_state(H), tmp_path / "layer.pt")
     ck = sgconv_core.load(tmp_path / "layer.pt", mode="cat_randn", init_scale=0)
     spec = input_spec(ck.model)
     assert (spec.kind, spec.width) == ("layer", H)
