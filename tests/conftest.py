@@ -3,6 +3,8 @@
 - ``app_models_dir``: a folder of tiny kernelscope checkpoints (SGConv on the delay task, S4D and S4 on digits;
   d_model 8, 2 layers, l_max 256), built once per session with ``sgconv_core.save``.
 - ``app_env``: points the app's pretrained folder at those checkpoints and its upload folder at a tmp dir.
+- ``browser`` (one headless Chromium per test module, `analysis.bench.app_start`'s path and flags) and ``page``
+  (a fresh browser context, i.e. a new Streamlit session, per test) for the real-browser tests.
 - ``one_torch_thread``: torch on one thread for the test (tiny training runs are faster so on 2 shared cores).
 - an autouse fixture that clears Streamlit's process-global caches (and analysis.extract's) around every app
   test, so AppTest instances never see each other's cached objects. Other test modules are left alone.
@@ -88,3 +90,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/browser.py's `playwright_or_skip`), launched before a module's server so that a
+    cold start measured there does not include the browser's."""
+    from browser import playwright_or_skip
+
+    from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS
+
+    with playwright_or_skip()() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (a new Streamlit session) per test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from browser import no_exception, playwright_or_skip, settle, shot, wait_plots_or_exception
 
-from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
+from analysis.bench.app_start import streamlit_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 
-sync_playwright = playwright_or_skip()
+playwright_or_skip()  # skips this module without Chromium or playwright
 
 EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
 #: The navigation's page titles, in order (Streamlit's older folder-based navigation would list file names).
@@ -56,15 +56,6 @@ def _pretrained_folder(fixture_dir: Path) -> tuple[Path, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium, launched before the server so that the cold start does not include the browser's."""
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def server(browser, app_models_dir, tmp_path_factory):
     """A running `streamlit run app/main.py`; yields (url, folder, two file names, start time, healthy time)."""
     folder, files = _pretrained_folder(app_models_dir)
@@ -82,16 +73,6 @@ OPENED: list[str] = []
 def open_url(pg, url: str) -> None:
     OPENED.append(url)
     pg.goto(url)
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context (a new Streamlit session) per test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
 
 
 TIMINGS: dict[str, float] = {}

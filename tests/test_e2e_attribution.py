@@ -21,14 +21,14 @@ import torch
 from browser import no_exception, playwright_or_skip, settle, shot, wait_plots_or_exception
 from official_layer import sgconv_layer_state
 
-from analysis.bench.app_start import CHROMIUM, LAUNCH_ARGS, streamlit_server
+from analysis.bench.app_start import streamlit_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "data" / "sgconv-lightning"
 
-sync_playwright = playwright_or_skip()
+playwright_or_skip()  # skips this module without Chromium or playwright
 
 H_LAYER = 8
 
@@ -60,23 +60,6 @@ def server(files, tmp_path_factory):
                KERNELSCOPE_UPLOADS=str(tmp_path_factory.mktemp("uploads")), PYTHONUNBUFFERED="1")
     with streamlit_server("app/main.py", env, tmp_path_factory.mktemp("streamlit") / "server.log") as (url, *_):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
