@@ -147,40 +147,53 @@ class _ChunkedFFTConv(torch.autograd.Function):
 
 
 class _FFTConv(torch.autograd.Function):
-    """`_conv` with its backward written out: u (B, H, L), k (C, H, n' <= n), D (C, H) or None -> (B, C, H, L).
+    r"""`_conv` with its backward written out: u (B, H, L), k (C, H, n' <= n), D (C, H) or None -> (B, C, H, L).
 
-    y = irfft(U K)[:L] + D u with U = rfft(u, n), K = rfft(k, n). The gradient of a (zero-padded, length-n)
-    circular convolution is the circular correlation, so with G = rfft(gy, n):
-        gu = irfft(sum_c G conj(K))[:L] + sum_c D gy,   gk = irfft(sum_b G conj(U))[:n'],   gD = sum_{b,l} gy u.
-    One rfft and two irfft's, where autograd's backward of rfft is a full-length complex FFT over a zero-filled
-    buffer. Saves u, U and K (what autograd's product saved too).
+    y = irfft(U K')[:L] with U = rfft(u, n) and K' = rfft(k, n) + D: the skip term D u is the convolution with
+    D at lag 0, whose spectrum is D at every frequency, so it rides in the kernel's spectrum (no pass over the
+    (B, C, H, L) output for it, forward or backward). The gradient of a (zero-padded, length-n) circular
+    convolution is the circular correlation, so with G = rfft(gy, n):
+        gu = irfft(sum_c G conj(K'))[:L],   gk = irfft(sum_b G conj(U))[:n'],   gD = irfft(sum_b G conj(U))[0]
+    (D's gradient is the kernel's at lag 0). One rfft and two irfft's, where autograd's backward of rfft is a
+    full-length complex FFT over a zero-filled buffer. Saves U and K' (the spectra the product saved).
+
+    Layout: the output has shape (B, C, H, L) in token-major memory (strides of a contiguous (B, L, C, H)),
+    which is the layout the layer's activation, output linear and the residual stream use (`ConvLayer`): the
+    slice that drops the wrapped-around half of the inverse FFT is a copy anyway, and it writes that layout. gu
+    is returned token-major too (the layout of the LayerNorm that produced u).
     """
 
     @staticmethod
     def forward(ctx, u, k, D, n):
-        L = u.shape[-1]
+        B, H, L = u.shape
+        C = k.shape[0]
         U, K = torch.fft.rfft(u, n=n), torch.fft.rfft(k, n=n)
-        y = torch.fft.irfft(U.unsqueeze(1) * K, n=n)[..., :L]
         if D is not None:
-            y = y + u.unsqueeze(1) * D.unsqueeze(-1)
-        ctx.save_for_backward(u, U, K, D)
-        ctx.n, ctx.Lk = n, k.shape[-1]
-        return y
+            K = K + D.unsqueeze(-1)  # D at lag 0 <-> D at every frequency
+        y = torch.fft.irfft(U.unsqueeze(1) * K, n=n)  # (B, C, H, n)
+        out = y.new_empty(B, L, C, H).permute(0, 2, 3, 1)
+        out.copy_(y[..., :L])
+        ctx.save_for_backward(U, K)
+        ctx.n, ctx.L, ctx.Lk, ctx.has_D = n, L, k.shape[-1], D is not None
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
-        u, U, K, D = ctx.saved_tensors
-        n, L = ctx.n, u.shape[-1]
+        U, K = ctx.saved_tensors
+        n, L = ctx.n, ctx.L
         G = torch.fft.rfft(gy, n=n)  # (B, C, H, n/2+1)
         gu = gk = gD = None
         if ctx.needs_input_grad[0]:
             prod = G[:, 0] * K[0].conj() if K.shape[0] == 1 else (G * K.conj()).sum(1)
-            gu = torch.fft.irfft(prod, n=n)[..., :L]
-            if D is not None:
-                gu = gu + (gy * D.unsqueeze(-1)).sum(1)
-        if ctx.needs_input_grad[1]:
-            gk = torch.fft.irfft((G * U.conj().unsqueeze(1)).sum(0), n=n)[..., :ctx.Lk]
-        if D is not None and ctx.needs_input_grad[2]:
-            gD = (gy * u.unsqueeze(1)).sum((0, 3))
+            full = torch.fft.irfft(prod, n=n)  # (B, H, n)
+            B, H = full.shape[:2]
+            gu = full.new_empty(B, L, H).transpose(1, 2)
+            gu.copy_(full[..., :L])
+        if ctx.needs_input_grad[1] or (ctx.has_D and ctx.needs_input_grad[2]):
+            corr = torch.fft.irfft((G * U.conj().unsqueeze(1)).sum(0), n=n)  # (C, H, n)
+            if ctx.needs_input_grad[1]:
+                gk = corr[..., :ctx.Lk]
+            if ctx.has_D and ctx.needs_input_grad[2]:
+                gD = corr[..., 0]
         return gu, gk, gD, None

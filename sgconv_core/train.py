@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from .device import device_name, resolve_device
+from .device import device_name, resolve_device, reuse_freed_memory
 from .families import FAMILIES
 from .model import ModelConfig, SequenceModel
 
@@ -388,6 +388,15 @@ def fit(runs: list[Run], task, models=None, progress: Callable[[dict], None] | N
     {"event": "step", "keys", "step", "steps", "losses": {key: loss}, "elapsed_s", "eta_s"} and
     {"event": "eval", "keys", "step", "steps", "val_metrics", "metric", "elapsed_s"}.
     """
+    device = next(runs[0].model.parameters()).device
+    if device.type != "cpu":
+        return _fit(runs, task, models, progress, should_stop, time_budget_s, t0)
+    with reuse_freed_memory():  # the step's activations are re-allocated every step: keep their memory mapped
+        return _fit(runs, task, models, progress, should_stop, time_budget_s, t0)
+
+
+def _fit(runs, task, models, progress, should_stop, time_budget_s, t0) -> str | None:
+    """`fit`'s loop."""
     models = models or SeparateModels()
     t0 = time.time() if t0 is None else t0
     steps, metric = runs[0].cfg.steps, task.spec.metric
