@@ -245,7 +245,7 @@ def test_s4_dplr_matches_dense_powers_any_length(n_ssm):
     for L in (64, 128, 400):  # below, at and above l_kernel
         ours = k(L).detach().numpy()
         ref = s4_dense_powers(k, L)
-        assert np.abs(ours - ref).max() / np.abs(ref).max() < 1e-8, L
+        assert np.abs(ours - ref).max() / np.abs(ref).max() < 1e-10, L  # beyond l_kernel: the block route
     assert torch.equal(k.C, C_before) and int(k.l_kernel) == Lk_before  # nothing was mutated
 
 

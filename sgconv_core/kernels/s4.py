@@ -7,13 +7,19 @@ The stored ``C`` is C~ = C (I - dA^{L_k}) with L_k = ``l_kernel`` (0: C itself),
 code evaluate the kernel at the L_k-th roots of unity with one Cauchy sum and a Woodbury correction:
     k^(w) = 2/(1+w) [r_BC - r_BQ r_PC / (1 + r_PQ)],   r_ab = sum_n dt a_n b_n / (z - dt Lambda_n),
     z = 2(1-w)/(1+w);   K = irfft(k^, L_k)[:L].
-We use that route (differentiable, O(H N L)) for L <= L_k, and an exact modal route for any L: recover C by
-solving (I - dA^{L_k})^T C = C~, eigendecompose dA = V diag(lambda) V^-1 (float64), then
-K[l] = Re sum_n (C^T V)_n (V^-1 dB)_n lambda_n^l, summed by the blocked Vandermonde product of `ssm.vandermonde`.
-Nothing stored is modified (the official code rewrites C and l_kernel in place when L > L_k). The modal route
-does not replace the Cauchy route within L_k: it needs the eigendecomposition of the non-normal dA (float64,
-no gradient, accurate only to its conditioning, ~1e-9 relative for HiPPO-LegS at N = 16), whereas the
-Cauchy route is differentiable and exact up to rounding.
+We use that route (differentiable, O(H N L)) for L <= L_k. Beyond L_k (`forward`, `block_C`) the kernel goes in
+blocks of b = L_k taps: block j is the length-b kernel of C_j^T = C^T X^j, X = dA^b, whose C~ is
+    C~_j = C_j^T (I - X) = C~ X^j        (X commutes with I - X; no solve with I - dA^{L_k}),
+so the same Woodbury route at L_k gives every block, with the m = ceil(L / L_k) rows C~ X^j (formed by doubling,
+complex128, on the dense discretisation) as channels; with more rows than 2N' it runs once on the unit vectors
+(the kernel is real-linear in C~) and the blocks are one matrix product. l_kernel = 0 (C is the true C): blocks of
+b = min(L, 4096) with C~_b = C (I - dA^b). Beyond L_k the route runs in float64 for float32 kernels too (rounded
+once). Exact to rounding (float64 ~1e-13 relative against the recurrence at N = 64) and differentiable at any L.
+The official code instead doubles C~ in place (C~_{2L} = C~_L (I + dA^L)) and evaluates at length 2^j L_k; nothing
+stored is modified here. The modal form (`modal`, `vandermonde_terms`: C recovered by solving
+(I - dA^{L_k})^T C = C~, dA = V diag(lambda) V^-1 in float64) is kept for analysis (poles, residues, mode
+compression), not for kernels: it has no gradient and is accurate only to the eigenvectors' conditioning
+(~1e-9 relative for HiPPO-LegS at N = 16, ~6e-8 at N = 64).
 Parameter count: H + C_k*H*N + n_ssm*N*(2 + R).
 """
 from __future__ import annotations
@@ -33,6 +39,13 @@ TRUNCATION_GAIN_MAX = 100.0
 
 #: Most elements of the Cauchy matrix 1/(z_f - w_n) materialised at once when no gradient is needed.
 _CAUCHY_CHUNK = 1 << 24
+
+#: Most bytes of Woodbury generating-function sequences ((1+R)(C_k+R) per feature, length M) formed at once when no
+#: gradient is needed: the features go in chunks (bounds the memory of long kernels, e.g. L = 1M).
+_ROUTE_CHUNK_BYTES = 1 << 26
+
+#: Block length of `S4Kernel.block_C` when l_kernel = 0 (C is the true C).
+_BLOCK = 4096
 
 
 def _cauchy(v: torch.Tensor, w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -173,23 +186,88 @@ class S4Kernel(S4DKernel):
         |1 - lambda^L_k| < 1/`TRUNCATION_GAIN_MAX` (a mode that has barely decayed over L_k steps), then the
         Cauchy matrix. Both are differentiable and agree to rounding (float64 ~1e-13 relative).
         """
+        Lk = int(self.l_kernel)
+        if not 0 < int(L) <= Lk:
+            raise ValueError(f"the Cauchy route needs 0 < L <= l_kernel = {Lk}, got L = {L}")
+        return self._dplr_kernel(self.ssm_params()[3], Lk, int(L), route)
+
+    def block_C(self, L: int) -> tuple[torch.Tensor, int]:
+        r"""C~ of every block of b taps up to L, from the stored C~ without mutating it: (C~_j (m, C_k, H, N'), b).
+
+        Block j of the kernel (taps jb .. jb+b-1) is the length-b kernel of C_j^T = C^T X^j, X = dA^b, and its
+        C~ is C_j^T (I - X) = C^T (I - X) X^j = C~_b X^j (X commutes with I - X). l_kernel = L_k > 0: b = L_k and
+        C~_b is the stored C~ (no solve with I - dA^{L_k}); l_kernel = 0 (C is the true C): b = min(L, ``_BLOCK``)
+        and C~_b = C (I - dA^b). The m = ceil(L / b) rows C~_b X^j, j < m, are formed by doubling: with the rows
+        for j < a and P = X^a, the rows for a <= j < 2a are those rows times P, then P <- P^2 (log2 m products).
+        On the dense discretisation (`dense`, complex128, differentiable); the first N' entries are kept: X commutes
+        with conjugating the mode pairs, so every row stays conjugate-paired (as the official ``_setup_C`` keeps
+        them). Kept in complex128.
+        """
+        L, Lk = int(L), int(self.l_kernel)
+        dA, _, Ct = self.dense()  # (H, 2N', 2N'), _, (C_k, H, 2N')
+        b = Lk if Lk else min(L, _BLOCK)
+        X = torch.linalg.matrix_power(dA, b)
+        if not Lk:
+            Ct = Ct - torch.einsum("chn,hnm->chm", Ct, X)  # C (I - dA^b)
+        m = -(-L // b)
+        rows, P = Ct.unsqueeze(0), X  # (a, C_k, H, 2N'), X^a
+        while rows.shape[0] < m:
+            rows = torch.cat([rows, torch.einsum("jchn,hnm->jchm", rows, P)], 0)
+            if rows.shape[0] < m:
+                P = P @ P
+        return rows[:m, ..., : self.N // 2], b
+
+    def _dplr_kernel(self, C: torch.Tensor, Lk: int, L: int, route: str = "auto", blocks: int = 1) -> torch.Tensor:
+        r"""The Cauchy + Woodbury route for C~ = C attuned to Lk, the blocks laid end to end, truncated to L: (C_k, H, L).
+
+        C: (blocks, C_k, H, N') (or (C_k, H, N') for one block); L <= blocks * Lk; the route runs in C's precision
+        (complex128 C: float64 even for a float32 kernel). The kernel is real-linear in C~:
+        K_j = sum_n Re C~_jn G_n + Im C~_jn G_{N'+n} with G (2N', H, Lk) the kernels of the unit vectors e_n and
+        i e_n. With more block rows (blocks * C_k) than 2N', G is computed once (2N' channels) and every block is one
+        matrix product (H, blocks C_k, 2N') x (H, 2N', Lk): a long kernel costs one length-Lk route plus
+        O(H N' L) multiply-adds; otherwise the blocks are the route's channels. Without autograd the features go
+        in chunks of at most ``_ROUTE_CHUNK_BYTES`` of generating-function sequences (the same arithmetic per
+        feature, so the same kernel), which bounds the memory at long L.
+        """
         if route not in ("auto", "vandermonde", "cauchy"):
             raise ValueError(f"unknown Cauchy route {route!r}; choose 'auto', 'vandermonde' or 'cauchy'")
-        Lk = int(self.l_kernel)
-        dt, A, B, C = self.ssm_params()
+        C = C.reshape(blocks, -1, *C.shape[-2:])  # (m, C_k, H, N')
+        m, C_k, H, M = C.shape
+        dt, A, B, _ = self.ssm_params()
         P = tile(torch.view_as_complex(self.P.contiguous()), self.H, 1)
+        dt, A, B, P = dt.to(C.real.dtype), A.to(C.dtype), B.to(C.dtype), P.to(C.dtype)
         w = A * dt
-        Bs = torch.cat([B, P], 0)  # (1+R, H, N')
-        Cs = torch.cat([C, P.conj()], 0)  # (C_k+R, H, N')
-        v = Bs.unsqueeze(1) * Cs.unsqueeze(0) * dt  # (1+R, C_k+R, H, N')
+        basis = m * C_k > 2 * M
+        if basis:  # the unit vectors e_n, i e_n as channels: (2N', H, N')
+            eye = torch.eye(M, dtype=C.dtype, device=C.device)
+            rows = torch.cat([eye, 1j * eye], 0).unsqueeze(1).expand(2 * M, H, M)
+            coefs = torch.cat([C.real, C.imag], -1).flatten(0, 1).permute(1, 0, 2)  # (H, m C_k, 2N')
+        else:
+            rows = C.flatten(0, 1)
+        v = torch.cat([B, P], 0).unsqueeze(1) * torch.cat([rows, P.conj()], 0).unsqueeze(0) * dt  # (1+R, rows+R, H, N')
         if route == "auto":
             with torch.no_grad():
                 lam_L = torch.exp(Lk * torch.log((2 + w) / (2 - w)))
                 gain = float((1 / (1 - lam_L).abs()).max())
             route = "vandermonde" if gain <= TRUNCATION_GAIN_MAX else "cauchy"
-        if route == "vandermonde":
-            return self._woodbury_vandermonde(v, w, Lk)[..., :L]
-        return self._woodbury_cauchy(v, w, Lk)[..., :L]
+        run = self._woodbury_vandermonde if route == "vandermonde" else self._woodbury_cauchy
+
+        def piece(h0: int, h1: int) -> torch.Tensor:  # features h0..h1-1: (C_k, h1-h0, L)
+            K = run(v[:, :, h0:h1], w[h0:h1], Lk)  # (rows, H', Lk)
+            if basis:
+                K = torch.bmm(coefs[h0:h1], K.transpose(0, 1))  # (H', m C_k, Lk)
+                return K.reshape(h1 - h0, m, C_k, Lk).permute(2, 0, 1, 3).flatten(2)[..., :L]
+            return K.reshape(m, C_k, h1 - h0, Lk).permute(1, 2, 0, 3).flatten(2)[..., :L]
+
+        per_h = v.shape[0] * v.shape[1] * Lk * v.real.element_size()
+        grad = torch.is_grad_enabled() and (v.requires_grad or w.requires_grad)
+        step = H if grad else max(1, _ROUTE_CHUNK_BYTES // max(per_h, 1))
+        if step >= H:
+            return piece(0, H)
+        out = torch.empty(C_k, H, L, dtype=v.real.dtype, device=v.device)
+        for h in range(0, H, step):
+            out[:, h:h + step] = piece(h, min(h + step, H))
+        return out
 
     def _woodbury_cauchy(self, v: torch.Tensor, w: torch.Tensor, Lk: int) -> torch.Tensor:
         """k^(omega) by the Cauchy matrix (`_cauchy`) and Woodbury, then irfft: (C_k, H, L_k)."""
@@ -233,14 +311,17 @@ class S4Kernel(S4DKernel):
         return r00 - g * torch.einsum("ijhn,jkhn,klhn->ilhn", r01, inv, r10)
 
     def forward(self, L: int) -> torch.Tensor:
-        """Kernel at length L: (C_k, H, L). Cauchy route when L <= l_kernel, else the exact modal route."""
+        """Kernel at length L: (C_k, H, L), differentiable at every L. L <= l_kernel: the Cauchy route on the stored
+        C~ (`cauchy_kernel`); beyond (or l_kernel = 0): the same route on C~ extended to M >= L (`extended_C`: M =
+        ceil(L / L_k) L_k, or M = L when l_kernel = 0), truncated to L. Nothing stored is modified."""
         L = check_length(L, self.H, self.C_k)
         if 0 < L <= int(self.l_kernel):
             return self.cauchy_kernel(L)
-        return vandermonde(*self.vandermonde_terms(), L, real=True).to(self.C.dtype)
+        Cb, b = self.block_C(L)  # (m, C_k, H, N') complex128
+        return self._dplr_kernel(Cb, b, L, blocks=Cb.shape[0]).to(self.C.dtype)
 
     def vandermonde_terms(self):
-        """The modal form as `S4DKernel.vandermonde_terms` gives it: residues (C_k, H, 2N') and log poles (H, 2N'),
+        """The modal form (analysis and the bench; `forward` does not use it) as `S4DKernel.vandermonde_terms` gives it: residues (C_k, H, 2N') and log poles (H, 2N'),
         complex128, without gradient (K = Re vandermonde(residues, log_poles, L) at any L)."""
         r, lam = self.modal()
         return r, torch.log(lam)
