@@ -53,7 +53,7 @@ def test_s4d_equals_float64_copy(ka):
 def test_s4_equals_float64_copy_inside_and_beyond_l_kernel():
     torch.manual_seed(2)
     k = S4Kernel(4, d_state=16, l_max=128)
-    for L in (100, 128, 700):  # Cauchy route (float64) inside l_kernel, modal route beyond: the module's own
+    for L in (100, 128, 700):  # Cauchy route (float64) inside l_kernel, block route beyond: the module's own
         K = extract_kernels([k], L)["layers.0"]
         ref = _f64(k, L)
         assert np.abs(K - ref).max() <= 1e-12 * np.abs(ref).max()

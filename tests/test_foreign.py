@@ -447,7 +447,7 @@ def test_s4_dplr_v4_any_length(n_ssm, R):
     assert ck.layout == "s4-v4-standalone" and ck.family == "s4"
     k = ck.kernels[0]
     assert int(k.l_kernel) == 32 and k.l_max == 32 and k.rank == R
-    for L in (20, 32, 90):  # below (Cauchy route), at, and above l_kernel (modal route)
+    for L in (20, 32, 90):  # below (Cauchy route), at, and above l_kernel (block route)
         record("s4-v4", rel(kern(ck, 0, L), v4_dplr_ref(sd, "layer.kernel.", L, 3)))
     assert int(ck.kernels[0].l_kernel) == 32  # nothing mutated
     assert not any("'disc'" in w for w in ck.warnings)
@@ -701,7 +701,7 @@ def test_v4_bandlimit_applies_to_dplr_and_diag():
     def ref(L):
         return dplr_ref(dt[:, 0], A, tile(npc(sd[q + "P"]), 3, 1), tile(npc(sd[q + "B"])[0], 3, 0), Ct, 32, L)
 
-    for L in (20, 32, 70):  # Cauchy route and modal route
+    for L in (20, 32, 70):  # Cauchy route and block route
         record("s4-v4", rel(kern(ck, 0, L), ref(L)))
     assert rel(kern(from_object(sd, "nobl.pt", {"dt_transform": "exp"}), 0, 32), ref(32)) > 1e-3
     # explicit setting, on a plain state dict
