@@ -11,7 +11,8 @@ How each family is computed (always under torch.no_grad, never touching the chec
   (the float32 result *is* what the model convolves with, so float32 output loses nothing).
 - S4D / S4: ``kernel(L)`` of a float64 deep copy: the kernel module's own evaluator (for S4D the blocked
   Vandermonde product of `sgconv_core.kernels.ssm.vandermonde`; for S4 the Vandermonde / Cauchy routes within
-  ``l_kernel`` and the modal route beyond, as in training), in float64; float32 output is that float64 kernel
+  ``l_kernel`` and the block route beyond (`S4Kernel.block_C`: the same Woodbury route per block of l_kernel taps,
+  exact and differentiable), as in training), in float64; float32 output is that float64 kernel
   rounded once (relative error <= 2^-24 per tap, with the float64 state's accuracy). There is no second evaluator
   here: `ssm_modes` gives the poles and residues for analysis, not kernels.
 
