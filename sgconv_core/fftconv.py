@@ -98,6 +98,42 @@ def conv_block(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, bidirec
         return y.contiguous()
 
 
+class _RFFT(torch.autograd.Function):
+    r"""torch.fft.rfft(x, n) along the last axis, with its backward as one inverse real FFT.
+
+    X_f = sum_t x_t W^{ft} (W = e^{-2 pi i/n}, f <= n/2) has the adjoint gx_t = Re sum_f g_f W^{-ft}, which is
+    (n/2) irfft(h, n) with h = g except h_0 = 2 g_0 and, for even n, h_{n/2} = 2 g_{n/2} (irfft doubles every
+    other bin for the Hermitian half it does not see, and reads only the real part of those two). Autograd's own
+    backward of rfft is a full-length complex FFT of a zero-filled buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, n):
+        ctx.n, ctx.L = n, x.shape[-1]
+        return torch.fft.rfft(x, n=n)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        n = ctx.n
+        h = g.clone()
+        h[..., 0] *= 2
+        if n % 2 == 0:
+            h[..., -1] *= 2
+        gx = torch.fft.irfft(h, n=n).mul_(n / 2)
+        L = ctx.L
+        if L <= n:
+            return gx[..., :L], None
+        return torch.nn.functional.pad(gx, (0, L - n)), None
+
+
+def rfft(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``torch.fft.rfft(x, n=n)`` (last axis; real x) whose backward is one irfft (`_RFFT`)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _RFFT.apply(x, n)
+    return torch.fft.rfft(x, n=n)
+
+
 def spans(H: int, h: int) -> list[tuple[int, int]]:
     """The blocks [i, j) of at most h of the H channels, in order."""
     return [(i, min(H, i + h)) for i in range(0, H, h)]

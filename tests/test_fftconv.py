@@ -111,3 +111,18 @@ def test_default_budget_keeps_short_inputs_whole_and_chunks_long_ones():
     assert chunk_rows(*short, True, FFT_CHUNK_BYTES) == H
     h = chunk_rows(*long, True, FFT_CHUNK_BYTES)
     assert h < H and h * ((1 << 21) // 2 + 1) * 8 <= FFT_CHUNK_BYTES
+
+
+@pytest.mark.parametrize("L,n", [(8, 8), (7, 7), (6, 10), (12, 8), (5, 6)])
+def test_rfft_backward_is_the_adjoint(L, n):
+    """fftconv.rfft's backward (one irfft with the DC and Nyquist bins doubled): gradcheck, and equal to autograd's
+    own backward of torch.fft.rfft, for even and odd n, x shorter (zero-padded) and longer (cropped) than n."""
+    from sgconv_core.fftconv import rfft
+
+    torch.manual_seed(L * n)
+    x = torch.randn(3, L, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: torch.view_as_real(rfft(x, n)), (x,))
+    g = torch.randn(3, n // 2 + 1, dtype=torch.complex128)
+    ours = torch.autograd.grad(rfft(x, n), x, g)[0]
+    ref = torch.autograd.grad(torch.fft.rfft(x, n=n), x, g)[0]
+    assert (ours - ref).abs().max() < 1e-13

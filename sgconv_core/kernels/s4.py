@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fftconv import rfft
 from .base import check_length
 from .hippo import legs_nplr
 from .s4d import S4DKernel
@@ -295,7 +296,7 @@ class S4Kernel(S4DKernel):
         lam_L = torch.exp(Lk * log_lam)
         coef = 2 * v / ((2 - w) * (1 - lam_L))  # (1+R, C_k+R, H, N'); the 2 of Re over conjugate pairs
         seq = vandermonde(coef.reshape(AB, H, M), log_lam, Lk, real=True, f64_tables=True)  # (AB, H, L_k)
-        s = torch.fft.rfft(seq, n=Lk).reshape(*v.shape[:2], H, Lk // 2 + 1)
+        s = rfft(seq, Lk).reshape(*v.shape[:2], H, Lk // 2 + 1)
         f = torch.arange(Lk // 2 + 1, device=v.device, dtype=v.real.dtype)
         one_plus = 1 + torch.polar(torch.ones_like(f), -2 * np.pi / Lk * f)  # 1 + omega_f, each to rounding
         return torch.fft.irfft(2 * self._woodbury(s, one_plus), n=Lk)[0]
@@ -303,7 +304,8 @@ class S4Kernel(S4DKernel):
     def _woodbury(self, r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """r00 - g r01 (1 + g r11)^-1 r10 for r (1+R, C_k+R, H, F) and a factor g (F,): (1, C_k, H, F)."""
         R = self.rank
-        r00, r01, r10, r11 = r[:-R, :-R], r[:-R, -R:], r[-R:, :-R], r[-R:, -R:]
+        top, bottom = r.split([r.shape[0] - R, R], 0)  # split, not slices: its backward is one cat, no zero fills
+        (r00, r01), (r10, r11) = (t.split([r.shape[1] - R, R], 1) for t in (top, bottom))
         if R == 1:
             return r00 - g * r01 * r10 / (1 + g * r11)
         eye = torch.eye(R, dtype=r.dtype, device=r.device)
@@ -312,8 +314,8 @@ class S4Kernel(S4DKernel):
 
     def forward(self, L: int) -> torch.Tensor:
         """Kernel at length L: (C_k, H, L), differentiable at every L. L <= l_kernel: the Cauchy route on the stored
-        C~ (`cauchy_kernel`); beyond (or l_kernel = 0): the same route on C~ extended to M >= L (`extended_C`: M =
-        ceil(L / L_k) L_k, or M = L when l_kernel = 0), truncated to L. Nothing stored is modified."""
+        C~ (`cauchy_kernel`); beyond (or l_kernel = 0): the same route per block of b taps (`block_C`: b = L_k, or
+        min(L, 4096) when l_kernel = 0), the blocks laid end to end and truncated to L. Nothing stored is modified."""
         L = check_length(L, self.H, self.C_k)
         if 0 < L <= int(self.l_kernel):
             return self.cauchy_kernel(L)
