@@ -182,6 +182,16 @@ class _ChunkedFFTConv(torch.autograd.Function):
         return grads[0], grads[1], grads[2], None, None
 
 
+def _rfft_padded(x: torch.Tensor, n: int) -> torch.Tensor:
+    """torch.fft.rfft(x, n=n) for n >= x's length, zero-filling only the padding (F.pad fills the whole buffer, then
+    copies x over it); x may have any strides (the copy also makes a token-major x contiguous along its last axis)."""
+    L = x.shape[-1]
+    buf = x.new_empty(*x.shape[:-1], n)
+    buf[..., :L].copy_(x)
+    buf[..., L:].zero_()
+    return torch.fft.rfft(buf)
+
+
 class _FFTConv(torch.autograd.Function):
     r"""`_conv` with its backward written out: u (B, H, L), k (C, H, n' <= n), D (C, H) or None -> (B, C, H, L).
 
@@ -203,7 +213,7 @@ class _FFTConv(torch.autograd.Function):
     def forward(ctx, u, k, D, n):
         B, H, L = u.shape
         C = k.shape[0]
-        U, K = torch.fft.rfft(u, n=n), torch.fft.rfft(k, n=n)
+        U, K = _rfft_padded(u, n), torch.fft.rfft(k, n=n)
         if D is not None:
             K = K + D.unsqueeze(-1)  # D at lag 0 <-> D at every frequency
         y = torch.fft.irfft(U.unsqueeze(1) * K, n=n)  # (B, C, H, n)
@@ -218,7 +228,7 @@ class _FFTConv(torch.autograd.Function):
     def backward(ctx, gy):
         U, K = ctx.saved_tensors
         n, L = ctx.n, ctx.L
-        G = torch.fft.rfft(gy, n=n)  # (B, C, H, n/2+1)
+        G = _rfft_padded(gy, n)  # (B, C, H, n/2+1)
         gu = gk = gD = None
         if ctx.needs_input_grad[0]:
             prod = G[:, 0] * K[0].conj() if K.shape[0] == 1 else (G * K.conj()).sum(1)
