@@ -21,29 +21,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "data"
 
 
-def prefetch_plotly():
-    """On a session's first run, draw a tiny blank plotly chart at once and return its placeholder (else None).
-
-    The browser loads its plotly.js bundle only when a first chart arrives; sending a blank one before the page
-    imports torch and computes lets that download and parse overlap the Python work (about a second off the
-    first plot on a cold start). The caller empties the placeholder once the page has run."""
-    if st.session_state.get("ks_plotly_prefetched"):
-        return None
-    st.session_state["ks_plotly_prefetched"] = True
-    import plotly.graph_objects as go
-
-    fig = go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False},
-                            "yaxis": {"visible": False}, "plot_bgcolor": "rgba(0,0,0,0)",
-                            "paper_bgcolor": "rgba(0,0,0,0)"})
-    slot = st.empty()
-    slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False},
-                     theme=None)
-    import time
-
-    time.sleep(0.05)  # let the server send it before this thread holds the GIL importing torch
-    return slot
-
-
 #: Start of the message `page_failed` shows (the tests look for it).
 PAGE_FAILED = "could not finish"
 

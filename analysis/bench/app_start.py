@@ -1,13 +1,17 @@
 r"""Cold start of the app against an empty Streamlit app's floor, measured in the same run.
 
     python -m analysis.bench.app_start [--repeats 3] [--link "/kernels?model=digits-sgconv"] [--json OUT]
+                                       [--before /path/to/another/checkout]
 
 For each repeat (interleaved: floor, app, floor, app, ...) a fresh ``streamlit run`` is launched from the
 repository root with the same command and flags:
 
 - **floor**: a one-line script (``st.write("hi")``); time from the launch to the text drawn in the page;
 - **app**: ``app/main.py``; time from the launch to the first titled kernel plot drawn for the deep link
-  (default ``/kernels?model=digits-sgconv``, a fresh server's FIRST request).
+  (default ``/kernels?model=digits-sgconv``, a fresh server's FIRST request);
+- **before** (with ``--before ROOT``): the same for ``app/main.py`` of another checkout (``git worktree add
+  /tmp/before HEAD~1``), launched from that root, interleaved with the two above, so that a change is compared
+  with its baseline under the same machine load.
 
 Both are opened in one headless Chromium (``/usr/bin/chromium`` through Playwright, launched once before the
 first server, so no time includes the browser's start), a new browser context per server. Printed: each time,
@@ -114,12 +118,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def time_one(browser, script: str, path: str, predicate: str, arg=None, env: dict | None = None,
-             log_dir: Path | None = None) -> dict:
-    """Launch ``streamlit run script``, open ``path`` as its first request, wait for ``predicate``.
+             log_dir: Path | None = None, cwd: Path = REPO) -> dict:
+    """Launch ``streamlit run script`` from ``cwd``, open ``path`` as its first request, wait for ``predicate``.
 
     Returns {'total_s': launch to drawn, 'healthy_s': launch to /_stcore/health ok, 'exception': bool}."""
-    with streamlit_server(script, env, Path(log_dir or tempfile.gettempdir()) / f"app_start_{os.getpid()}.log") as (
-            url, _, t0, t_healthy):
+    log = Path(log_dir or tempfile.gettempdir()) / f"app_start_{os.getpid()}.log"
+    with streamlit_server(script, env, log, cwd=Path(cwd)) as (url, _, t0, t_healthy):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
             page = context.new_page()
@@ -132,14 +136,18 @@ def time_one(browser, script: str, path: str, predicate: str, arg=None, env: dic
     return {"total_s": t_drawn - t0, "healthy_s": t_healthy - t0, "exception": exception}
 
 
-def measure(repeats: int = 3, link: str = DEFAULT_LINK, pretrained: str | None = None) -> dict:
-    """Interleaved floor / app cold starts; returns the times, their medians and the ratio of the medians."""
+def measure(repeats: int = 3, link: str = DEFAULT_LINK, pretrained: str | None = None,
+            before: str | Path | None = None) -> dict:
+    """Interleaved floor / app (/ before: app/main.py of the checkout at ``before``) cold starts; returns the times,
+    their medians and the ratios of the medians to the floor's."""
+    if before is not None and not (Path(before) / "app" / "main.py").is_file():
+        raise ValueError(f"--before {before}: no app/main.py there (give the root of another checkout)")
     from playwright.sync_api import sync_playwright
 
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
     if pretrained:
         env["KERNELSCOPE_PRETRAINED"] = str(pretrained)
-    floor_runs, app_runs = [], []
+    floor_runs, app_runs, before_runs = [], [], []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         floor_script = Path(tmp) / "floor_app.py"
         floor_script.write_text(f"import streamlit as st\n\nst.write({FLOOR_TEXT!r})\n")
@@ -148,22 +156,36 @@ def measure(repeats: int = 3, link: str = DEFAULT_LINK, pretrained: str | None =
             for _ in range(repeats):
                 floor_runs.append(time_one(browser, str(floor_script), "/", _FLOOR_DRAWN, FLOOR_TEXT, env, Path(tmp)))
                 app_runs.append(time_one(browser, "app/main.py", link, _PLOT_DRAWN, None, env, Path(tmp)))
+                if before is not None:
+                    before_runs.append(time_one(browser, "app/main.py", link, _PLOT_DRAWN, None, env, Path(tmp),
+                                                cwd=Path(before)))
         finally:
             browser.close()
     floor = statistics.median(r["total_s"] for r in floor_runs)
     app = statistics.median(r["total_s"] for r in app_runs)
-    return {"link": link, "repeats": repeats, "floor": floor_runs, "app": app_runs, "floor_median_s": floor,
-            "app_median_s": app, "ratio": app / floor}
+    res = {"link": link, "repeats": repeats, "floor": floor_runs, "app": app_runs, "floor_median_s": floor,
+           "app_median_s": app, "ratio": app / floor}
+    if before is not None:
+        b = statistics.median(r["total_s"] for r in before_runs)
+        res.update(before_root=str(before), before=before_runs, before_median_s=b, before_ratio=b / floor)
+    return res
 
 
 def format_result(res: dict) -> str:
+    before = res.get("before")
     lines = [f"cold start, launch to first drawn content, {res['repeats']} interleaved repeats",
-             f"{'run':>4}  {'floor (s)':>10}  {'app (s)':>10}  {'app healthy (s)':>16}"]
+             f"{'run':>4}  {'floor (s)':>10}  {'app (s)':>10}  {'app healthy (s)':>16}"
+             + (f"  {'before (s)':>10}" if before else "")]
     for i, (f, a) in enumerate(zip(res["floor"], res["app"], strict=True)):
+        bad = a["exception"] or (before and before[i]["exception"])
         lines.append(f"{i + 1:>4}  {f['total_s']:>10.2f}  {a['total_s']:>10.2f}  {a['healthy_s']:>16.2f}"
-                     + ("  (page showed an exception)" if a["exception"] else ""))
+                     + (f"  {before[i]['total_s']:>10.2f}" if before else "")
+                     + ("  (a page showed an exception)" if bad else ""))
     lines.append(f"median floor {res['floor_median_s']:.2f} s, app {res['app_median_s']:.2f} s ({res['link']}), "
                  f"ratio {res['ratio']:.2f} (target <= 1.5)")
+    if before:
+        lines.append(f"before ({res['before_root']}): median {res['before_median_s']:.2f} s, "
+                     f"ratio {res['before_ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -173,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--link", default=DEFAULT_LINK, help=f"the page opened first (default {DEFAULT_LINK})")
     ap.add_argument("--pretrained", default=None, help="folder of pretrained checkpoints (default: the app's)")
     ap.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    ap.add_argument("--before", default=None, metavar="ROOT",
+                    help="also time app/main.py of the checkout at ROOT (e.g. a git worktree of the previous "
+                         "commit), interleaved, as the baseline of a change")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
+    if args.before and not (Path(args.before) / "app" / "main.py").is_file():
+        ap.error(f"--before {args.before}: no app/main.py there (give the root of another checkout)")
     if not os.path.exists(CHROMIUM):
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
         return 2
-    res = measure(args.repeats, args.link, args.pretrained)
+    res = measure(args.repeats, args.link, args.pretrained, args.before)
     print(format_result(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

@@ -1,10 +1,25 @@
 """Where models run: the device, torch's thread count, and the warm-up thread that imports the heavy modules.
 
 torch is imported inside each function, never at module import. No cache: `warm_up` runs once per process.
+
+Cold start (``streamlit run app/main.py``): Streamlit imports app/main.py once as a module when the server starts,
+because it holds an ``st.App`` (see app/main.py), and main.py calls `warm_up` then. The warm-up thread imports, in
+this order:
+
+1. `FIRST` (torch, the loader, the kernel extraction) at once: about a second, while the server starts and the
+   browser loads the page;
+2. `PAGES` (the app's own modules, pandas, plotly, the Kernels page's figures) once Streamlit's runtime exists
+   (`serving`, the st.App's lifespan; or at once inside a script run): their ``st.cache_*`` decorators want it;
+3. `LATER` (scipy through analysis.frequency, the report's measures) once a first page has run
+   (`first_page_done`), so that they do not compete with that page for the interpreter lock.
+
+So the first script run imports nothing heavy itself. A failed import is left to the page that needs it (which
+reports it); the warm-up only imports.
 """
 from __future__ import annotations
 
 import threading
+from contextlib import asynccontextmanager, contextmanager
 
 _warmed = False
 
@@ -31,40 +46,198 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-#: What every model page needs before its first plot (torch, the loader, the kernel extraction), imported first;
-#: then, once the first page has run (`first_page_done`), what the other pages add (scipy through
-#: analysis.frequency, plotly figures, the report's measures).
+#: What the first script run draws with before anything else (`prefetch_plotly`): imported first.
+BASICS = ("pandas", "plotly.graph_objects")
+#: What every model page needs before its first plot and that does not touch Streamlit.
 FIRST = ("torch", "sgconv_core", "sgconv_core.checkpoints", "analysis.extract")
-LATER = ("analysis.decay", "analysis.figures", "analysis.frequency", "analysis.measure")
+#: The app's own modules and what the first page draws with, imported once Streamlit's runtime exists.
+PAGES = ("app.state", "app.ui", "app.figures", "analysis.figures", "analysis.decay")
+#: What only the other pages add, imported after the first page ran.
+LATER = ("analysis.frequency", "analysis.measure")
+_runtime_ready = threading.Event()
 _first_page = threading.Event()
+_basics = threading.Event()
+# Imports and script runs never overlap: a module another thread is importing sits half-made in sys.modules, and
+# libraries that look there for optional modules (plotly for pandas: "partially initialized module 'pandas' has no
+# attribute 'Series'") take it as it is. The warm-up imports a group only while no script run is active
+# (`script_run`); a script run starts only while the warm-up imports nothing.
+_turn = threading.Condition()
+_active_runs = 0
+_importing = False
 
 
-def _import_all(first=FIRST, later=LATER, wait_s: float = 60.0) -> None:
+def _import(names) -> None:
     import importlib
 
-    for name in first:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a warm-up only; the pages import (and report) for themselves
             pass
+
+
+def _import_group(names, wait_s: float) -> None:
+    """Import ``names`` once no script run is active (waits at most ``wait_s`` for that, then gives up)."""
+    global _importing
+    with _turn:
+        if not _turn.wait_for(lambda: _active_runs == 0, timeout=wait_s):
+            return
+        _importing = True
+    try:
+        _import(names)
+    finally:
+        with _turn:
+            _importing = False
+            _turn.notify_all()
+
+
+def _import_all(basics=BASICS, first=FIRST, pages=PAGES, later=LATER, wait_s: float = 60.0) -> None:
+    try:
+        _import_group(basics, wait_s)
+    finally:
+        _basics.set()
+    _import_group(first, wait_s)
+    if _runtime_ready.wait(wait_s):
+        _import_group(pages, wait_s)
     # the later modules would compete with the first page's own work for the one interpreter lock
     _first_page.wait(wait_s)
-    for name in later:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - as above
-            pass
+    _import_group(later, wait_s)
+
+
+@contextmanager
+def script_run(wait_s: float = 120.0):
+    """The body of a script run (app/main.py): starts once the warm-up is not importing (at most ``wait_s``
+    later: a cold start's first run waits here for torch and the app's modules, which it would import anyway),
+    and keeps the warm-up from starting another group until it ends."""
+    global _active_runs
+    with _turn:
+        _turn.wait_for(lambda: not _importing, timeout=wait_s)
+        _active_runs += 1
+    try:
+        yield
+    finally:
+        with _turn:
+            _active_runs -= 1
+            _turn.notify_all()
+
+
+def _in_script_run() -> bool:
+    """True inside a Streamlit script run (a session's rerun, or AppTest's), where the runtime's caches exist."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+    except ImportError:  # pragma: no cover - another Streamlit layout
+        return False
+    return get_script_run_ctx(suppress_warning=True) is not None
 
 
 def warm_up() -> None:
-    """Import the heavy modules in a background thread, once per process: first what every model page needs
-    (torch, sgconv_core, analysis.extract), then, after the first page ran (`first_page_done`), the rest (scipy,
-    the report). app/main.py calls it first thing, so torch loads while the app's own modules import."""
+    """Start the warm-up thread (once per process; see the module docstring for what it imports, when).
+    app/main.py calls it first thing: at server start under ``streamlit run``, else at the first script run."""
     global _warmed
+    if _in_script_run():
+        _runtime_ready.set()
     if _warmed:
         return
     _warmed = True
     threading.Thread(target=_import_all, name="kernelscope-warm-up", daemon=True).start()
+
+
+@asynccontextmanager
+async def serving(_app):
+    """The st.App's lifespan (app/main.py): entered once Streamlit's runtime has started, before the first request.
+
+    Lets the warm-up import the app's modules, and opens the browser as a plain ``streamlit run`` does (unless
+    ``server.headless``), which Streamlit leaves to the script when it serves an st.App."""
+    _runtime_ready.set()
+    _open_browser()
+    yield None
+
+
+def _open_browser() -> None:
+    """What ``streamlit run`` does at server start for a script (streamlit.web.bootstrap._on_server_start)."""
+    try:
+        from streamlit import cli_util, config
+        from streamlit.web.server import server_util
+    except ImportError:  # pragma: no cover - another Streamlit layout
+        return
+    if config.get_option("server.headless"):
+        return
+    if config.is_manually_set("browser.serverAddress"):
+        addr = config.get_option("browser.serverAddress")
+    elif config.is_manually_set("server.address"):
+        addr = server_util.get_display_address(config.get_option("server.address"))
+    else:
+        addr = "localhost"
+    cli_util.open_browser(server_util.get_url(addr))
+
+
+def plotly_preload_link() -> str:
+    """The value of an HTTP ``Link`` header that asks the browser to fetch and compile Streamlit's plotly.js chunk
+    (``static/js/PlotlyChart.<hash>.js``, 4.7 MB) as a module: '' when this Streamlit has not exactly one."""
+    from pathlib import Path
+
+    import streamlit
+    from streamlit import config
+
+    found = sorted((Path(streamlit.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))
+    if len(found) != 1:
+        return ""
+    base = "/".join(p for p in str(config.get_option("server.baseUrlPath") or "").split("/") if p)
+    return f"<{'/' + base if base else ''}/static/js/{found[0].name}>; rel=modulepreload"
+
+
+class PreloadPlotly:
+    """ASGI middleware of the st.App (app/main.py): every HTML page it serves names plotly.js in a ``Link:
+    rel=modulepreload`` header, so the browser fetches and compiles it while it loads Streamlit's own scripts,
+    instead of only once the first chart arrives (on a cold start, 1-1.5 s of this machine's browser time that
+    otherwise follows the first script run). Nothing else of the response changes; without the chunk (another
+    Streamlit build) it passes everything through."""
+
+    def __init__(self, app, link: str | None = None) -> None:
+        self.app = app
+        self.link = (plotly_preload_link() if link is None else link).encode("latin-1")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not self.link:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_link(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    message = {**message, "headers": [*headers, (b"link", self.link)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_link)
+
+
+def prefetch_plotly():
+    """On a session's first run, draw a tiny blank plotly chart at once and return its placeholder (else None).
+
+    The browser evaluates its plotly.js module (about 0.7 s of its main thread here) only when a first chart
+    arrives; sending a blank one first thing lets that overlap the script's own work (the page, the model).
+    Runs before `script_run`, while the warm-up may be importing torch: it uses only streamlit, pandas and plotly,
+    which the warm-up imports first (`BASICS`). The caller empties the placeholder after the page."""
+    import streamlit as st
+
+    if st.session_state.get("ks_plotly_prefetched"):
+        return None
+    st.session_state["ks_plotly_prefetched"] = True
+    if _warmed:
+        _basics.wait(30.0)  # pandas and plotly imported whole (see `_turn`); the warm-up goes on with torch
+    import plotly.graph_objects as go
+
+    fig = go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False},
+                            "yaxis": {"visible": False}, "plot_bgcolor": "rgba(0,0,0,0)",
+                            "paper_bgcolor": "rgba(0,0,0,0)"})
+    slot = st.empty()
+    slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False},
+                      theme=None)
+    import time
+
+    time.sleep(0.05)  # let the server send it before this thread waits for, or does, the imports (the GIL)
+    return slot
 
 
 def first_page_done() -> None:
