@@ -92,6 +92,4 @@ def _run(prefetch) -> None:
 if __name__ == "__main__":  # a session's script run (Streamlit runs this file as __main__ on every rerun)
     _frame()
 else:  # `streamlit run app/main.py` imports this file once at server start to serve this app (see the docstring)
-    from starlette.middleware import Middleware
-
-    app = st.App(__file__, lifespan=runtime.serving, middleware=[Middleware(runtime.PreloadPlotly)])
+    app = st.App(__file__, lifespan=runtime.serving)

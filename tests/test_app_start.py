@@ -4,8 +4,7 @@
   importing app/main.py as that module (what the server does once, at start) starts the warm-up and draws nothing;
 - the warm-up never imports while a script run is active, and a script run never starts while it imports (a
   module half-imported by another thread broke plotly: "partially initialized module 'pandas'");
-- the st.App's middleware adds the plotly.js ``Link: rel=modulepreload`` header to HTML pages only; its lifespan
-  opens a browser exactly when ``streamlit run`` would;
+- the st.App's lifespan opens a browser exactly when ``streamlit run`` would;
 - the bench's result table and its ``--before`` baseline.
 
 The browser cold start itself: tests/test_e2e.py (test_cold_start_link_to_kernels, test_cold_start_bench_runs).
@@ -54,6 +53,22 @@ def test_server_import_of_main_starts_the_warm_up_and_draws_nothing():
     assert threads == "['kernelscope-warm-up']"  # started by the import, before any session
     assert page == "False"  # the frame (navigation, pages) runs only as a session's script
     assert "Traceback" not in out.stderr
+
+
+def test_first_run_prefetches_plotly_and_removes_it(app_env):
+    """A session's first run (AppTest runs app/main.py as __main__) of a Kernels link: the page's one titled plot,
+    and the blank plotly chart sent first (`runtime.prefetch_plotly`) is gone at the end; a rerun sends none."""
+    from apptest import MAIN, charts, ok
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params["model"] = ["delay-sgconv"]
+    ok(at.switch_page("views/kernels.py").run())
+    figs = charts(at)
+    assert len(figs) == 1 and "delay-sgconv" in figs[0]["layout"]["title"]["text"], [f["layout"] for f in figs]
+    assert at.session_state["ks_plotly_prefetched"]
+    ok(at.run())
+    assert len(charts(at)) == 1
 
 
 # ---------------------------------------------------------------------------------------------------- imports vs runs
@@ -127,7 +142,8 @@ def test_script_run_gives_up_waiting_after_its_timeout(fresh_turn):
 
 
 def test_import_all_order_and_gates(monkeypatch):
-    """BASICS, then FIRST at once; PAGES only once the runtime is ready; LATER only after the first page."""
+    """BASICS, then FIRST at once; PAGES only once the runtime is ready; LATER only LATER_DELAY_S after the first
+    page."""
     monkeypatch.setattr(runtime, "_turn", threading.Condition())
     monkeypatch.setattr(runtime, "_active_runs", 0)
     monkeypatch.setattr(runtime, "_importing", False)
@@ -142,7 +158,10 @@ def test_import_all_order_and_gates(monkeypatch):
     runtime._runtime_ready.set()
     time.sleep(0.3)
     assert done == [("b",), ("f",), ("p",)]
+    monkeypatch.setattr(runtime, "LATER_DELAY_S", 0.5)
     runtime.first_page_done()
+    time.sleep(0.25)
+    assert done == [("b",), ("f",), ("p",)]
     worker.join(10)
     assert done == [("b",), ("f",), ("p",), ("l",)]
 
@@ -154,47 +173,7 @@ def test_real_warm_up_modules_exist():
         assert importlib.util.find_spec(name) is not None, name
 
 
-# ---------------------------------------------------------------------------------------------------- middleware, lifespan
-def _serve(middleware, path: str, content_type: bytes) -> list[tuple[bytes, bytes]]:
-    """Headers of one HTTP response of a bare ASGI app behind ``middleware``."""
-    sent = []
-
-    async def inner(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
-        await send({"type": "http.response.body", "body": b"x"})
-
-    async def send(message):
-        sent.append(message)
-
-    async def receive():
-        return {"type": "http.request"}
-
-    asyncio.run(middleware(inner)({"type": "http", "path": path}, receive, send))
-    return sent[0]["headers"]
-
-
-def test_preload_link_names_streamlit_plotly_chunk(monkeypatch):
-    import streamlit
-    from streamlit import config
-
-    link = runtime.plotly_preload_link()
-    assert link.endswith(">; rel=modulepreload") and link.startswith("</static/js/PlotlyChart.")
-    name = link[len("</static/js/"):link.index(">")]
-    assert (Path(streamlit.__file__).parent / "static" / "static" / "js" / name).is_file()
-    monkeypatch.setattr(config, "get_option", lambda key: "/sub/app/" if key == "server.baseUrlPath" else None)
-    assert runtime.plotly_preload_link() == f"</sub/app/static/js/{name}>; rel=modulepreload"
-
-
-def test_preload_header_on_html_only():
-    mw = lambda app: runtime.PreloadPlotly(app, link="</static/js/P.js>; rel=modulepreload")  # noqa: E731
-    html = _serve(mw, "/kernels", b"text/html; charset=utf-8")
-    assert (b"link", b"</static/js/P.js>; rel=modulepreload") in html and len(html) == 2
-    js = _serve(mw, "/static/js/index.js", b"application/javascript")
-    assert js == [(b"content-type", b"application/javascript")]
-    none = _serve(lambda app: runtime.PreloadPlotly(app, link=""), "/", b"text/html")
-    assert none == [(b"content-type", b"text/html")]
-
-
+# ---------------------------------------------------------------------------------------------------- lifespan
 @pytest.mark.parametrize("headless", [True, False])
 def test_lifespan_opens_a_browser_unless_headless(monkeypatch, headless):
     from streamlit import cli_util, config

@@ -10,8 +10,8 @@ this order:
    browser loads the page;
 2. `PAGES` (the app's own modules, pandas, plotly, the Kernels page's figures) once Streamlit's runtime exists
    (`serving`, the st.App's lifespan; or at once inside a script run): their ``st.cache_*`` decorators want it;
-3. `LATER` (scipy through analysis.frequency, the report's measures) once a first page has run
-   (`first_page_done`), so that they do not compete with that page for the interpreter lock.
+3. `LATER` (scipy through analysis.frequency, the report's measures) a few seconds after a first page has run
+   (`first_page_done`), so that they do not compete with that page (nor the browser drawing it) for the CPU.
 
 So the first script run imports nothing heavy itself. A failed import is left to the page that needs it (which
 reports it); the warm-up only imports.
@@ -19,6 +19,7 @@ reports it); the warm-up only imports.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import asynccontextmanager, contextmanager
 
 _warmed = False
@@ -52,8 +53,9 @@ BASICS = ("pandas", "plotly.graph_objects")
 FIRST = ("torch", "sgconv_core", "sgconv_core.checkpoints", "analysis.extract")
 #: The app's own modules and what the first page draws with, imported once Streamlit's runtime exists.
 PAGES = ("app.state", "app.ui", "app.figures", "analysis.figures", "analysis.decay")
-#: What only the other pages add, imported after the first page ran.
+#: What only the other pages add, imported `LATER_DELAY_S` seconds after the first page ran.
 LATER = ("analysis.frequency", "analysis.measure")
+LATER_DELAY_S = 3.0
 _runtime_ready = threading.Event()
 _first_page = threading.Event()
 _basics = threading.Event()
@@ -99,8 +101,10 @@ def _import_all(basics=BASICS, first=FIRST, pages=PAGES, later=LATER, wait_s: fl
     _import_group(first, wait_s)
     if _runtime_ready.wait(wait_s):
         _import_group(pages, wait_s)
-    # the later modules would compete with the first page's own work for the one interpreter lock
+    # the later modules would compete with the first page's own work for the CPU: the script's, then the browser's
+    # (plotly.js and the first render take it about a second after the script run ends)
     _first_page.wait(wait_s)
+    time.sleep(LATER_DELAY_S)
     _import_group(later, wait_s)
 
 
@@ -171,47 +175,6 @@ def _open_browser() -> None:
     cli_util.open_browser(server_util.get_url(addr))
 
 
-def plotly_preload_link() -> str:
-    """The value of an HTTP ``Link`` header that asks the browser to fetch and compile Streamlit's plotly.js chunk
-    (``static/js/PlotlyChart.<hash>.js``, 4.7 MB) as a module: '' when this Streamlit has not exactly one."""
-    from pathlib import Path
-
-    import streamlit
-    from streamlit import config
-
-    found = sorted((Path(streamlit.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))
-    if len(found) != 1:
-        return ""
-    base = "/".join(p for p in str(config.get_option("server.baseUrlPath") or "").split("/") if p)
-    return f"<{'/' + base if base else ''}/static/js/{found[0].name}>; rel=modulepreload"
-
-
-class PreloadPlotly:
-    """ASGI middleware of the st.App (app/main.py): every HTML page it serves names plotly.js in a ``Link:
-    rel=modulepreload`` header, so the browser fetches and compiles it while it loads Streamlit's own scripts,
-    instead of only once the first chart arrives (on a cold start, 1-1.5 s of this machine's browser time that
-    otherwise follows the first script run). Nothing else of the response changes; without the chunk (another
-    Streamlit build) it passes everything through."""
-
-    def __init__(self, app, link: str | None = None) -> None:
-        self.app = app
-        self.link = (plotly_preload_link() if link is None else link).encode("latin-1")
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.link:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_link(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
-                    message = {**message, "headers": [*headers, (b"link", self.link)]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_link)
-
-
 def prefetch_plotly():
     """On a session's first run, draw a tiny blank plotly chart at once and return its placeholder (else None).
 
@@ -234,9 +197,8 @@ def prefetch_plotly():
     slot = st.empty()
     slot.plotly_chart(fig, key="ks-plotly-prefetch", config={"staticPlot": True, "displayModeBar": False},
                       theme=None)
-    import time
-
-    time.sleep(0.05)  # let the server send it before this thread waits for, or does, the imports (the GIL)
+    if _importing:
+        time.sleep(0.05)  # let the server send it before this thread waits for the warm-up (the GIL)
     return slot
 
 
