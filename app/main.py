@@ -30,8 +30,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # takes effect if torch is 
 
 from app.store import runtime  # noqa: E402  (imports nothing heavy)
 
-# First thing: torch and the loader import in a background thread (at server start, or at the first script run
-# when this file runs without `streamlit run`, e.g. under AppTest), then the app's own modules (runtime.py).
+# First thing: the warm-up thread (runtime.py: pandas and plotly, torch and the loader, then the app's modules)
+# starts, at server start under `streamlit run`, else (AppTest) at the first script run.
 runtime.warm_up()
 
 import streamlit as st  # noqa: E402
