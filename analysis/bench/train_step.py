@@ -4,8 +4,9 @@ r"""A training step of zoo models, timed through the training loop itself, again
                                         [--threads 2] [--json OUT]
 
 For each model its card's training config (``pretrained/<name>.safetensors``) is rebuilt (`sgconv_core.train.build`)
-and `sgconv_core.train.fit` runs ``2 + steps`` steps of it; a step's time is the gap between two of fit's progress
-events (forward, loss, backward, AdamW; the first two steps are warm-up and dropped). Interleaved over ``rounds``:
+and `sgconv_core.train.fit` runs ``2 + steps`` steps of it in a fresh process (`memory.run_in_child`: the allocator
+starts as a user's would); a step's time is the gap between two of fit's progress events (forward, loss,
+backward, AdamW; the first two steps are warm-up and dropped). Interleaved over ``rounds``:
 
 - **step**: fit as it is (on the CPU it keeps freed tensors' memory mapped: `sgconv_core.device.reuse_freed_memory`);
 - **default allocator**: the same steps with glibc's default allocation (fit's ``reuse_freed_memory`` replaced by a
@@ -40,6 +41,7 @@ from sgconv_core.device import reuse_freed_memory
 from sgconv_core.layers import conv_layers
 
 from . import env  # the package imported it first: OMP_WAIT_POLICY is set before torch loads
+from .memory import run_in_child
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEFAULT_MODELS = ("digits-s4d", "digits-s4", "digits-sgconv")
@@ -83,6 +85,15 @@ def step_times(cfg: train_mod.TrainConfig, allocator: str = "reuse") -> dict:
     ms = [(b[0] - a[0]) * 1e3 for a, b in zip(kept, kept[1:])]
     faults = (kept[-1][1] - kept[0][1]) / max(1, len(ms))
     return {"ms": ms, "faults_per_step": faults}
+
+
+def child(argv: list[str]) -> None:
+    """In a fresh process: `step_times` of model argv[0] for argv[1] steps, argv[2] threads (0: torch's default),
+    allocator argv[3]; prints the result as one JSON line (`memory.run_in_child`)."""
+    name, steps, threads, allocator = argv[0], int(argv[1]), int(argv[2]) or None, argv[3]
+    if threads:
+        torch.set_num_threads(threads)
+    print(json.dumps(step_times(train_config(name, steps, threads), allocator)))
 
 
 def _median_ms(fn, reps: int) -> float:
@@ -161,13 +172,14 @@ def run(models=DEFAULT_MODELS, steps: int = 8, rounds: int = 2, threads: int | N
     """Interleaved measurements (see the module docstring): one row per model."""
     if threads:
         torch.set_num_threads(threads)
-    cfgs = {m: train_config(m, WARMUP_STEPS + steps, threads) for m in models}
+    cfgs = {m: train_config(m, WARMUP_STEPS + steps, threads) for m in models}  # bad names fail here, at once
     got = {m: {v: [] for v in VARIANTS} for m in models}
     faults = {m: {v: [] for v in VARIANTS} for m in models}
     for r in range(rounds):
         for m in models:
             for v in VARIANTS:
-                res = step_times(cfgs[m], "reuse" if v == "step" else "default")
+                res = run_in_child("analysis.bench.train_step:child",
+                                   [m, str(WARMUP_STEPS + steps), str(threads or 0), "reuse" if v == "step" else "default"])
                 got[m][v] += res["ms"]
                 faults[m][v].append(res["faults_per_step"])
                 progress(f"round {r + 1}/{rounds} {m} {v}: median {statistics.median(res['ms']):.1f} ms, "
