@@ -91,5 +91,5 @@ def _run(prefetch) -> None:
 
 if __name__ == "__main__":  # a session's script run (Streamlit runs this file as __main__ on every rerun)
     _frame()
-else:  # `streamlit run app/main.py` imports this file once at server start to serve this app (see the docstring)
-    app = st.App(__file__, lifespan=runtime.serving)
+elif hasattr(st, "App"):  # `streamlit run app/main.py` imports this file once at server start (see the docstring)
+    app = st.App(__file__, lifespan=runtime.serving)  # a Streamlit without st.App: a plain script, warmed at its first run
