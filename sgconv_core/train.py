@@ -20,6 +20,7 @@ call ``fit`` with many runs and swap :class:`SeparateModels` for a vmapped batch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -389,20 +390,18 @@ def fit(runs: list[Run], task, models=None, progress: Callable[[dict], None] | N
     {"event": "eval", "keys", "step", "steps", "val_metrics", "metric", "elapsed_s"}.
     """
     device = next(runs[0].model.parameters()).device
-    if device.type != "cpu":
-        return _fit(runs, task, models, progress, should_stop, time_budget_s, t0)
-    with reuse_freed_memory():  # the step's activations are re-allocated every step: keep their memory mapped
-        return _fit(runs, task, models, progress, should_stop, time_budget_s, t0)
+    # on the CPU the step's activations are re-allocated every step: keep their memory mapped
+    with reuse_freed_memory() if device.type == "cpu" else contextlib.nullcontext():
+        return _fit(runs, task, models, progress, should_stop, time_budget_s, t0, device)
 
 
-def _fit(runs, task, models, progress, should_stop, time_budget_s, t0) -> str | None:
+def _fit(runs, task, models, progress, should_stop, time_budget_s, t0, device) -> str | None:
     """`fit`'s loop."""
     models = models or SeparateModels()
     t0 = time.time() if t0 is None else t0
     steps, metric = runs[0].cfg.steps, task.spec.metric
     if any(r.cfg.steps != steps for r in runs):
         raise ValueError("runs trained together must have the same number of steps")
-    device = next(runs[0].model.parameters()).device
     x_train, y_train = (t.to(device) for t in task.split("train"))
     x_val, y_val = task.split("val")
 

@@ -136,12 +136,18 @@ def time_one(browser, script: str, path: str, predicate: str, arg=None, env: dic
     return {"total_s": t_drawn - t0, "healthy_s": t_healthy - t0, "exception": exception}
 
 
+def check_before(root: str | Path) -> None:
+    """ValueError unless ``root`` holds app/main.py (the checkout ``--before`` times)."""
+    if not (Path(root) / "app" / "main.py").is_file():
+        raise ValueError(f"--before {root}: no app/main.py there (give the root of another checkout)")
+
+
 def measure(repeats: int = 3, link: str = DEFAULT_LINK, pretrained: str | None = None,
             before: str | Path | None = None) -> dict:
     """Interleaved floor / app (/ before: app/main.py of the checkout at ``before``) cold starts; returns the times,
     their medians and the ratios of the medians to the floor's."""
-    if before is not None and not (Path(before) / "app" / "main.py").is_file():
-        raise ValueError(f"--before {before}: no app/main.py there (give the root of another checkout)")
+    if before is not None:
+        check_before(before)
     from playwright.sync_api import sync_playwright
 
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
@@ -201,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
-    if args.before and not (Path(args.before) / "app" / "main.py").is_file():
-        ap.error(f"--before {args.before}: no app/main.py there (give the root of another checkout)")
+    if args.before:
+        try:
+            check_before(args.before)
+        except ValueError as e:
+            ap.error(str(e))
     if not os.path.exists(CHROMIUM):
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
         return 2

@@ -190,7 +190,7 @@ class S4Kernel(S4DKernel):
         Lk = int(self.l_kernel)
         if not 0 < int(L) <= Lk:
             raise ValueError(f"the Cauchy route needs 0 < L <= l_kernel = {Lk}, got L = {L}")
-        return self._dplr_kernel(self.ssm_params()[3], Lk, int(L), route)
+        return self._dplr_kernel(None, Lk, int(L), route)
 
     def block_C(self, L: int) -> tuple[torch.Tensor, int]:
         r"""C~ of every block of b taps up to L, from the stored C~ without mutating it: (C~_j (m, C_k, H, N'), b).
@@ -221,7 +221,7 @@ class S4Kernel(S4DKernel):
     def _dplr_kernel(self, C: torch.Tensor, Lk: int, L: int, route: str = "auto", blocks: int = 1) -> torch.Tensor:
         r"""The Cauchy + Woodbury route for C~ = C attuned to Lk, the blocks laid end to end, truncated to L: (C_k, H, L).
 
-        C: (blocks, C_k, H, N') (or (C_k, H, N') for one block); L <= blocks * Lk; the route runs in C's precision
+        C: (blocks, C_k, H, N') (or (C_k, H, N') for one block; None: the stored C~); L <= blocks * Lk; the route runs in C's precision
         (complex128 C: float64 even for a float32 kernel). The kernel is real-linear in C~:
         K_j = sum_n Re C~_jn G_n + Im C~_jn G_{N'+n} with G (2N', H, Lk) the kernels of the unit vectors e_n and
         i e_n. With more block rows (blocks * C_k) than 2N', G is computed once (2N' channels) and every block is one
@@ -232,9 +232,9 @@ class S4Kernel(S4DKernel):
         """
         if route not in ("auto", "vandermonde", "cauchy"):
             raise ValueError(f"unknown Cauchy route {route!r}; choose 'auto', 'vandermonde' or 'cauchy'")
-        C = C.reshape(blocks, -1, *C.shape[-2:])  # (m, C_k, H, N')
+        dt, A, B, stored = self.ssm_params()
+        C = (stored if C is None else C).reshape(blocks, -1, *stored.shape[-2:])  # (m, C_k, H, N')
         m, C_k, H, M = C.shape
-        dt, A, B, _ = self.ssm_params()
         P = tile(torch.view_as_complex(self.P.contiguous()), self.H, 1)
         dt, A, B, P = dt.to(C.real.dtype), A.to(C.dtype), B.to(C.dtype), P.to(C.dtype)
         w = A * dt
